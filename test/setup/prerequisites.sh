@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the suite drives (wireguard-go and wg for interop, iproute2 and
+# nftables for namespaces and the UDP block, iperf3 and ping for traffic). Run by `npm test`.
+# As root it installs what is missing; otherwise it only reports, and the suites that need a
+# package fail with its name.
+set -euo pipefail
+packages=(wireguard-go wireguard-tools iproute2 nftables iperf3 iputils-ping)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "prerequisites: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+  exit 0
+fi
+echo "prerequisites: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,177 @@
+/**
+ * `sidero.link.ProvisionService/Provision`: a node presents a join token and its WireGuard key
+ * and learns the server's key, its own address and the virtual endpoint it tunnels to. The
+ * relay always tunnels (an edge cannot take UDP), so `grpc_peer_addr_port` is always set.
+ * Served by Connect's router on every runtime (Connect and gRPC-web; plain gRPC on Node).
+ */
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
+import {
+  networkPrefix,
+  randomNodeAddress,
+  serverAddress,
+  VIRTUAL_PEER_PORT,
+  virtualNetworkPrefix,
+} from "../../shared/siderolink/addressing.ts";
+import { endpointsToWire } from "../../shared/siderolink/endpoints.ts";
+import { SideroLinkError } from "../../shared/siderolink/errors.ts";
+import { formatAddrPort, formatIPv6, parseIPv6 } from "../../shared/siderolink/ipv6.ts";
+import { parseKey } from "../../shared/siderolink/keys.ts";
+import { NoUplinkError } from "../hub/hub.ts";
+import { type PeerRecord, StoreConflictError, validateNetworkName } from "../store/store.ts";
+import type { RelayDirectory } from "./runtime.ts";
+import { peerEntry } from "./runtime.ts";
+import { constantTimeEqual, parseJoinToken } from "./secrets.ts";
+
+/** Provisions by result, keyed by gRPC code name in snake case ("ok", "permission_denied"). */
+export type ProvisionCounts = Record<string, number>;
+
+export interface ProvisionHandler {
+  readonly impl: ServiceImpl<typeof ProvisionService>;
+  readonly counts: ProvisionCounts;
+}
+
+const INVALID_JOIN_TOKEN = "invalid join token";
+/** Peers one network may hold: the uplink's peer list and WireGuard's peer table stay sane. */
+export const MAX_PEERS_PER_NETWORK = 10_000;
+const ADDRESS_ATTEMPTS = 4;
+
+export function createProvisionHandler(
+  directory: RelayDirectory,
+  now: () => number = Date.now,
+): ProvisionHandler {
+  const counts: ProvisionCounts = {};
+  const count = (code: Code | "ok") => {
+    const name = code === "ok" ? "ok" : codeName(code);
+    counts[name] = (counts[name] ?? 0) + 1;
+  };
+
+  return {
+    counts,
+    impl: {
+      async provision(request) {
+        try {
+          const response = await provision(directory, request, now());
+          count("ok");
+          return response;
+        } catch (error) {
+          const connectError = ConnectError.from(error);
+          count(connectError.code);
+          throw connectError;
+        }
+      },
+    },
+  };
+}
+
+type ProvisionArgs = Parameters<ServiceImpl<typeof ProvisionService>["provision"]>[0];
+
+async function provision(directory: RelayDirectory, request: ProvisionArgs, now: number) {
+  const token = parseJoinToken(request.joinToken ?? "");
+  if (!token || !isNetworkName(token.network)) throw permissionDenied();
+  const runtime = await directory.runtime(token.network);
+  const network = await runtime.store.network();
+  if (!network) throw permissionDenied();
+  // Compare against every active token, without stopping early, so timing reveals nothing.
+  let valid = false;
+  for (const candidate of await runtime.store.tokens()) {
+    if (candidate.revokedAt === null && constantTimeEqual(candidate.secret, token.secret))
+      valid = true;
+  }
+  if (!valid) throw permissionDenied();
+
+  let publicKey: string;
+  try {
+    parseKey(request.nodePublicKey, "node_public_key");
+    publicKey = request.nodePublicKey;
+  } catch (error) {
+    if (error instanceof SideroLinkError)
+      throw new ConnectError(error.message, Code.InvalidArgument);
+    throw error;
+  }
+  if (request.nodeUuid === "") {
+    throw new ConnectError("node_uuid: empty; expected the machine's UUID", Code.InvalidArgument);
+  }
+  if (!runtime.hub.hasUplink || network.serverPublicKey === null) {
+    throw new ConnectError(
+      `the management server is not connected to the relay for network ${JSON.stringify(network.name)}; ` +
+        `start its uplink (siderolink-sidecar serve --network ${network.name}) and try again`,
+      Code.Unavailable,
+    );
+  }
+
+  const prefix = networkPrefix(network.installationId);
+  const uniqueToken = request.nodeUniqueToken ?? "";
+  const existing = await runtime.store.peerByIdentity(request.nodeUuid, uniqueToken);
+  if (!existing && (await runtime.store.peerCount()) >= MAX_PEERS_PER_NETWORK) {
+    throw new ConnectError(
+      `network ${JSON.stringify(network.name)} holds ${MAX_PEERS_PER_NETWORK} nodes, its limit; revoke unused nodes (siderolink-relay node revoke)`,
+      Code.ResourceExhausted,
+    );
+  }
+  const predefined = existing ? undefined : await runtime.store.predefinedAddress(request.nodeUuid);
+  let peer: PeerRecord | undefined;
+  for (let attempt = 0; !peer; attempt++) {
+    const candidate: PeerRecord = {
+      nodeUuid: request.nodeUuid,
+      uniqueToken,
+      publicKey,
+      address: existing?.address ?? predefined ?? formatIPv6(randomNodeAddress(prefix)),
+      virtualAddress:
+        existing?.virtualAddress ?? formatIPv6(randomNodeAddress(virtualNetworkPrefix())),
+      talosVersion: request.talosVersion ?? "",
+      firstSeen: existing?.firstSeen ?? now,
+      lastSeen: now,
+      rxBytes: existing?.rxBytes ?? 0,
+      txBytes: existing?.txBytes ?? 0,
+      rxPackets: existing?.rxPackets ?? 0,
+      txPackets: existing?.txPackets ?? 0,
+    };
+    try {
+      await runtime.store.savePeer(candidate);
+      peer = candidate;
+    } catch (error) {
+      // A random address collided with another node's (or a predefined one is taken): only a
+      // fresh draw can help, and only a few times.
+      if (!(error instanceof StoreConflictError) || existing || attempt + 1 >= ADDRESS_ATTEMPTS)
+        throw error;
+    }
+  }
+
+  if (existing && existing.publicKey !== publicKey) {
+    runtime.hub.removePeer(peerEntry(existing), "node provisioned again with a new key");
+  }
+  try {
+    await runtime.hub.addPeer(peerEntry(peer));
+  } catch (error) {
+    if (error instanceof NoUplinkError) throw new ConnectError(error.message, Code.Unavailable);
+    throw error;
+  }
+
+  const virtualEndpoint = formatAddrPort(parseIPv6(peer.virtualAddress), VIRTUAL_PEER_PORT);
+  return {
+    serverEndpoint: endpointsToWire([virtualEndpoint]),
+    serverPublicKey: network.serverPublicKey,
+    nodeAddressPrefix: `${peer.address}/64`,
+    serverAddress: formatIPv6(serverAddress(prefix)),
+    grpcPeerAddrPort: virtualEndpoint,
+  };
+}
+
+function permissionDenied(): ConnectError {
+  return new ConnectError(INVALID_JOIN_TOKEN, Code.PermissionDenied);
+}
+
+function isNetworkName(name: string): boolean {
+  try {
+    validateNetworkName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `PermissionDenied` -> `permission_denied`. */
+export function codeName(code: Code): string {
+  return (Code[code] ?? `code_${code}`).replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}

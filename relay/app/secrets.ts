@@ -1,0 +1,58 @@
+/** Secrets the relay hands out, and how they are compared. */
+
+/** A join token reads `<network>.<secret>`, so any edge can route it without a lookup table. */
+export const JOIN_TOKEN_SEPARATOR = ".";
+
+/**
+ * 32 random bytes as unpadded base64url: safe in URLs, query strings and shell quotes. Drawn
+ * again when it would start with '-' or '_', so no command line mistakes it for an option.
+ */
+export function randomSecret(bytes = 32): string {
+  const raw = new Uint8Array(bytes);
+  for (;;) {
+    crypto.getRandomValues(raw);
+    const text = btoa(String.fromCharCode(...raw))
+      .replaceAll("+", "-")
+      .replaceAll("/", "_")
+      .replace(/=+$/, "");
+    if (/^[A-Za-z0-9]/.test(text)) return text;
+  }
+}
+
+/** A short id for listing and revoking a token without showing its secret: 8 hex digits. */
+export function randomId(): string {
+  const raw = new Uint8Array(4);
+  crypto.getRandomValues(raw);
+  return Array.from(raw, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+export function formatJoinToken(network: string, secret: string): string {
+  return `${network}${JOIN_TOKEN_SEPARATOR}${secret}`;
+}
+
+/** Splits a join token; undefined when it does not have the `<network>.<secret>` form. */
+export function parseJoinToken(token: string): { network: string; secret: string } | undefined {
+  const dot = token.indexOf(JOIN_TOKEN_SEPARATOR);
+  if (dot <= 0 || dot === token.length - 1) return undefined;
+  return { network: token.slice(0, dot), secret: token.slice(dot + 1) };
+}
+
+/**
+ * Compares two secrets in time that depends only on their lengths, so response timing does not
+ * reveal how much of a guess was right.
+ */
+export function constantTimeEqual(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  let diff = x.length ^ y.length;
+  const length = Math.max(x.length, y.length);
+  for (let i = 0; i < length; i++)
+    diff |= (x[i % (x.length || 1)] ?? 0) ^ (y[i % (y.length || 1)] ?? 0);
+  return diff === 0;
+}
+
+/** The secret of `Authorization: Bearer <secret>`, or undefined. */
+export function bearerToken(header: string | null | undefined): string | undefined {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
+  return match?.[1];
+}

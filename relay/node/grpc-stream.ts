@@ -1,0 +1,144 @@
+/**
+ * `sidero.link.WireGuardOverGRPCService/CreateStream` on Node's HTTP/2: the stream Talos opens
+ * when `grpc_peer_addr_port` is set. One PeerPacket carries one datagram each way. The
+ * `x-siderolink-ipv6-addr` metadata names the peer; since the path names no network, the
+ * virtual address (random in a prefix all networks share) finds it.
+ */
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type {
+  PeerPacket,
+  WireGuardOverGRPCService,
+} from "../../shared/gen/sidero/link/wireguard_pb.ts";
+import { decodeNodeDatagrams } from "../../shared/tunnel/decode.ts";
+import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
+import type { NetworkRuntime } from "../app/runtime.ts";
+import { canonicalPeerAddress, PEER_ADDRESS_HEADER } from "../app/tunnel.ts";
+import type { HubSocket } from "../hub/socket.ts";
+
+/** Finds the network runtime whose peer owns a virtual address. */
+export type PeerLocator = (virtualAddress: string) => Promise<NetworkRuntime | undefined>;
+
+export function createWireGuardOverGrpc(
+  locate: PeerLocator,
+  now: () => number = Date.now,
+): ServiceImpl<typeof WireGuardOverGRPCService> {
+  return {
+    async *createStream(requests: AsyncIterable<PeerPacket>, context: HandlerContext) {
+      const virtualAddress = canonicalPeerAddress(
+        context.requestHeader.get(PEER_ADDRESS_HEADER) ?? "",
+      );
+      const runtime = virtualAddress && (await locate(virtualAddress));
+      if (!virtualAddress || !runtime)
+        throw new ConnectError(REASON_PEER_NOT_ALLOWED, Code.PermissionDenied);
+
+      const socket = new GrpcHubSocket(context.signal);
+      const { hub } = runtime;
+      hub.attach(socket, { v: 1, role: "node", virtualAddress, connectedAt: now() });
+      const one: Uint8Array[] = [];
+      // Reads until the client half-closes or the call ends; the response side may end first
+      // (replaced, revoked), and connect then cancels the call, which ends this loop too.
+      void (async () => {
+        try {
+          for await (const packet of requests) {
+            one[0] = packet.Data;
+            if (packet.Data.length > 0) hub.nodeDatagrams(socket, one, 1);
+          }
+        } catch {
+          // The client went away; the stream ends below.
+        } finally {
+          socket.end();
+        }
+      })();
+      try {
+        yield* socket.outgoing();
+      } finally {
+        hub.closed(socket);
+        socket.end();
+      }
+    },
+  };
+}
+
+/** HubSocket that turns NODE_DATAGRAMS frames into PeerPackets on one gRPC response stream. */
+class GrpcHubSocket implements HubSocket {
+  readonly #queue: Uint8Array[] = [];
+  readonly #views: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #ended = false;
+  #error: ConnectError | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(signal: AbortSignal) {
+    signal.addEventListener("abort", () => this.end(), { once: true });
+  }
+
+  get bufferedAmount(): number {
+    return this.#queuedBytes;
+  }
+
+  send(data: Uint8Array | string): void {
+    if (this.#ended || typeof data === "string") return;
+    const count = decodeNodeDatagrams(data, this.#views);
+    for (let i = 0; i < count; i++) {
+      const datagram = this.#views[i].slice();
+      this.#queue.push(datagram);
+      this.#queuedBytes += datagram.length;
+    }
+    this.#signal();
+  }
+
+  close(code: number, reason: string): void {
+    if (this.#ended) return;
+    this.#error = new ConnectError(reason, closeStatus(code));
+    this.end();
+  }
+
+  persist(): void {}
+
+  end(): void {
+    this.#ended = true;
+    this.#signal();
+  }
+
+  async *outgoing(): AsyncGenerator<{ Data: Uint8Array }> {
+    for (;;) {
+      const datagram = this.#queue.shift();
+      if (datagram) {
+        this.#queuedBytes -= datagram.length;
+        yield { Data: datagram };
+        continue;
+      }
+      if (this.#ended) {
+        if (this.#error) throw this.#error;
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+    }
+  }
+
+  #signal(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
+
+/** The gRPC status that tells a Talos client what a hub close code means. */
+function closeStatus(code: number): Code {
+  switch (code) {
+    case CloseCode.Replaced:
+      return Code.Aborted;
+    case CloseCode.PeerNotAllowed:
+    case CloseCode.PeerRemoved:
+      return Code.PermissionDenied;
+    case CloseCode.Malformed:
+    case CloseCode.TooBig:
+      return Code.InvalidArgument;
+    case CloseCode.LivenessTimeout:
+      return Code.DeadlineExceeded;
+    default:
+      return Code.Unavailable;
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * The Node relay: one port serving HTTP/1.1 (the Hono app and WebSockets) and HTTP/2 (plain
+ * gRPC for Talos: Provision and CreateStream, plus Connect and gRPC-web, then the same app).
+ * Without TLS the first bytes decide: the HTTP/2 connection preface means h2c, anything else
+ * HTTP/1.1. With TLS, ALPN decides (h2 or http/1.1).
+ */
+import { readFileSync } from "node:fs";
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import tls from "node:tls";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { getRequestListener } from "@hono/node-server";
+import { WireGuardOverGRPCService } from "../../shared/gen/sidero/link/wireguard_pb.ts";
+import { CloseCode } from "../../shared/tunnel/frame.ts";
+import { createRelayApp } from "../app/app.ts";
+import { MAX_PROVISION_REQUEST_BYTES, registerProvision } from "../app/connect.ts";
+import type { HubLimits } from "../hub/hub.ts";
+import { createNodeDirectory, type NodeDirectory } from "./directory.ts";
+import { createWireGuardOverGrpc } from "./grpc-stream.ts";
+import { openSqliteDatabase, type SqliteDatabase } from "./sqlite.ts";
+import { createWebSocketUpgrades } from "./websocket.ts";
+
+export interface RelayServerOptions {
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  readonly dataDir: string;
+  readonly tls?: { readonly certFile: string; readonly keyFile: string } | undefined;
+  /** Enables the admin API for this token. */
+  readonly operatorToken?: string | undefined;
+  /** How nodes reach this relay, when not the listen address (behind a proxy, NAT). */
+  readonly nodeBaseUrl?: string | undefined;
+  readonly hubLimits?: Partial<HubLimits>;
+  readonly sweepIntervalMs?: number;
+}
+
+export interface RelayServer {
+  /** `http://host:port` or `https://host:port`: admin API, WebSockets, Connect. */
+  readonly url: string;
+  /** The base of apiUrl for nodes: `grpc://host:port` or `https://host:port`. */
+  readonly nodeBaseUrl: string;
+  readonly port: number;
+  readonly directory: NodeDirectory;
+  readonly database: SqliteDatabase;
+  /** Closes every stream (GoingAway), stops listening and closes the database. */
+  close(): Promise<void>;
+}
+
+/** "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113 section 3.4); its first bytes suffice. */
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");
+
+export async function startRelayServer(options: RelayServerOptions): Promise<RelayServer> {
+  const database = openSqliteDatabase(options.dataDir);
+  const directory = createNodeDirectory(database, {
+    hubLimits: options.hubLimits,
+    sweepIntervalMs: options.sweepIntervalMs,
+  });
+  const scheme = options.tls ? "https" : "http";
+  const { app, provision } = createRelayApp({
+    directory,
+    operatorToken: options.operatorToken,
+    nodeBaseUrl: options.nodeBaseUrl,
+  });
+  const honoListener = getRequestListener((request) => app.fetch(request));
+  const upgrades = createWebSocketUpgrades((request) => app.fetch(request));
+  directory.setUpgrades(upgrades);
+
+  const grpcHandler = connectNodeAdapter({
+    readMaxBytes: MAX_PROVISION_REQUEST_BYTES,
+    routes: (router) => {
+      registerProvision(router, provision);
+      router.service(
+        WireGuardOverGRPCService,
+        createWireGuardOverGrpc((address) => directory.locatePeer(address)),
+      );
+    },
+    fallback: (request, response) => {
+      honoListener(
+        request as http2.Http2ServerRequest,
+        response as http2.Http2ServerResponse,
+      ).catch((error: unknown) => {
+        console.error("relay: request failed", error);
+      });
+    },
+  });
+
+  const http1 = http.createServer(honoListener);
+  http1.on("upgrade", (request, socket, head) => upgrades.handle(request, socket, head));
+  const h2 = http2.createServer({}, grpcHandler);
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.Http2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+  });
+
+  const dispatch = (socket: net.Socket, http2Wanted: boolean): void => {
+    (http2Wanted ? h2 : http1).emit("connection", socket);
+  };
+
+  let front: net.Server;
+  if (options.tls) {
+    front = tls.createServer(
+      {
+        cert: readFileSync(options.tls.certFile),
+        key: readFileSync(options.tls.keyFile),
+        ALPNProtocols: ["h2", "http/1.1"],
+      },
+      (socket) => dispatch(socket, socket.alpnProtocol === "h2"),
+    );
+  } else {
+    front = net.createServer((socket) => sniff(socket, dispatch));
+  }
+  front.on("connection", (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    front.once("error", reject);
+    front.listen(options.port, options.host, () => {
+      front.off("error", reject);
+      resolve();
+    });
+  });
+  const address = front.address() as net.AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const url = `${scheme}://${host}:${address.port}`;
+  const nodeBaseUrl = options.nodeBaseUrl ?? (options.tls ? url : `grpc://${host}:${address.port}`);
+
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    nodeBaseUrl,
+    port: address.port,
+    directory,
+    database,
+    close() {
+      closed ??= (async () => {
+        upgrades.close();
+        await directory.close(CloseCode.GoingAway, "relay shutting down");
+        await new Promise<void>((resolve) => {
+          front.close(() => resolve());
+          for (const session of sessions) session.close();
+          http1.closeIdleConnections();
+          setTimeout(() => {
+            for (const socket of sockets) socket.destroy();
+          }, 250).unref();
+        });
+        database.close();
+      })();
+      return closed;
+    },
+  };
+}
+
+/** Reads just enough of a plaintext connection to tell HTTP/2 prior knowledge from HTTP/1.1. */
+function sniff(
+  socket: net.Socket,
+  dispatch: (socket: net.Socket, http2Wanted: boolean) => void,
+): void {
+  let seen = Buffer.alloc(0);
+  const onData = (chunk: Buffer): void => {
+    seen = Buffer.concat([seen, chunk]);
+    const compared = Math.min(seen.length, HTTP2_PREFACE.length);
+    const matches = seen.subarray(0, compared).equals(HTTP2_PREFACE.subarray(0, compared));
+    if (matches && seen.length < HTTP2_PREFACE.length) return;
+    socket.off("data", onData);
+    socket.pause();
+    socket.unshift(seen);
+    dispatch(socket, matches);
+    // The HTTP/2 session takes the sniffed bytes from the stream's buffer itself; the HTTP/1.1
+    // parser reads the handle directly and gets them only as 'data' once the stream resumes.
+    if (!matches) socket.resume();
+  };
+  socket.on("data", onData);
+  socket.on("error", () => socket.destroy());
+}

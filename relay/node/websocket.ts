@@ -1,0 +1,134 @@
+/**
+ * WebSockets on Node: the HTTP/1.1 `upgrade` event runs the request through the relay app, and
+ * when a route admitted it (NetworkRuntime.acceptWebSocket), `ws` completes the handshake and
+ * the socket joins that network's hub.
+ */
+import type { IncomingMessage } from "node:http";
+import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
+import { type WebSocket, WebSocketServer } from "ws";
+import { MAX_FRAME_SIZE } from "../../shared/tunnel/frame.ts";
+import type { Admission, NetworkRuntime } from "../app/runtime.ts";
+import type { HubSocket } from "../hub/socket.ts";
+
+interface PendingUpgrade {
+  readonly runtime: NetworkRuntime;
+  readonly admission: Admission;
+}
+
+export interface WebSocketUpgrades {
+  /** NetworkRuntime.acceptWebSocket for runtimes of this process. */
+  accept(runtime: NetworkRuntime, request: Request, admission: Admission): Response;
+  /** The http server's `upgrade` listener. */
+  handle(incoming: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Stops accepting; open sockets are closed through their hubs. */
+  close(): void;
+}
+
+export type FetchFn = (request: Request) => Response | Promise<Response>;
+
+export function createWebSocketUpgrades(fetch: FetchFn): WebSocketUpgrades {
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_FRAME_SIZE,
+    perMessageDeflate: false,
+  });
+  const pending = new WeakMap<Request, PendingUpgrade>();
+  let closing = false;
+
+  const reject = (socket: Duplex, status: number, body: string): void => {
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  };
+
+  return {
+    accept(runtime, request, admission) {
+      pending.set(request, { runtime, admission });
+      return new Response(null, { status: 200 });
+    },
+
+    handle(incoming, socket, head) {
+      socket.on("error", () => socket.destroy());
+      if (closing) {
+        reject(socket, 503, JSON.stringify({ error: "relay is shutting down" }));
+        return;
+      }
+      let request: Request;
+      try {
+        request = toFetchRequest(incoming);
+      } catch {
+        reject(socket, 400, JSON.stringify({ error: "malformed request target or Host header" }));
+        return;
+      }
+      Promise.resolve()
+        .then(() => fetch(request))
+        .then(
+          async (response) => {
+            const upgrade = pending.get(request);
+            pending.delete(request);
+            if (!upgrade) {
+              reject(socket, response.status, await response.text());
+              return;
+            }
+            wss.handleUpgrade(incoming, socket, head, (ws) => adopt(ws, upgrade));
+          },
+          (error: unknown) => {
+            console.error("relay: upgrade failed", error);
+            reject(socket, 500, JSON.stringify({ error: "internal error; see the relay's log" }));
+          },
+        );
+    },
+
+    close() {
+      closing = true;
+      wss.close();
+    },
+  };
+}
+
+function adopt(ws: WebSocket, { runtime, admission }: PendingUpgrade): void {
+  if ("refuse" in admission) {
+    ws.close(admission.refuse.code, admission.refuse.reason);
+    return;
+  }
+  const socket = wsHubSocket(ws);
+  const { hub } = runtime;
+  ws.on("message", (data: Buffer, isBinary: boolean) => {
+    hub.message(socket, isBinary ? data : data.toString("utf8"));
+  });
+  ws.on("close", () => hub.closed(socket));
+  ws.on("error", () => hub.closed(socket));
+  hub.attach(socket, admission.attach);
+}
+
+/** HubSocket over a `ws` WebSocket. */
+export function wsHubSocket(ws: WebSocket): HubSocket {
+  return {
+    send(data) {
+      if (ws.readyState !== ws.OPEN) return;
+      // The hub reuses its buffer once send returns, and ws may write later: copy.
+      ws.send(typeof data === "string" ? data : Buffer.from(data));
+    },
+    close(code, reason) {
+      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
+    },
+    get bufferedAmount() {
+      return ws.bufferedAmount;
+    },
+    persist() {},
+  };
+}
+
+function toFetchRequest(incoming: IncomingMessage): Request {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(incoming.headers)) {
+    if (value === undefined) continue;
+    for (const item of Array.isArray(value) ? value : [value]) headers.append(name, item);
+  }
+  const scheme = "encrypted" in incoming.socket && incoming.socket.encrypted ? "https" : "http";
+  return new Request(`${scheme}://${incoming.headers.host ?? "localhost"}${incoming.url ?? "/"}`, {
+    headers,
+  });
+}

@@ -1,0 +1,117 @@
+/**
+ * What the relay remembers about one network, behind a small async interface so each runtime
+ * brings its own storage: SqlNetworkStore (sql-store.ts) over a SqlExecutor runs on node:sqlite
+ * (relay/node/sqlite.ts) and on a Durable Object's SQLite storage alike.
+ *
+ * Keys are base64 text (WireGuard's own encoding), addresses canonical IPv6 text, times
+ * milliseconds since the Unix epoch.
+ */
+
+/** A network: one overlay with its own address prefix, secrets and peers. */
+export interface NetworkRecord {
+  /** 1-63 of [a-z0-9-], starting with a letter or digit: it appears in URLs and join tokens. */
+  readonly name: string;
+  /** Seeds the address prefix (NetworkPrefix(installationId)). */
+  readonly installationId: string;
+  /** Authenticates the server uplink and this network's admin calls. */
+  readonly adminSecret: string;
+  /** The management server's WireGuard public key, once an uplink has said HELLO. */
+  readonly serverPublicKey: string | null;
+  readonly createdAt: number;
+}
+
+/** A join token reads `<network>.<secret>`; `id` names it for listing and revoking. */
+export interface JoinTokenRecord {
+  readonly id: string;
+  readonly secret: string;
+  readonly createdAt: number;
+  readonly revokedAt: number | null;
+}
+
+/** A provisioned node. Identity is nodeUuid + uniqueToken; the rest may change on re-provision. */
+export interface PeerRecord {
+  readonly nodeUuid: string;
+  /** The node's unique token, "" when it sent none. */
+  readonly uniqueToken: string;
+  readonly publicKey: string;
+  /** The node's overlay address in the network prefix. */
+  readonly address: string;
+  /** The address in the virtual prefix that names the node's tunnel stream. */
+  readonly virtualAddress: string;
+  readonly talosVersion: string;
+  readonly firstSeen: number;
+  readonly lastSeen: number;
+  /** Traffic through the relay, seen from the node: rx = towards the node. */
+  readonly rxBytes: number;
+  readonly txBytes: number;
+  readonly rxPackets: number;
+  readonly txPackets: number;
+}
+
+/** Traffic to add to a peer's counters, and when it was last seen. */
+export interface TrafficDelta {
+  readonly rxBytes: number;
+  readonly txBytes: number;
+  readonly rxPackets: number;
+  readonly txPackets: number;
+  readonly lastSeen: number;
+}
+
+/** One network's storage. Methods on a network that does not exist reject, except `network()`. */
+export interface NetworkStore {
+  readonly name: string;
+  network(): Promise<NetworkRecord | undefined>;
+  /** Creates the network; rejects with StoreConflictError when it exists. */
+  createNetwork(init: Omit<NetworkRecord, "name" | "serverPublicKey">): Promise<NetworkRecord>;
+  setServerPublicKey(publicKey: string): Promise<void>;
+
+  /** All tokens, revoked ones included, oldest first. */
+  tokens(): Promise<JoinTokenRecord[]>;
+  addToken(token: JoinTokenRecord): Promise<void>;
+  /** Marks the token revoked; false when no active token has this id. */
+  revokeToken(id: string, at: number): Promise<boolean>;
+
+  peers(): Promise<PeerRecord[]>;
+  peerCount(): Promise<number>;
+  peerByIdentity(nodeUuid: string, uniqueToken: string): Promise<PeerRecord | undefined>;
+  peerByVirtualAddress(virtualAddress: string): Promise<PeerRecord | undefined>;
+  /** Inserts or replaces the peer with the same identity; rejects with StoreConflictError when its addresses are taken by another peer. */
+  savePeer(peer: PeerRecord): Promise<void>;
+  /** Removes the peer; false when there was none. */
+  removePeer(nodeUuid: string, uniqueToken: string): Promise<boolean>;
+  /** Adds to the counters of the peer with this virtual address (no-op if it is gone). */
+  recordTraffic(virtualAddress: string, delta: TrafficDelta): Promise<void>;
+
+  /** Addresses configured ahead of time for node UUIDs. */
+  predefinedAddress(nodeUuid: string): Promise<string | undefined>;
+  setPredefinedAddress(nodeUuid: string, address: string | undefined): Promise<void>;
+}
+
+/** A uniqueness rule was broken: the network exists, or an address is taken. */
+export class StoreConflictError extends Error {
+  override readonly name = "StoreConflictError";
+}
+
+/** The network the call was about does not exist. */
+export class NetworkNotFoundError extends Error {
+  override readonly name = "NetworkNotFoundError";
+  readonly network: string;
+  constructor(network: string) {
+    super(
+      `network ${JSON.stringify(network)} does not exist; create it with: siderolink-relay network create ${network}`,
+    );
+    this.network = network;
+  }
+}
+
+const NETWORK_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/** Checks a network name; the message says what is allowed. */
+export function validateNetworkName(name: string): string {
+  if (!NETWORK_NAME.test(name)) {
+    throw new RangeError(
+      `network name ${JSON.stringify(name)} is not allowed: use 1-63 lower-case letters, digits and '-', starting with a letter or digit`,
+    );
+  }
+  return name;
+}

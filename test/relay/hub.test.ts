@@ -1,0 +1,300 @@
+/** The hub alone, over in-memory sockets and a hand-driven clock. */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { Hub, type HubLimits, NoUplinkError } from "../../relay/hub/hub.ts";
+import type { HubSocket, SocketAttachment } from "../../relay/hub/socket.ts";
+import { formatIPv6, parseIPv6 } from "../../shared/siderolink/ipv6.ts";
+import {
+  decodeControl,
+  decodeNodeDatagrams,
+  decodePeerDatagrams,
+  type PeerEntry,
+} from "../../shared/tunnel/decode.ts";
+import { createBatchEncoder, encodeAck, encodeHello } from "../../shared/tunnel/encode.ts";
+import {
+  CloseCode,
+  FrameType,
+  MAX_FRAME_SIZE,
+  PROTOCOL_VERSION,
+} from "../../shared/tunnel/frame.ts";
+import { markerOf, transportMessage, until } from "./helpers.ts";
+
+class MemorySocket implements HubSocket {
+  readonly sent: (Uint8Array | string)[] = [];
+  closed: { code: number; reason: string } | undefined;
+  bufferedAmount = 0;
+  attachment: SocketAttachment | undefined;
+  lastPingAt: number | undefined;
+
+  send(data: Uint8Array | string): void {
+    this.sent.push(typeof data === "string" ? data : data.slice());
+  }
+  close(code: number, reason: string): void {
+    this.closed ??= { code, reason };
+  }
+  persist(attachment: SocketAttachment): void {
+    this.attachment = attachment;
+  }
+  datagrams(): number[] {
+    const out: number[] = [];
+    for (const frame of this.sent) {
+      if (typeof frame === "string" || frame[0] !== FrameType.NodeDatagrams) continue;
+      const views: Uint8Array[] = [];
+      const count = decodeNodeDatagrams(frame, views);
+      for (let i = 0; i < count; i++) out.push(markerOf(views[i]));
+    }
+    return out;
+  }
+  tagged(): { tag: string; marker: number }[] {
+    const out: { tag: string; marker: number }[] = [];
+    for (const frame of this.sent) {
+      if (typeof frame === "string" || frame[0] !== FrameType.PeerDatagrams) continue;
+      const tags: Uint8Array[] = [];
+      const views: Uint8Array[] = [];
+      const count = decodePeerDatagrams(frame, tags, views);
+      for (let i = 0; i < count; i++)
+        out.push({ tag: formatIPv6(tags[i]), marker: markerOf(views[i]) });
+    }
+    return out;
+  }
+  control() {
+    return this.sent
+      .filter((f): f is Uint8Array => typeof f !== "string" && f[0] >= 0x10)
+      .map(decodeControl);
+  }
+}
+
+const VIRTUAL_A = "fdae:41e4:649b:9304::a";
+const VIRTUAL_B = "fdae:41e4:649b:9304::b";
+const entry = (virtual: string, key = 1): PeerEntry => ({
+  publicKey: new Uint8Array(32).fill(key),
+  address: new Uint8Array(16).fill(2),
+  virtualAddress: parseIPv6(virtual),
+});
+
+function setup(limits: Partial<HubLimits> = {}) {
+  let clock = 1_000_000;
+  const hub = new Hub({
+    limits,
+    now: () => clock,
+    hooks: { uplinkHello: async () => [entry(VIRTUAL_A)] },
+  });
+  return {
+    hub,
+    advance(ms: number) {
+      clock += ms;
+    },
+    now: () => clock,
+  };
+}
+
+function batch(markers: number[]): Uint8Array {
+  const encoder = createBatchEncoder(false);
+  for (const marker of markers) encoder.add(transportMessage(marker));
+  return encoder.finish().slice();
+}
+
+function tagged(items: [string, number][]): Uint8Array {
+  const encoder = createBatchEncoder(true);
+  for (const [virtual, marker] of items)
+    encoder.add(transportMessage(marker), entry(virtual).virtualAddress);
+  return encoder.finish().slice();
+}
+
+async function readyUplink(hub: Hub, now: number): Promise<MemorySocket> {
+  const uplink = new MemorySocket();
+  hub.attach(uplink, { v: 1, role: "uplink", serverPublicKey: null, connectedAt: now });
+  hub.message(uplink, encodeHello(PROTOCOL_VERSION, new Uint8Array(32).fill(7)));
+  await until("the uplink to be ready", () => hub.hasUplink || undefined);
+  return uplink;
+}
+
+describe("hub", () => {
+  test("HELLO persists the key in the attachment and answers with the peer list", async () => {
+    const { hub, now } = setup();
+    const uplink = await readyUplink(hub, now());
+    assert.deepEqual(uplink.attachment, {
+      v: 1,
+      role: "uplink",
+      serverPublicKey: Buffer.from(new Uint8Array(32).fill(7)).toString("base64"),
+      connectedAt: now(),
+    });
+    const [list] = uplink.control();
+    assert.equal(list.type, FrameType.PeerList);
+    assert.ok(list.type === FrameType.PeerList && list.last && list.peers.length === 1);
+  });
+
+  test("datagrams before HELLO close the uplink; a wrong version is refused by name", () => {
+    const { hub, now } = setup();
+    const early = new MemorySocket();
+    hub.attach(early, { v: 1, role: "uplink", serverPublicKey: null, connectedAt: now() });
+    hub.message(early, tagged([[VIRTUAL_A, 1]]));
+    assert.deepEqual(early.closed, { code: CloseCode.Malformed, reason: "datagrams before HELLO" });
+    const old = new MemorySocket();
+    hub.attach(old, { v: 1, role: "uplink", serverPublicKey: null, connectedAt: now() });
+    hub.message(old, encodeHello(9, new Uint8Array(32)));
+    assert.equal(old.closed?.code, CloseCode.UnsupportedVersion);
+    assert.match(old.closed?.reason ?? "", /version 9 is not supported; this relay speaks 1/);
+  });
+
+  test("drops are counted by reason: no uplink, unknown peer, not WireGuard", async () => {
+    const { hub, now } = setup();
+    const node = new MemorySocket();
+    hub.attach(node, { v: 1, role: "node", virtualAddress: VIRTUAL_A, connectedAt: now() });
+    hub.message(node, batch([1, 2]));
+    assert.equal(hub.metrics.drops.no_uplink, 2);
+    const uplink = await readyUplink(hub, now());
+    hub.message(
+      uplink,
+      tagged([
+        [VIRTUAL_B, 3],
+        [VIRTUAL_A, 4],
+      ]),
+    );
+    assert.equal(hub.metrics.drops.unknown_peer, 1);
+    assert.deepEqual(node.datagrams(), [4]);
+    const encoder = createBatchEncoder(false);
+    encoder.add(new Uint8Array([1, 0, 0, 0, 5]));
+    hub.message(node, encoder.finish().slice());
+    assert.equal(hub.metrics.drops.not_wireguard, 1);
+    assert.deepEqual(uplink.tagged(), []);
+  });
+
+  test("a frame over the size limit closes the stream with 1009 and says why", () => {
+    const { hub, now } = setup();
+    const node = new MemorySocket();
+    hub.attach(node, { v: 1, role: "node", virtualAddress: VIRTUAL_A, connectedAt: now() });
+    const huge = new Uint8Array(MAX_FRAME_SIZE + 10);
+    huge[0] = FrameType.NodeDatagrams;
+    hub.message(node, huge);
+    assert.equal(node.closed?.code, CloseCode.TooBig);
+    assert.equal(
+      node.closed?.reason,
+      `frame too big: ${MAX_FRAME_SIZE + 10} bytes (limit ${MAX_FRAME_SIZE})`,
+    );
+    assert.equal(hub.nodeCount, 0);
+  });
+
+  test("silent streams are closed within the liveness timeout; pings keep a stream alive", () => {
+    const { hub, now, advance } = setup({ livenessTimeoutMs: 45_000 });
+    const silent = new MemorySocket();
+    const pinging = new MemorySocket();
+    const autoAnswered = new MemorySocket();
+    for (const [socket, virtual] of [
+      [silent, VIRTUAL_A],
+      [pinging, VIRTUAL_B],
+    ] as const) {
+      hub.attach(socket, { v: 1, role: "node", virtualAddress: virtual, connectedAt: now() });
+    }
+    hub.attach(autoAnswered, { v: 1, role: "uplink", serverPublicKey: null, connectedAt: now() });
+    for (let second = 0; second < 60; second += 10) {
+      advance(10_000);
+      hub.message(pinging, "ping");
+      autoAnswered.lastPingAt = now();
+      hub.sweep();
+    }
+    assert.equal(silent.closed?.code, CloseCode.LivenessTimeout);
+    assert.match(silent.closed?.reason ?? "", /nothing received for 50 s \(limit 45 s\)/);
+    assert.equal(pinging.closed, undefined);
+    assert.equal(autoAnswered.closed, undefined, "a runtime's auto-answered pings count");
+    assert.ok(pinging.sent.includes("pong"));
+    assert.equal(hub.metrics.livenessTimeouts, 1);
+  });
+
+  test("addPeer: refused without an uplink, waits for the ACK, gives up after the timeout", async () => {
+    const { hub, now } = setup({ ackTimeoutMs: 50 });
+    assert.throws(() => hub.addPeer(entry(VIRTUAL_B)), NoUplinkError);
+    const uplink = await readyUplink(hub, now());
+    const acked = hub.addPeer(entry(VIRTUAL_B));
+    const added = uplink.control().find((m) => m.type === FrameType.PeerAdded);
+    assert.ok(added?.type === FrameType.PeerAdded);
+    hub.message(uplink, encodeAck(added.seq));
+    assert.equal(await acked, "acked");
+    assert.equal(await hub.addPeer(entry(VIRTUAL_B, 2)), "timeout");
+    assert.equal(hub.metrics.ackTimeouts, 1);
+    const pending = hub.addPeer(entry(VIRTUAL_B, 3));
+    hub.closed(uplink);
+    assert.equal(await pending, "uplink_gone");
+  });
+
+  test("removePeer tells the uplink and closes the node's stream", async () => {
+    const { hub, now } = setup();
+    const uplink = await readyUplink(hub, now());
+    const node = new MemorySocket();
+    hub.attach(node, { v: 1, role: "node", virtualAddress: VIRTUAL_A, connectedAt: now() });
+    hub.removePeer(entry(VIRTUAL_A), "node revoked by the operator");
+    assert.deepEqual(node.closed, {
+      code: CloseCode.PeerRemoved,
+      reason: "node revoked by the operator",
+    });
+    assert.ok(uplink.control().some((m) => m.type === FrameType.PeerRemoved));
+  });
+
+  test("a congested destination keeps a bounded drop-oldest backlog and drains it in order", async () => {
+    const { hub, now } = setup({
+      nodeQueue: { datagrams: 4, bytes: 1 << 20 },
+      highWaterBytes: 1000,
+      retryMs: 5,
+    });
+    const uplink = await readyUplink(hub, now());
+    const node = new MemorySocket();
+    hub.attach(node, { v: 1, role: "node", virtualAddress: VIRTUAL_A, connectedAt: now() });
+    node.bufferedAmount = 5000;
+    for (let marker = 0; marker < 10; marker++) hub.message(uplink, tagged([[VIRTUAL_A, marker]]));
+    assert.equal(hub.queuedDatagrams, 4);
+    assert.equal(hub.metrics.drops.queue_full, 6);
+    assert.deepEqual(node.datagrams(), []);
+    node.bufferedAmount = 0;
+    await until("the backlog to drain", () => node.datagrams().length === 4 || undefined);
+    assert.deepEqual(node.datagrams(), [6, 7, 8, 9]);
+    assert.equal(hub.queuedDatagrams, 0);
+  });
+
+  test("a hub rebuilt from the sockets' attachments switches as before, without sending anything", async () => {
+    const first = setup();
+    const uplink = await readyUplink(first.hub, first.now());
+    const nodeA = new MemorySocket();
+    const nodeB = new MemorySocket();
+    first.hub.attach(nodeA, {
+      v: 1,
+      role: "node",
+      virtualAddress: VIRTUAL_A,
+      connectedAt: first.now(),
+    });
+    first.hub.attach(nodeB, {
+      v: 1,
+      role: "node",
+      virtualAddress: VIRTUAL_B,
+      connectedAt: first.now(),
+    });
+    const sentBefore = uplink.sent.length;
+
+    // Attachments go through JSON, as a Durable Object's serializeAttachment stores them.
+    const saved = [uplink, nodeA, nodeB].map(
+      (s) => [s, JSON.parse(JSON.stringify(s.attachment))] as const,
+    );
+    assert.ok(saved.every(([, a]) => JSON.stringify(a).length < 16 * 1024));
+    const second = setup();
+    second.hub.restore(saved);
+    assert.equal(uplink.sent.length, sentBefore, "restore sends nothing");
+    assert.ok(second.hub.hasUplink);
+    assert.equal(second.hub.nodeCount, 2);
+    second.hub.message(nodeB, batch([5]));
+    assert.deepEqual(uplink.tagged(), [{ tag: VIRTUAL_B, marker: 5 }]);
+    second.hub.message(uplink, tagged([[VIRTUAL_A, 6]]));
+    assert.deepEqual(nodeA.datagrams(), [6]);
+  });
+});
+
+test("restoring an older socket for a taken address keeps the newer one", () => {
+  const { hub, now } = setup();
+  const newer = new MemorySocket();
+  const older = new MemorySocket();
+  hub.attach(newer, { v: 1, role: "node", virtualAddress: VIRTUAL_A, connectedAt: now() });
+  hub.restore([
+    [older, { v: 1, role: "node", virtualAddress: VIRTUAL_A, connectedAt: now() - 5000 }],
+  ]);
+  assert.deepEqual(older.closed, { code: CloseCode.Replaced, reason: "peer replaced" });
+  assert.equal(newer.closed, undefined);
+  assert.equal(hub.nodeCount, 1);
+});

@@ -1,0 +1,65 @@
+/**
+ * The relay's Worker: it finds each request's network and hands the request to that network's
+ * Durable Object, with no lookup table on the way.
+ *
+ *   POST /sidero.link.ProvisionService/Provision   network from the join token in the body
+ *                                                  (`<network>.<secret>`)
+ *   /v1/networks/:network/...                      network from the path (tunnel, uplink,
+ *                                                  and the admin routes of one network)
+ *   POST /v1/networks                              network from the JSON body's "name"
+ *
+ * What names no network (GET /healthz, GET /v1/networks, GET /metrics, a Provision whose token
+ * cannot be read) is answered here by the same app over an edge directory (edge.ts).
+ */
+import { provisionNetwork } from "../app/connect.ts";
+import { validateNetworkName } from "../store/store.ts";
+import { serveEdge } from "./edge.ts";
+import type { Env } from "./env.ts";
+
+export { DirectoryObject } from "./directory-object.ts";
+export { NetworkObject } from "./network-object.ts";
+
+const PROVISION_PATH = "/sidero.link.ProvisionService/Provision";
+const NETWORKS_PATH = "/v1/networks";
+const NETWORK_PATH = /^\/v1\/networks\/([^/]+)(?:\/|$)/;
+
+export default {
+  async fetch(request, env): Promise<Response> {
+    const network = await networkOf(request);
+    if (network === undefined) return serveEdge(request, env);
+    return env.NETWORK.get(env.NETWORK.idFromName(network)).fetch(request);
+  },
+} satisfies ExportedHandler<Env>;
+
+/** The valid network name the request is for, or undefined for the edge app to answer. */
+async function networkOf(request: Request): Promise<string | undefined> {
+  const { pathname } = new URL(request.url);
+  let name: string | undefined;
+  if (pathname === PROVISION_PATH && request.method === "POST") {
+    name = await provisionNetwork(request);
+  } else if (pathname === NETWORKS_PATH && request.method === "POST") {
+    const body: unknown = await request
+      .clone()
+      .json()
+      .catch(() => undefined);
+    const field = (body as { name?: unknown } | undefined)?.name;
+    name = typeof field === "string" ? field : undefined;
+  } else {
+    const match = NETWORK_PATH.exec(pathname);
+    try {
+      name = match ? decodeURIComponent(match[1]) : undefined;
+    } catch {
+      name = undefined;
+    }
+  }
+  return name !== undefined && isNetworkName(name) ? name : undefined;
+}
+
+function isNetworkName(name: string): boolean {
+  try {
+    validateNetworkName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}

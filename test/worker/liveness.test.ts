@@ -1,0 +1,46 @@
+/**
+ * Liveness on the Worker: the object's alarm closes streams that stay silent past the timeout,
+ * while pings, answered by the runtime without waking the object, keep a stream alive.
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { removePersistDirectory, startWorkerRelay, type WorkerRelay } from "./support/miniflare.ts";
+import { startTestNetwork, type TestNetwork } from "./support/network.ts";
+
+/** The shortest timeout the relay accepts; the alarm then sweeps every 250 ms. */
+const LIVENESS_TIMEOUT_MS = 1_000;
+
+let relay: WorkerRelay;
+let net: TestNetwork | undefined;
+
+before(async () => {
+  relay = await startWorkerRelay({ livenessTimeoutMs: LIVENESS_TIMEOUT_MS });
+});
+
+after(async () => {
+  net?.close();
+  await relay?.stop();
+  if (relay) await removePersistDirectory(relay);
+});
+
+test("a silent stream is closed, a pinging one stays open", async () => {
+  net = await startTestNetwork(relay.url, relay.operatorToken);
+  const [silent, pinging] = [await net.provisionNode(), await net.provisionNode()];
+  const silentStream = await net.connect(silent);
+  const pingingStream = await net.connect(pinging);
+  const pings = setInterval(() => {
+    pingingStream.send("ping");
+    net?.uplink.socket.send("ping");
+  }, LIVENESS_TIMEOUT_MS / 5);
+  try {
+    // The object may be evicted meanwhile: pings must count without it.
+    await relay.evictNetwork(net.network.name);
+    await silentStream.wantClosed(4408, /^nothing received for \d+ s \(limit 1 s\)/);
+    await new Promise((resolve) => setTimeout(resolve, LIVENESS_TIMEOUT_MS * 2));
+    assert.equal(pingingStream.isOpen, true, "a stream that pings was closed");
+    assert.equal(net.uplink.socket.isOpen, true, "the uplink that pings was closed");
+    assert.equal(await pingingStream.nextText(), "pong");
+  } finally {
+    clearInterval(pings);
+  }
+});

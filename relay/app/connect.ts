@@ -48,24 +48,20 @@ export async function provisionNetwork(request: Request): Promise<string | undef
   try {
     let body = new Uint8Array(await request.clone().arrayBuffer());
     if (body.length > MAX_PROVISION_REQUEST_BYTES) return undefined;
-    let joinToken: string | undefined;
-    if (contentType.startsWith("application/json")) {
-      joinToken = fromJson(
-        ProvisionRequestSchema,
-        JSON.parse(new TextDecoder().decode(body)),
-      ).joinToken;
-    } else {
-      if (contentType.startsWith("application/grpc-web-text")) {
-        body = Uint8Array.from(atob(new TextDecoder().decode(body)), (c) => c.charCodeAt(0));
-      }
-      if (contentType.startsWith("application/grpc")) {
-        // Envelope: u8 flags, u32 length, message. Compressed messages are not read here.
-        if (body.length < 5 || body[0] !== 0) return undefined;
-        const size = ((body[1] << 24) >>> 0) + (body[2] << 16) + (body[3] << 8) + body[4];
-        body = body.subarray(5, 5 + size);
-      }
-      joinToken = fromBinary(ProvisionRequestSchema, body).joinToken;
+    if (contentType.startsWith("application/grpc-web-text")) {
+      body = Uint8Array.from(atob(new TextDecoder().decode(body)), (c) => c.charCodeAt(0));
     }
+    if (contentType.startsWith("application/grpc")) {
+      // Envelope: u8 flags, u32 length, message. Compressed messages are not read here.
+      if (body.length < 5 || body[0] !== 0) return undefined;
+      const size = ((body[1] << 24) >>> 0) + (body[2] << 16) + (body[3] << 8) + body[4];
+      body = body.subarray(5, 5 + size);
+    }
+    // Connect's unary JSON is application/json; gRPC and gRPC-web name it with a +json suffix.
+    const json = contentType.startsWith("application/json") || /^[^;]*\+json/.test(contentType);
+    const joinToken = json
+      ? fromJson(ProvisionRequestSchema, JSON.parse(new TextDecoder().decode(body))).joinToken
+      : fromBinary(ProvisionRequestSchema, body).joinToken;
     return parseJoinToken(joinToken ?? "")?.network;
   } catch {
     return undefined;

@@ -1,0 +1,124 @@
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { uapiRequestLength } from "../../shared/wireguard/uapi.ts";
+
+/**
+ * Serves WireGuard's cross-platform configuration protocol on a Unix stream socket, where
+ * `wg` looks for userspace devices: /var/run/wireguard/<iface>.sock.
+ *
+ * Framing: a request is the line `get=1` or `set=1`, then (for set) `key=value` lines, ended
+ * by an empty line. The reply is `key=value` lines (for get) and `errno=N`, ended by an empty
+ * line. A connection may carry several requests; `wg` sends one and closes.
+ */
+
+export const UapiSocketDirectory = "/var/run/wireguard";
+
+/** Answers one whole request (its text includes the final empty line) with a whole reply. */
+export type UapiHandler = (request: string) => string | Promise<string>;
+
+export interface UapiSocket {
+  readonly path: string;
+  /** Stops listening, ends open connections and removes the socket file. */
+  close(): Promise<void>;
+}
+
+/** Longest request accepted: a full `wg setconf` of thousands of peers fits many times over. */
+const MaxRequestBytes = 16 * 1024 * 1024;
+
+export function uapiSocketPath(iface: string, directory = UapiSocketDirectory): string {
+  return `${directory}/${iface}.sock`;
+}
+
+/**
+ * Listens on the interface's socket. A socket file left by a process that died is replaced;
+ * one that still answers belongs to a running device, and that is an error.
+ */
+export async function serveUapi(
+  iface: string,
+  handler: UapiHandler,
+  directory = UapiSocketDirectory,
+): Promise<UapiSocket> {
+  const path = uapiSocketPath(iface, directory);
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  if (await answers(path)) {
+    throw new Error(
+      `${path} is in use: another WireGuard process serves interface ${iface}; stop it first`,
+    );
+  }
+  rmSync(path, { force: true });
+
+  const connections = new Set<Socket>();
+  const server = createServer((socket) => {
+    connections.add(socket);
+    socket.on("close", () => connections.delete(socket));
+    handleConnection(socket, handler);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  chmodSync(path, 0o600);
+  const removeAtExit = (): void => rmSync(path, { force: true });
+  process.on("exit", removeAtExit);
+
+  return {
+    path,
+    async close() {
+      for (const socket of connections) socket.destroy();
+      await closeServer(server);
+      rmSync(path, { force: true });
+      process.off("exit", removeAtExit);
+    },
+  };
+}
+
+function handleConnection(socket: Socket, handler: UapiHandler): void {
+  let buffered = "";
+  let busy = Promise.resolve();
+  socket.setEncoding("utf8");
+  socket.on("error", () => socket.destroy());
+  socket.on("data", (chunk: string) => {
+    buffered += chunk;
+    if (buffered.length > MaxRequestBytes) {
+      socket.end(`errno=${Errno.EMSGSIZE}\n\n`);
+      return;
+    }
+    for (let end = uapiRequestLength(buffered); end > 0; end = uapiRequestLength(buffered)) {
+      const request = buffered.slice(0, end);
+      buffered = buffered.slice(end);
+      busy = busy.then(async () => {
+        let reply: string;
+        try {
+          reply = await handler(request);
+        } catch {
+          reply = `errno=${Errno.EIO}\n\n`;
+        }
+        if (!socket.destroyed) socket.write(reply);
+      });
+    }
+  });
+  socket.on("end", () => {
+    void busy.then(() => socket.end());
+  });
+}
+
+/** `errno=` values are negated Linux errnos, as wireguard-go reports them. */
+const Errno = { EIO: -5, EMSGSIZE: -90 } as const;
+
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}

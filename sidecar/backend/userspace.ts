@@ -1,0 +1,80 @@
+/**
+ * The userspace backend: the TypeScript WireGuard device on a Linux TUN, its ciphertext on a
+ * stream bind (or a UDP bind when not tunnelling), and the `wg` configuration socket.
+ */
+import { formatKey } from "../../shared/siderolink/keys.ts";
+import { Device } from "../../shared/wireguard/device.ts";
+import { createStreamBind, type StreamEndpoint } from "../../shared/wireguard/stream-bind.ts";
+import { handleUapiRequest } from "../../shared/wireguard/uapi.ts";
+import { createStreamEndpoints } from "../bind/stream-endpoints.ts";
+import { createUdpBind } from "../bind/udp.ts";
+import { openLinuxTun } from "../tun/tun-linux.ts";
+import { nodeClock } from "../wireguard/clock-node.ts";
+import { createNodeCryptoProvider } from "../wireguard/crypto-node.ts";
+import { serveUapi } from "../wireguard/uapi-socket.ts";
+import { type BackendOptions, LinkMtu, type WireGuardBackend } from "./backend.ts";
+
+export async function createUserspaceBackend(options: BackendOptions): Promise<WireGuardBackend> {
+  const streamBind = createStreamBind();
+  streamBind.attach(options.sink);
+  const endpoints = createStreamEndpoints();
+  const tun = openLinuxTun({ name: options.iface, mtu: LinkMtu });
+  const device = new Device({
+    tun,
+    bind: options.udp ? createUdpBind({ port: 0 }) : streamBind,
+    crypto: createNodeCryptoProvider(),
+    clock: nodeClock,
+    log: options.log,
+  });
+  let uapi: Awaited<ReturnType<typeof serveUapi>> | undefined;
+  try {
+    device.setPrivateKey(options.privateKey);
+    await device.start();
+    uapi = await serveUapi(tun.name, (request) => handleUapiRequest(device, request));
+  } catch (error) {
+    await device.close();
+    throw error;
+  }
+  const served = uapi;
+
+  return {
+    kind: "userspace",
+    iface: tun.name,
+    endpoint: (tag, port) => endpoints.get(tag, port),
+    deliver(datagrams, from: StreamEndpoint) {
+      streamBind.deliver(datagrams, from);
+    },
+    async setPeer(peer) {
+      device.setPeer({
+        publicKey: peer.publicKey,
+        endpoint: peer.endpoint,
+        allowedIps: peer.allowedIps,
+        replaceAllowedIps: true,
+        persistentKeepaliveInterval: peer.persistentKeepalive,
+      });
+    },
+    async removePeer(publicKey) {
+      device.removePeer(publicKey);
+    },
+    async peers() {
+      return [...device.peers()].map((peer) => ({
+        publicKey: formatKey(peer.publicKey),
+        endpoint: peer.endpoint?.toString() ?? null,
+        lastHandshake: peer.lastHandshake,
+        rxBytes: peer.rxBytes,
+        txBytes: peer.txBytes,
+      }));
+    },
+    drops() {
+      return {
+        ...device.drops,
+        tunWrite: tun.writeDrops,
+        streamBind: streamBind.drops,
+      };
+    },
+    async close() {
+      await served.close();
+      await device.close();
+    },
+  };
+}

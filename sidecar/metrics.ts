@@ -1,0 +1,116 @@
+/**
+ * Prometheus metrics of a running sidecar, served on 127.0.0.1 only (`--metrics-port`): the
+ * status snapshot rendered in the text exposition format. Names start with
+ * `siderolink_sidecar_`.
+ */
+import { createServer, type Server } from "node:http";
+import type { StatusSnapshot } from "./status.ts";
+
+export const MetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+export function renderMetrics(snapshot: StatusSnapshot, now: number): string {
+  const out: string[] = [];
+  const metric = (
+    name: string,
+    type: "gauge" | "counter",
+    help: string,
+    samples: readonly [Record<string, string>, number][],
+  ): void => {
+    out.push(
+      `# HELP siderolink_sidecar_${name} ${help}`,
+      `# TYPE siderolink_sidecar_${name} ${type}`,
+    );
+    for (const [labels, value] of samples) {
+      const text = Object.entries(labels)
+        .map(([key, v]) => `${key}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`)
+        .join(",");
+      out.push(`siderolink_sidecar_${name}${text ? `{${text}}` : ""} ${value}`);
+    }
+  };
+  const role = { role: snapshot.role };
+  const t = snapshot.transport;
+  metric("up", "gauge", "1 when the link is usable (see status).", [[role, snapshot.up ? 1 : 0]]);
+  metric("transport_connected", "gauge", "1 while the tunnel or uplink stream is open.", [
+    [{ ...role, kind: t.kind }, t.state === "connected" ? 1 : 0],
+  ]);
+  metric("transport_connects_total", "counter", "Streams opened to the relay.", [
+    [role, t.connects],
+  ]);
+  metric("tunnel_datagrams_total", "counter", "WireGuard datagrams carried by the stream.", [
+    [{ direction: "rx" }, t.rxDatagrams],
+    [{ direction: "tx" }, t.txDatagrams],
+  ]);
+  metric("tunnel_bytes_total", "counter", "Bytes of WireGuard datagrams carried by the stream.", [
+    [{ direction: "rx" }, t.rxBytes],
+    [{ direction: "tx" }, t.txBytes],
+  ]);
+  metric(
+    "drops_total",
+    "counter",
+    "Packets and datagrams dropped, by reason.",
+    Object.entries(snapshot.drops).map(([reason, value]) => [{ reason }, value]),
+  );
+  metric("peers", "gauge", "WireGuard peers configured.", [[role, snapshot.peers.length]]);
+  metric(
+    "peer_last_handshake_age_seconds",
+    "gauge",
+    "Seconds since the last handshake with each peer (absent before the first).",
+    snapshot.peers
+      .filter((peer) => peer.lastHandshake !== null)
+      .map((peer) => [
+        { peer: peer.publicKey },
+        Math.max(0, (now - Date.parse(peer.lastHandshake!)) / 1000),
+      ]),
+  );
+  metric(
+    "peer_bytes_total",
+    "counter",
+    "WireGuard bytes exchanged with each peer.",
+    snapshot.peers.flatMap((peer): [Record<string, string>, number][] => [
+      [{ peer: peer.publicKey, direction: "rx" }, peer.rxBytes],
+      [{ peer: peer.publicKey, direction: "tx" }, peer.txBytes],
+    ]),
+  );
+  return `${out.join("\n")}\n`;
+}
+
+export interface MetricsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Serves GET /metrics on 127.0.0.1:`port` (0 picks one). */
+export async function serveMetrics(
+  port: number,
+  snapshot: () => Promise<StatusSnapshot>,
+): Promise<MetricsServer> {
+  const server: Server = createServer((request, response) => {
+    if (request.method !== "GET" || request.url !== "/metrics") {
+      response.writeHead(404, { "content-type": "text/plain" }).end("try GET /metrics\n");
+      return;
+    }
+    snapshot().then(
+      (value) =>
+        response
+          .writeHead(200, { "content-type": MetricsContentType })
+          .end(renderMetrics(value, Date.now())),
+      (error: unknown) => response.writeHead(500).end(`${String(error)}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  return {
+    port: typeof address === "object" && address ? address.port : port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,137 @@
+/**
+ * What a running sidecar reports about itself, and how `siderolink-sidecar status` gets it: a
+ * Unix socket per interface (`<run dir>/<iface>.sock`, default run dir /run/siderolink-sidecar)
+ * that answers each connection with one JSON snapshot and closes.
+ */
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
+import { join } from "node:path";
+
+export const DefaultRunDirectory = "/run/siderolink-sidecar";
+
+export interface PeerReport {
+  readonly publicKey: string;
+  readonly endpoint: string | null;
+  /** The node's overlay address (server role). */
+  readonly address?: string;
+  /** ISO time of the last handshake, or null. */
+  readonly lastHandshake: string | null;
+  readonly lastHandshakeAgeSeconds: number | null;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+}
+
+export interface StatusSnapshot {
+  readonly role: "node" | "server";
+  readonly iface: string;
+  readonly backend: string;
+  readonly pid: number;
+  readonly startedAt: string;
+  /** The relay or API URL, without query or credentials. */
+  readonly relay: string;
+  /** Node: the transport is connected and the handshake is fresh. Server: the uplink is synced. */
+  readonly up: boolean;
+  readonly transport: {
+    readonly kind: string;
+    readonly state: string;
+    readonly lastError: string | null;
+    readonly connects: number;
+    readonly rxDatagrams: number;
+    readonly txDatagrams: number;
+    readonly rxBytes: number;
+    readonly txBytes: number;
+  };
+  readonly addresses: {
+    /** This end's overlay address with its prefix length. */
+    readonly local: string | null;
+    readonly server: string | null;
+    /** Node: its virtual tunnel endpoint. */
+    readonly virtual: string | null;
+  };
+  readonly peers: readonly PeerReport[];
+  readonly drops: Readonly<Record<string, number>>;
+}
+
+export function statusSocketPath(runDirectory: string, iface: string): string {
+  return join(runDirectory, `${iface}.sock`);
+}
+
+export interface StatusServer {
+  readonly path: string;
+  close(): Promise<void>;
+}
+
+/** Serves snapshots on the interface's status socket (replacing a stale socket file). */
+export async function serveStatus(
+  path: string,
+  snapshot: () => Promise<StatusSnapshot>,
+): Promise<StatusServer> {
+  mkdirSync(join(path, ".."), { recursive: true, mode: 0o755 });
+  rmSync(path, { force: true });
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+    snapshot().then(
+      (value) => socket.end(`${JSON.stringify(value)}\n`),
+      (error: unknown) => socket.end(`${JSON.stringify({ error: String(error) })}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  // Root only: the snapshot names peers and addresses.
+  chmodSync(path, 0o600);
+  const removeAtExit = (): void => rmSync(path, { force: true });
+  process.on("exit", removeAtExit);
+  return {
+    path,
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(path, { force: true });
+      process.off("exit", removeAtExit);
+    },
+  };
+}
+
+/** Reads one snapshot; rejects with a message naming the socket when nothing answers. */
+export function readStatus(path: string, timeoutMs = 5000): Promise<StatusSnapshot> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(path);
+    let text = "";
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer from ${path} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      text += chunk;
+    });
+    socket.on("error", (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(
+        new Error(
+          error.code === "ENOENT" || error.code === "ECONNREFUSED"
+            ? `no sidecar is running for this interface (${path} ${error.code === "ENOENT" ? "does not exist" : "refuses connections"})`
+            : `${path}: ${error.message}`,
+        ),
+      );
+    });
+    socket.on("end", () => {
+      clearTimeout(timer);
+      try {
+        const value = JSON.parse(text) as StatusSnapshot | { error: string };
+        if ("error" in value) reject(new Error(`the sidecar could not report: ${value.error}`));
+        else resolve(value);
+      } catch {
+        reject(new Error(`${path} answered something that is not a status report`));
+      }
+    });
+  });
+}

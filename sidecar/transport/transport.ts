@@ -1,0 +1,73 @@
+/**
+ * What a node's tunnel transport looks like to the rest of the sidecar: a stream to the relay
+ * that carries WireGuard datagrams both ways and keeps itself connected. It reconnects on its
+ * own after failures (every RetryIntervalMs, jittered); when the relay ends the stream for a
+ * reason a reconnect cannot fix ("peer not allowed", "peer replaced", peer removed), it stops
+ * and reports `onTerminal`, and the caller provisions again.
+ */
+import type { JsonLogger } from "../json-log.ts";
+
+/** Talos retries a failed stream every 10 s. */
+export const RetryIntervalMs = 10_000;
+/** Talos waits 5 s after a terminal error before provisioning again. */
+export const TerminalRetryMs = 5_000;
+/**
+ * Bytes queued in the socket above which outgoing datagrams are dropped rather than buffered:
+ * inside TCP, a deep queue turns loss into seconds of latency for the tunnelled TCP flows.
+ */
+export const HighWaterBytes = 256 * 1024;
+
+export type TransportKind = "websocket" | "grpc";
+export type TransportState = "connecting" | "connected" | "retrying" | "stopped";
+
+export interface TransportStats {
+  rxDatagrams: number;
+  rxBytes: number;
+  txDatagrams: number;
+  txBytes: number;
+  /** Streams opened successfully, the first included. */
+  connects: number;
+  /** Outgoing datagrams dropped: no stream open. */
+  dropsNotConnected: number;
+  /** Outgoing datagrams dropped: the stream's send buffer was above the high-water mark. */
+  dropsCongested: number;
+}
+
+export interface NodeTransport {
+  readonly kind: TransportKind;
+  readonly state: TransportState;
+  readonly stats: Readonly<TransportStats>;
+  /** Why the last stream ended or failed, if it did. */
+  readonly lastError: string | undefined;
+  /** Sends a batch of datagrams; drops and counts when the stream is down or congested. */
+  send(datagrams: readonly Uint8Array[]): void;
+  /** Ends the stream for good. */
+  close(): Promise<void>;
+}
+
+export interface TransportHandlers {
+  /** Datagrams from the relay; views valid only during the call. */
+  onDatagrams(datagrams: readonly Uint8Array[]): void;
+  /** The relay ended the stream in a way only a new Provision can fix. */
+  onTerminal(reason: string): void;
+  readonly log: JsonLogger;
+  /** Overrides RetryIntervalMs (tests). */
+  readonly retryIntervalMs?: number;
+}
+
+export function createTransportStats(): TransportStats {
+  return {
+    rxDatagrams: 0,
+    rxBytes: 0,
+    txDatagrams: 0,
+    txBytes: 0,
+    connects: 0,
+    dropsNotConnected: 0,
+    dropsCongested: 0,
+  };
+}
+
+/** A retry delay around `base`: +-20 % so that many nodes cut off together do not return together. */
+export function jittered(base: number, random: () => number = Math.random): number {
+  return Math.round(base * (0.8 + 0.4 * random()));
+}

@@ -2,7 +2,7 @@
  * Process lifecycle of the long-running roles: SIGINT/SIGTERM turn into one AbortSignal that
  * every wait observes, and start-up retries back off with jitter while saying why.
  */
-import type { JsonLogger } from "./json-log.ts";
+import type { Logger } from "./log.ts";
 
 export interface Shutdown {
   readonly signal: AbortSignal;
@@ -80,7 +80,7 @@ export async function retryWithBackoff<T>(options: {
   readonly what: string;
   readonly attempt: () => Promise<T>;
   readonly retryable: (error: unknown) => boolean;
-  readonly log: JsonLogger;
+  readonly log: Logger;
   readonly signal: AbortSignal;
   readonly timeoutMs: number;
 }): Promise<T> {

@@ -3,9 +3,11 @@
  * Unix socket per interface (`<run dir>/<iface>.sock`, default run dir /run/siderolink-sidecar)
  * that answers each connection with one JSON snapshot and closes.
  */
-import { chmodSync, mkdirSync, rmSync } from "node:fs";
-import { connect, createServer, type Socket } from "node:net";
+import { connect } from "node:net";
 import { join } from "node:path";
+import type { PeerStatus } from "./backend/backend.ts";
+import { handshakeAgeSeconds } from "./monitor.ts";
+import { serveUnixSocket, type UnixSocketServer } from "./net/unix-socket.ts";
 
 export const DefaultRunDirectory = "/run/siderolink-sidecar";
 
@@ -52,52 +54,41 @@ export interface StatusSnapshot {
   readonly drops: Readonly<Record<string, number>>;
 }
 
+/** A backend peer as the snapshot reports it at `now`; `address` is the node's (server role). */
+export function peerReport(peer: PeerStatus, now: number, address?: string): PeerReport {
+  return {
+    publicKey: peer.publicKey,
+    endpoint: peer.endpoint,
+    ...(address === undefined ? {} : { address }),
+    lastHandshake: peer.lastHandshake === 0 ? null : new Date(peer.lastHandshake).toISOString(),
+    lastHandshakeAgeSeconds: handshakeAgeSeconds(now, peer.lastHandshake),
+    rxBytes: peer.rxBytes,
+    txBytes: peer.txBytes,
+  };
+}
+
 export function statusSocketPath(runDirectory: string, iface: string): string {
   return join(runDirectory, `${iface}.sock`);
 }
 
-export interface StatusServer {
-  readonly path: string;
-  close(): Promise<void>;
-}
+export type StatusServer = UnixSocketServer;
 
 /** Serves snapshots on the interface's status socket (replacing a stale socket file). */
-export async function serveStatus(
+export function serveStatus(
   path: string,
   snapshot: () => Promise<StatusSnapshot>,
 ): Promise<StatusServer> {
-  mkdirSync(join(path, ".."), { recursive: true, mode: 0o755 });
-  rmSync(path, { force: true });
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-    socket.on("error", () => socket.destroy());
-    snapshot().then(
-      (value) => socket.end(`${JSON.stringify(value)}\n`),
-      (error: unknown) => socket.end(`${JSON.stringify({ error: String(error) })}\n`),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  // Root only: the snapshot names peers and addresses.
-  chmodSync(path, 0o600);
-  const removeAtExit = (): void => rmSync(path, { force: true });
-  process.on("exit", removeAtExit);
-  return {
+  return serveUnixSocket({
     path,
-    async close() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      rmSync(path, { force: true });
-      process.off("exit", removeAtExit);
+    directoryMode: 0o755,
+    onConnection(socket) {
+      socket.on("error", () => socket.destroy());
+      snapshot().then(
+        (value) => socket.end(`${JSON.stringify(value)}\n`),
+        (error: unknown) => socket.end(`${JSON.stringify({ error: String(error) })}\n`),
+      );
     },
-  };
+  });
 }
 
 /** Reads one snapshot; rejects with a message naming the socket when nothing answers. */

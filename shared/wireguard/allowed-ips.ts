@@ -7,6 +7,8 @@
  * Nodes without a value only join two diverging branches and vanish when no longer needed.
  */
 
+import { formatIP, maskAddress, parseIP } from "../net/ip.ts";
+
 export interface Prefix {
   /** 4 or 16 bytes, host bits zero. */
   readonly address: Uint8Array;
@@ -36,14 +38,6 @@ function commonBits(a: Uint8Array, b: Uint8Array, offset: number, limit: number)
   return limit;
 }
 
-function masked(address: Uint8Array, bits: number): Uint8Array {
-  const out = new Uint8Array(address.length);
-  const whole = bits >>> 3;
-  out.set(address.subarray(0, whole));
-  if (bits & 7) out[whole] = address[whole] & (0xff << (8 - (bits & 7)));
-  return out;
-}
-
 /** Parses "10.0.0.0/8", "fd00::1/128" or a bare address (a host prefix). Throws when invalid. */
 export function parsePrefix(text: string): Prefix {
   const slash = text.indexOf("/");
@@ -54,7 +48,7 @@ export function parsePrefix(text: string): Prefix {
   if (!/^\d{1,3}$/.test(lengthText) || bits > max) {
     throw new RangeError(`invalid prefix length in ${JSON.stringify(text)}: expected 0-${max}`);
   }
-  return { address: masked(address, bits), bits };
+  return { address: maskAddress(address, bits), bits };
 }
 
 export function formatPrefix(prefix: Prefix): string {
@@ -63,71 +57,20 @@ export function formatPrefix(prefix: Prefix): string {
 
 /** Parses dotted-quad IPv4 or RFC 4291 IPv6 text (with `::` and an embedded IPv4 tail). */
 export function parseAddress(text: string): Uint8Array {
-  const invalid = () => new RangeError(`invalid IP address ${JSON.stringify(text)}`);
-  if (!text.includes(":")) {
-    const parts = text.split(".");
-    if (parts.length !== 4) throw invalid();
-    return Uint8Array.from(parts, (part) => {
-      if (!/^\d{1,3}$/.test(part) || Number(part) > 255) throw invalid();
-      return Number(part);
-    });
-  }
-  const out = new Uint8Array(16);
-  const halves = text.split("::");
-  if (halves.length > 2) throw invalid();
-  const groups = (half: string): number[] => {
-    if (half === "") return [];
-    const words: number[] = [];
-    const parts = half.split(":");
-    parts.forEach((part, i) => {
-      if (i === parts.length - 1 && part.includes(".")) {
-        const v4 = parseAddress(part);
-        words.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
-      } else {
-        if (!/^[0-9a-fA-F]{1,4}$/.test(part)) throw invalid();
-        words.push(Number.parseInt(part, 16));
-      }
-    });
-    return words;
-  };
-  const head = groups(halves[0]);
-  const tail = halves.length === 2 ? groups(halves[1]) : [];
-  if (halves.length === 1 ? head.length !== 8 : head.length + tail.length > 7) throw invalid();
-  const words = [...head, ...new Array(8 - head.length - tail.length).fill(0), ...tail];
-  words.forEach((word, i) => {
-    out[2 * i] = word >>> 8;
-    out[2 * i + 1] = word & 0xff;
-  });
-  return out;
+  const address = parseIP(text);
+  if (address === undefined) throw new RangeError(`invalid IP address ${JSON.stringify(text)}`);
+  return address;
 }
 
 /** Formats an address as Go's netip does: dotted quad, or RFC 5952 IPv6. */
-export function formatAddress(address: Uint8Array): string {
-  if (address.length === 4) return address.join(".");
-  const words: number[] = [];
-  for (let i = 0; i < 16; i += 2) words.push((address[i] << 8) | address[i + 1]);
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLength) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j === i ? i + 1 : j;
-  }
-  const hex = (list: number[]) => list.map((word) => word.toString(16)).join(":");
-  if (bestStart < 0) return hex(words);
-  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLength))}`;
-}
+export const formatAddress: (address: Uint8Array) => string = formatIP;
 
 export class AllowedIps<T> {
   private readonly roots: { 4: Node<T> | null; 16: Node<T> | null } = { 4: null, 16: null };
 
   /** Maps `prefix` to `value`, replacing any previous owner of exactly that prefix. */
   insert(prefix: Prefix, value: T): void {
-    const key = masked(prefix.address, prefix.bits);
+    const key = maskAddress(prefix.address, prefix.bits);
     const family = key.length as 4 | 16;
     const fresh = (): Node<T> => ({
       key,
@@ -167,7 +110,7 @@ export class AllowedIps<T> {
         this.attach(replacement, bitAt(node.key, 0, common), node);
       } else {
         replacement = {
-          key: masked(key, common),
+          key: maskAddress(key, common),
           bits: common,
           value: null,
           children: [null, null],
@@ -183,7 +126,7 @@ export class AllowedIps<T> {
 
   /** Removes exactly `prefix`; returns whether it was present. */
   remove(prefix: Prefix): boolean {
-    const node = this.find(masked(prefix.address, prefix.bits), prefix.bits);
+    const node = this.find(maskAddress(prefix.address, prefix.bits), prefix.bits);
     if (node === null || node.value === null) return false;
     this.removeNode(node);
     return true;

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { formatIP, isIPv4Mapped, parseIP } from "../../shared/net/ip.ts";
 import type { Endpoint } from "../../shared/wireguard/bind.ts";
 
 /**
@@ -44,7 +45,7 @@ export class UdpEndpoint implements Endpoint {
       this.key = `${this.address}:${port}`;
     } else {
       this.socketAddress = addressBytes;
-      this.address = formatIPv6(addressBytes) + (scope === "" ? "" : `%${scope}`);
+      this.address = formatIP(addressBytes) + (scope === "" ? "" : `%${scope}`);
       this.key = `[${this.address}]:${port}`;
     }
   }
@@ -80,7 +81,7 @@ export function parseUdpEndpoint(text: string): UdpEndpoint {
 
 /** The endpoint for an address as dgram reports it; mapped IPv4 becomes IPv4. */
 export function endpointFromAddress(address: Uint8Array, port: number, scope = ""): UdpEndpoint {
-  if (address.length === 16 && isMappedIPv4(address)) {
+  if (address.length === 16 && isIPv4Mapped(address)) {
     return new UdpEndpoint(address.slice(12), port);
   }
   return new UdpEndpoint(address, port, scope);
@@ -102,84 +103,4 @@ function badEndpoint(text: string): Error {
   return new Error(
     `invalid endpoint "${text}": expected IPv4:port (192.0.2.1:51820) or [IPv6]:port ([fd00::1]:51820)`,
   );
-}
-
-function isMappedIPv4(a: Uint8Array): boolean {
-  for (let i = 0; i < 10; i++) if (a[i] !== 0) return false;
-  return a[10] === 0xff && a[11] === 0xff;
-}
-
-/** Parses a dotted IPv4 or an IPv6 address (RFC 4291 text forms) to its bytes. */
-export function parseIP(text: string): Uint8Array | undefined {
-  return text.includes(":") ? parseIPv6(text) : parseIPv4(text);
-}
-
-function parseIPv4(text: string): Uint8Array | undefined {
-  const parts = text.split(".");
-  if (parts.length !== 4) return undefined;
-  const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    if (!/^(0|[1-9]\d{0,2})$/.test(parts[i]) || Number(parts[i]) > 255) return undefined;
-    out[i] = Number(parts[i]);
-  }
-  return out;
-}
-
-function parseIPv6(text: string): Uint8Array | undefined {
-  const halves = text.split("::");
-  if (halves.length > 2) return undefined;
-  const groups = (half: string): number[] | undefined => {
-    if (half === "") return [];
-    const out: number[] = [];
-    const parts = half.split(":");
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i];
-      if (i === parts.length - 1 && part.includes(".")) {
-        const v4 = parseIPv4(part);
-        if (v4 === undefined) return undefined;
-        out.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
-      } else if (/^[0-9a-fA-F]{1,4}$/.test(part)) {
-        out.push(Number.parseInt(part, 16));
-      } else {
-        return undefined;
-      }
-    }
-    return out;
-  };
-  const head = groups(halves[0]);
-  const tail = halves.length === 2 ? groups(halves[1]) : [];
-  if (head === undefined || tail === undefined) return undefined;
-  const missing = 8 - head.length - tail.length;
-  if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined;
-  const all = [...head, ...new Array<number>(missing).fill(0), ...tail];
-  const out = new Uint8Array(16);
-  for (let i = 0; i < 8; i++) {
-    out[2 * i] = all[i] >> 8;
-    out[2 * i + 1] = all[i] & 0xff;
-  }
-  return out;
-}
-
-/** RFC 5952 text: lower case, the longest run (of two or more) of zero groups as "::". */
-export function formatIPv6(a: Uint8Array): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((a[i] << 8) | a[i + 1]);
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (g: number[]): string => g.map((x) => x.toString(16)).join(":");
-  if (bestStart < 0) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
 }

@@ -1,6 +1,7 @@
+import { parseIP } from "../../shared/net/ip.ts";
 import type { Bind, BindReceiveHandler, Endpoint } from "../../shared/wireguard/bind.ts";
 import { AddressRecordSize, loadPacketAddon, type PacketAddon } from "../tun/addon.ts";
-import { parseIP, parseUdpEndpoint, UdpEndpoint } from "./endpoint.ts";
+import { parseUdpEndpoint, UdpEndpoint } from "./endpoint.ts";
 
 /**
  * WireGuard's UDP bind on Linux: one non-blocking socket (dual-stack `::`, IPv4-mapped senders,

@@ -48,6 +48,7 @@ Options:
 Environment:
   LOG_LEVEL=debug   also log configuration requests and dropped handshakes; in daemon mode,
                     any LOG_LEVEL keeps the daemon's output on this terminal
+  LOG_FORMAT=json   log JSON lines, as join and serve do, instead of one text line per event
 `;
 
 export const wireguardCommand: Command = {
@@ -70,7 +71,7 @@ export const wireguardCommand: Command = {
     if (!foreground && process.env[DaemonChildVariable] === undefined) {
       return daemonize(iface);
     }
-    return runForeground(iface, createLogger(iface));
+    return runForeground(iface, createLogger(iface, { format: "text" }));
   },
 };
 

@@ -18,10 +18,9 @@ import {
 import type { ApiUrl } from "../../shared/siderolink/api-url.ts";
 import { type TlsSettings, tlsOptions } from "../tls.ts";
 import {
+  createReconnector,
   createTransportStats,
-  jittered,
   type NodeTransport,
-  RetryIntervalMs,
   type TransportHandlers,
   type TransportState,
 } from "./transport.ts";
@@ -54,7 +53,6 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
   let state: TransportState = "connecting";
   let lastError: string | undefined;
   let abort: AbortController | undefined;
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
 
   const signal = (): void => {
     const resolve = wake;
@@ -74,6 +72,15 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
       });
     }
   }
+
+  const reconnector = createReconnector({
+    what: "tunnel stream",
+    log,
+    intervalMs: options.retryIntervalMs,
+    reconnect: () => {
+      if (state === "retrying") void run();
+    },
+  });
 
   const run = async (): Promise<void> => {
     state = "connecting";
@@ -106,7 +113,13 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
       if ((state as TransportState) === "stopped") return;
       const connectError = ConnectError.from(error);
       lastError = `${Code[connectError.code]}: ${connectError.rawMessage}`;
-      if (connectError.code === Code.PermissionDenied || connectError.code === Code.Aborted) {
+      // Only a status the relay sent ends the stream for good: connect-node reports a reset
+      // connection (the relay restarting) as Aborted too, with the socket error as its cause.
+      const sentByRelay = connectError.cause === undefined;
+      if (
+        sentByRelay &&
+        (connectError.code === Code.PermissionDenied || connectError.code === Code.Aborted)
+      ) {
         state = "stopped";
         controller.abort();
         signal();
@@ -120,12 +133,7 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
     }
     if ((state as TransportState) === "stopped") return;
     state = "retrying";
-    const delay = jittered(options.retryIntervalMs ?? RetryIntervalMs);
-    log.warn("tunnel stream down; retrying", { error: lastError, retryInMs: delay });
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
-      if (state === "retrying") void run();
-    }, delay);
+    reconnector.schedule(lastError);
   };
 
   void run();
@@ -160,7 +168,7 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
     },
     async close() {
       state = "stopped";
-      clearTimeout(retryTimer);
+      reconnector.cancel();
       abort?.abort();
       signal();
     },

@@ -5,7 +5,7 @@
  * reason a reconnect cannot fix ("peer not allowed", "peer replaced", peer removed), it stops
  * and reports `onTerminal`, and the caller provisions again.
  */
-import type { JsonLogger } from "../json-log.ts";
+import type { Logger } from "../log.ts";
 
 /** Talos retries a failed stream every 10 s. */
 export const RetryIntervalMs = 10_000;
@@ -50,7 +50,7 @@ export interface TransportHandlers {
   onDatagrams(datagrams: readonly Uint8Array[]): void;
   /** The relay ended the stream in a way only a new Provision can fix. */
   onTerminal(reason: string): void;
-  readonly log: JsonLogger;
+  readonly log: Logger;
   /** Overrides RetryIntervalMs (tests). */
   readonly retryIntervalMs?: number;
 }
@@ -70,4 +70,36 @@ export function createTransportStats(): TransportStats {
 /** A retry delay around `base`: +-20 % so that many nodes cut off together do not return together. */
 export function jittered(base: number, random: () => number = Math.random): number {
   return Math.round(base * (0.8 + 0.4 * random()));
+}
+
+/**
+ * The retry of a dropped stream: one pending reconnect at a time, after a jittered
+ * RetryIntervalMs, with a warning that says why (`<what> down; retrying`).
+ */
+export interface Reconnector {
+  schedule(error: string | undefined): void;
+  cancel(): void;
+}
+
+export function createReconnector(options: {
+  readonly what: string;
+  readonly log: Logger;
+  readonly intervalMs: number | undefined;
+  readonly reconnect: () => void;
+}): Reconnector {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return {
+    schedule(error) {
+      const delay = jittered(options.intervalMs ?? RetryIntervalMs);
+      options.log.warn(`${options.what} down; retrying`, { error, retryInMs: delay });
+      timer = setTimeout(() => {
+        timer = undefined;
+        options.reconnect();
+      }, delay);
+    },
+    cancel() {
+      clearTimeout(timer);
+      timer = undefined;
+    },
+  };
 }

@@ -8,29 +8,15 @@
  * A refused admin secret or protocol version is fatal: `onFatal` reports it.
  */
 import { WebSocket } from "ws";
-import {
-  decodeControl,
-  decodePeerDatagrams,
-  FrameError,
-  frameType,
-} from "../../shared/tunnel/decode.ts";
+import { decodeControl, decodePeerDatagrams, frameType } from "../../shared/tunnel/decode.ts";
 import { createBatchEncoder, encodeAck, encodeHello } from "../../shared/tunnel/encode.ts";
-import {
-  CloseCode,
-  FrameType,
-  LIVENESS_TIMEOUT_MS,
-  MAX_FRAME_SIZE,
-  PING_INTERVAL_MS,
-  PING_TEXT,
-  PROTOCOL_VERSION,
-} from "../../shared/tunnel/frame.ts";
-import type { JsonLogger } from "../json-log.ts";
-import { type TlsSettings, tlsOptions } from "../tls.ts";
+import { CloseCode, FrameType, PROTOCOL_VERSION } from "../../shared/tunnel/frame.ts";
+import type { Logger } from "../log.ts";
+import type { TlsSettings } from "../tls.ts";
+import { superviseWebSocket } from "../transport/supervised-websocket.ts";
 import {
   createTransportStats,
   HighWaterBytes,
-  jittered,
-  RetryIntervalMs,
   type TransportState,
   type TransportStats,
 } from "../transport/transport.ts";
@@ -44,7 +30,7 @@ export interface UplinkOptions {
   readonly serverPublicKey: Uint8Array;
   readonly reconciler: PeerReconciler;
   readonly tls: TlsSettings;
-  readonly log: JsonLogger;
+  readonly log: Logger;
   /** Datagrams from nodes: `tags[i]` (16 bytes) names the node of `datagrams[i]`. Views. */
   onDatagrams(tags: readonly Uint8Array[], datagrams: readonly Uint8Array[]): void;
   /** The relay refused this uplink for a reason retrying cannot fix. */
@@ -63,7 +49,6 @@ export interface Uplink {
   close(): Promise<void>;
 }
 
-const HandshakeTimeoutMs = 10_000;
 const FatalCodes: ReadonlySet<number> = new Set([
   CloseCode.Unauthorized,
   CloseCode.UnsupportedVersion,
@@ -81,13 +66,7 @@ export function connectUplink(options: UplinkOptions): Uplink {
   const encoder = createBatchEncoder(true);
   const tags: Uint8Array[] = [];
   const datagrams: Uint8Array[] = [];
-  let state: TransportState = "connecting";
-  let lastError: string | undefined;
-  let socket: WebSocket | undefined;
   let synced = false;
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  let pingTimer: ReturnType<typeof setInterval> | undefined;
-  let lastReceived = 0;
   /** Peer messages are applied strictly in order, one after another. */
   let applying: Promise<void> = Promise.resolve();
 
@@ -109,100 +88,57 @@ export function connectUplink(options: UplinkOptions): Uplink {
     });
   };
 
-  const connect = (): void => {
-    state = "connecting";
-    synced = false;
-    reconciler.connectionReset();
-    const ws = new WebSocket(url, {
-      headers: { authorization: `Bearer ${options.adminSecret}` },
-      perMessageDeflate: false,
-      maxPayload: MAX_FRAME_SIZE,
-      handshakeTimeout: HandshakeTimeoutMs,
-      ...tlsOptions(options.tls),
-    });
-    socket = ws;
-    ws.on("open", () => {
-      state = "connected";
-      stats.connects++;
-      lastReceived = Date.now();
-      ws.send(encodeHello(PROTOCOL_VERSION, options.serverPublicKey));
-      log.info("uplink connected", { url, network: options.network });
-      pingTimer = setInterval(() => {
-        if (Date.now() - lastReceived > LIVENESS_TIMEOUT_MS) {
-          log.warn("uplink silent too long; reconnecting", { silentMs: Date.now() - lastReceived });
-          ws.terminate();
-          return;
-        }
-        ws.send(PING_TEXT);
-      }, PING_INTERVAL_MS);
-    });
-    ws.on("message", (data: Buffer, isBinary: boolean) => {
-      lastReceived = Date.now();
-      if (!isBinary) return;
-      try {
-        if (frameType(data) === FrameType.PeerDatagrams) {
-          const count = decodePeerDatagrams(data, tags, datagrams);
-          tags.length = count;
-          datagrams.length = count;
-          stats.rxDatagrams += count;
-          for (let i = 0; i < count; i++) stats.rxBytes += datagrams[i].length;
-          options.onDatagrams(tags, datagrams);
-        } else {
-          control(ws, data);
-        }
-      } catch (error) {
-        if (!(error instanceof FrameError)) throw error;
-        log.warn("malformed frame from the relay; reconnecting", { error: error.message });
-        ws.close(error.closeCode, error.message);
-      }
-    });
-    ws.on("unexpected-response", (_request, response) => {
-      lastError = `HTTP ${response.statusCode} from ${url}`;
-      ws.terminate();
-    });
-    ws.on("error", (error) => {
-      lastError = error.message;
-    });
-    ws.on("close", (code: number, reason: Buffer) => {
-      clearInterval(pingTimer);
-      pingTimer = undefined;
+  const stream = superviseWebSocket({
+    url,
+    headers: { authorization: `Bearer ${options.adminSecret}` },
+    tls: options.tls,
+    log,
+    stats,
+    what: "uplink",
+    connectedFields: { url, network: options.network },
+    retryIntervalMs: options.retryIntervalMs,
+    onConnecting() {
       synced = false;
-      if (socket !== ws || state === "stopped") return;
-      socket = undefined;
-      const text = reason.toString();
-      if (code !== 1006 || lastError === undefined)
-        lastError = `closed with ${code}${text ? ` "${text}"` : ""}`;
-      if (FatalCodes.has(code)) {
-        state = "stopped";
-        options.onFatal(text || `close code ${code}`, code);
-        return;
+      reconciler.connectionReset();
+    },
+    onOpen(ws) {
+      ws.send(encodeHello(PROTOCOL_VERSION, options.serverPublicKey));
+    },
+    onBinary(ws, data) {
+      if (frameType(data) === FrameType.PeerDatagrams) {
+        const count = decodePeerDatagrams(data, tags, datagrams);
+        tags.length = count;
+        datagrams.length = count;
+        stats.rxDatagrams += count;
+        for (let i = 0; i < count; i++) stats.rxBytes += datagrams[i].length;
+        options.onDatagrams(tags, datagrams);
+      } else {
+        control(ws, data);
       }
-      state = "retrying";
-      const delay = jittered(options.retryIntervalMs ?? RetryIntervalMs);
-      log.warn("uplink down; retrying", { error: lastError, retryInMs: delay });
-      retryTimer = setTimeout(() => {
-        retryTimer = undefined;
-        if (state === "retrying") connect();
-      }, delay);
-    });
-  };
-
-  connect();
+    },
+    onClosed() {
+      synced = false;
+    },
+    endsForGood: (code) => FatalCodes.has(code),
+    onEnded(code, reason) {
+      options.onFatal(reason || `close code ${code}`, code);
+    },
+  });
 
   return {
     get state() {
-      return state;
+      return stream.state;
     },
     stats,
     get lastError() {
-      return lastError;
+      return stream.lastError;
     },
     get synced() {
       return synced;
     },
     send(batch, tag) {
-      const ws = socket;
-      if (!synced || ws === undefined || ws.readyState !== WebSocket.OPEN) {
+      const ws = synced ? stream.openSocket() : undefined;
+      if (ws === undefined) {
         stats.dropsNotConnected += batch.length;
         return;
       }
@@ -220,24 +156,6 @@ export function connectUplink(options: UplinkOptions): Uplink {
       }
       if (encoder.count > 0) ws.send(encoder.finish());
     },
-    async close() {
-      state = "stopped";
-      clearTimeout(retryTimer);
-      clearInterval(pingTimer);
-      const ws = socket;
-      socket = undefined;
-      if (ws === undefined || ws.readyState === WebSocket.CLOSED) return;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          ws.terminate();
-          resolve();
-        }, 2000);
-        ws.once("close", () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        ws.close(CloseCode.Normal, "server shutting down");
-      });
-    },
+    close: () => stream.close("server shutting down"),
   };
 }

@@ -1,6 +1,6 @@
-import { chmodSync, mkdirSync, rmSync } from "node:fs";
-import { connect, createServer, type Server, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { uapiRequestLength } from "../../shared/wireguard/uapi.ts";
+import { serveUnixSocket, type UnixSocketServer } from "../net/unix-socket.ts";
 
 /**
  * Serves WireGuard's cross-platform configuration protocol on a Unix stream socket, where
@@ -16,11 +16,7 @@ export const UapiSocketDirectory = "/var/run/wireguard";
 /** Answers one whole request (its text includes the final empty line) with a whole reply. */
 export type UapiHandler = (request: string) => string | Promise<string>;
 
-export interface UapiSocket {
-  readonly path: string;
-  /** Stops listening, ends open connections and removes the socket file. */
-  close(): Promise<void>;
-}
+export type UapiSocket = UnixSocketServer;
 
 /** Longest request accepted: a full `wg setconf` of thousands of peers fits many times over. */
 const MaxRequestBytes = 16 * 1024 * 1024;
@@ -33,46 +29,21 @@ export function uapiSocketPath(iface: string, directory = UapiSocketDirectory): 
  * Listens on the interface's socket. A socket file left by a process that died is replaced;
  * one that still answers belongs to a running device, and that is an error.
  */
-export async function serveUapi(
+export function serveUapi(
   iface: string,
   handler: UapiHandler,
   directory = UapiSocketDirectory,
 ): Promise<UapiSocket> {
   const path = uapiSocketPath(iface, directory);
-  mkdirSync(directory, { recursive: true, mode: 0o700 });
-  if (await answers(path)) {
-    throw new Error(
-      `${path} is in use: another WireGuard process serves interface ${iface}; stop it first`,
-    );
-  }
-  rmSync(path, { force: true });
-
-  const connections = new Set<Socket>();
-  const server = createServer((socket) => {
-    connections.add(socket);
-    socket.on("close", () => connections.delete(socket));
-    handleConnection(socket, handler);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  chmodSync(path, 0o600);
-  const removeAtExit = (): void => rmSync(path, { force: true });
-  process.on("exit", removeAtExit);
-
-  return {
+  return serveUnixSocket({
     path,
-    async close() {
-      for (const socket of connections) socket.destroy();
-      await closeServer(server);
-      rmSync(path, { force: true });
-      process.off("exit", removeAtExit);
-    },
-  };
+    directoryMode: 0o700,
+    inUse: () =>
+      new Error(
+        `${path} is in use: another WireGuard process serves interface ${iface}; stop it first`,
+      ),
+    onConnection: (socket) => handleConnection(socket, handler),
+  });
 }
 
 function handleConnection(socket: Socket, handler: UapiHandler): void {
@@ -107,18 +78,3 @@ function handleConnection(socket: Socket, handler: UapiHandler): void {
 
 /** `errno=` values are negated Linux errnos, as wireguard-go reports them. */
 const Errno = { EIO: -5, EMSGSIZE: -90 } as const;
-
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = connect(path);
-    probe.once("connect", () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once("error", () => resolve(false));
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
-}

@@ -1,6 +1,5 @@
 /** TLS on one port: ALPN h2 for gRPC, http/1.1 for WebSockets and the admin API. */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import { join } from "node:path";
@@ -10,6 +9,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { WebSocket } from "ws";
 import type { RelayServer } from "../../relay/node/server.ts";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
+import { makeCertificates } from "../support/certificates.ts";
 import { base64, createNetwork, randomKey, startRelay, tempDir } from "./helpers.ts";
 
 const dir = tempDir();
@@ -18,39 +18,11 @@ let cert: Buffer;
 let joinToken: string;
 
 before(async () => {
-  const certFile = join(dir.path, "cert.pem");
-  const keyFile = join(dir.path, "key.pem");
-  try {
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        keyFile,
-        "-out",
-        certFile,
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-      ],
-      { stdio: "pipe" },
-    );
-  } catch (error) {
-    assert.fail(
-      `this test needs the openssl command (Debian package openssl) to make a certificate: ${String(error)}`,
-    );
-  }
-  cert = readFileSync(certFile);
-  server = await startRelay(join(dir.path, "data"), { tls: { certFile, keyFile } });
+  const certs = makeCertificates(dir.path, ["127.0.0.1"]);
+  cert = readFileSync(certs.ca);
+  server = await startRelay(join(dir.path, "data"), {
+    tls: { certFile: certs.cert, keyFile: certs.key },
+  });
   joinToken = (await createNetwork(server, "tls")).joinToken!;
 });
 

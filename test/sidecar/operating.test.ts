@@ -7,8 +7,8 @@ import { describe, it } from "node:test";
 import { parseDump } from "../../sidecar/backend/kernel.ts";
 import { formatStatus } from "../../sidecar/commands/status.ts";
 import { ExitCode, SidecarError } from "../../sidecar/exit-codes.ts";
-import { createJsonLogger, redactUrl } from "../../sidecar/json-log.ts";
 import { backoffDelay } from "../../sidecar/lifecycle.ts";
+import { createLogger, redactUrl } from "../../sidecar/log.ts";
 import { renderMetrics } from "../../sidecar/metrics.ts";
 import { choiceOption, integerOption, parseOptions } from "../../sidecar/options.ts";
 import type { StatusSnapshot } from "../../sidecar/status.ts";
@@ -66,7 +66,9 @@ describe("options", () => {
 describe("logs", () => {
   it("writes one JSON object per line with level, scope and fields, masking secret fields", () => {
     const lines: string[] = [];
-    const log = createJsonLogger("join", (line) => lines.push(line), "info").with({ iface: "sl0" });
+    const log = createLogger("join", { write: (line) => lines.push(line), level: "info" }).with({
+      iface: "sl0",
+    });
     log.debug("hidden");
     log.info("hello", { joinToken: "net.secret", count: 2 });
     log.warn("careful", { adminSecret: "s", privateKey: "k" });

@@ -20,7 +20,7 @@ import { type ApiUrl, parseApiUrl } from "../../shared/siderolink/api-url.ts";
 import { parseAddrPort } from "../../shared/siderolink/ipv6.ts";
 import { formatKey, generatePrivateKey, publicKey } from "../../shared/siderolink/keys.ts";
 import { ExitCode, SidecarError } from "../../sidecar/exit-codes.ts";
-import { createJsonLogger } from "../../sidecar/json-log.ts";
+import { createLogger } from "../../sidecar/log.ts";
 import {
   createProvisionTransport,
   type ProvisionProtocol,
@@ -35,7 +35,7 @@ import { connectUplink, type Uplink } from "../../sidecar/uplink/client.ts";
 import { PeerReconciler, type PeerTable, type UplinkPeer } from "../../sidecar/uplink/peers.ts";
 
 const WaitMs = 5_000;
-const quiet = createJsonLogger("test", () => {}, "error");
+const quiet = createLogger("test", { write: () => {}, level: "error" });
 const insecure = { insecure: false };
 
 async function until<T>(what: string, probe: () => T | undefined | false): Promise<T> {

@@ -4,12 +4,11 @@
  * verification only with --insecure and a warning, and refused otherwise.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ExitCode } from "../../sidecar/exit-codes.ts";
 import { requirePrerequisites } from "../netns/netns.ts";
+import { makeCertificates, type TestCertificates } from "../support/certificates.ts";
 import { runCli } from "./support/cli.ts";
 import {
   createOverlayLab,
@@ -21,76 +20,15 @@ import {
 
 const suffix = String(process.pid % 100000);
 
-/** A CA and a relay certificate for the relay's two addresses, made with openssl. */
-function makeCertificates(dir: string): { ca: string; cert: string; key: string } {
-  const ca = join(dir, "ca.pem");
-  const caKey = join(dir, "ca.key");
-  const cert = join(dir, "relay.pem");
-  const key = join(dir, "relay.key");
-  const csr = join(dir, "relay.csr");
-  const ext = join(dir, "relay.ext");
-  const openssl = (args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
-  openssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    caKey,
-    "-out",
-    ca,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=siderolink test CA",
-  ]);
-  openssl([
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    csr,
-    "-subj",
-    "/CN=relay",
-  ]);
-  writeFileSync(ext, `subjectAltName=IP:${EdgeToMgmt.edge},IP:${EdgeToNode.edge}\n`);
-  openssl([
-    "x509",
-    "-req",
-    "-in",
-    csr,
-    "-CA",
-    ca,
-    "-CAkey",
-    caKey,
-    "-CAcreateserial",
-    "-out",
-    cert,
-    "-days",
-    "2",
-    "-extfile",
-    ext,
-  ]);
-  return { ca, cert, key };
-}
-
 describe("sidecar over TLS", { timeout: 180_000 }, () => {
   let overlay: OverlayLab;
   let relay: RelayInfo;
-  let certs: { ca: string; cert: string; key: string };
+  let certs: TestCertificates;
 
   before(async () => {
     requirePrerequisites(["openssl"]);
     overlay = await createOverlayLab("slt");
-    certs = makeCertificates(overlay.work);
+    certs = makeCertificates(overlay.work, [EdgeToMgmt.edge, EdgeToNode.edge]);
     relay = (await overlay.startRelay({ certFile: certs.cert, keyFile: certs.key })).info;
     assert.match(relay.apiUrl, /^https:\/\//);
   });

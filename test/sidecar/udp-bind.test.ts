@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { createSocket, type Socket } from "node:dgram";
 import { once } from "node:events";
 import { after, describe, it } from "node:test";
+import { formatIP, parseIP } from "../../shared/net/ip.ts";
 import type { Endpoint } from "../../shared/wireguard/bind.ts";
-import { formatIPv6, parseIP, parseUdpEndpoint } from "../../sidecar/bind/endpoint.ts";
+import { parseUdpEndpoint } from "../../sidecar/bind/endpoint.ts";
 import { createUdpBind, type UdpBind } from "../../sidecar/bind/udp.ts";
 
 describe("UDP endpoints in wg's notation", () => {
@@ -29,7 +30,7 @@ describe("UDP endpoints in wg's notation", () => {
       ["fdae:41e4:649b:9303:0:0:0:1", "fdae:41e4:649b:9303::1"],
       ["1:0:0:2:0:0:0:3", "1:0:0:2::3"],
     ];
-    for (const [input, want] of cases) assert.equal(formatIPv6(parseIP(input)!), want);
+    for (const [input, want] of cases) assert.equal(formatIP(parseIP(input)!), want);
   });
 
   it("rejects what wg would not write, naming the text", () => {

@@ -1,0 +1,184 @@
+/**
+ * What the long-running roles (`join`, `serve`) share: their common options, the checks made
+ * before anything is touched, the start-up wait for the relay, the WireGuard backend, and the
+ * run itself: status socket and metrics up, "ready", wait for SIGINT/SIGTERM or a fatal error,
+ * then everything closed in reverse order.
+ */
+import type { BackendKind, BackendOptions, WireGuardBackend } from "./backend/backend.ts";
+import { createKernelBackend } from "./backend/kernel.ts";
+import { createUserspaceBackend } from "./backend/userspace.ts";
+import type { Command } from "./commands/command.ts";
+import { ExitCode, SidecarError } from "./exit-codes.ts";
+import { RetriesExhausted, type Shutdown } from "./lifecycle.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { type MetricsServer, serveMetrics } from "./metrics.ts";
+import {
+  checkInterfaceName,
+  choiceOption,
+  integerOption,
+  type OptionSpec,
+  type ParsedOptions,
+} from "./options.ts";
+import { type BackendChoice, requireRoot, resolveBackend } from "./preflight.ts";
+import { DefaultStateDirectory } from "./state.ts";
+import {
+  DefaultRunDirectory,
+  type StatusServer,
+  type StatusSnapshot,
+  serveStatus,
+  statusSocketPath,
+} from "./status.ts";
+import { InsecureWarning, loadTlsSettings, type TlsSettings } from "./tls.ts";
+
+/** Options both roles take, with the same meaning and environment variable. */
+export const DaemonOptionSpecs: readonly OptionSpec[] = [
+  { name: "iface", value: true, env: "SIDEROLINK_IFACE" },
+  { name: "state", value: true, env: "SIDEROLINK_STATE_DIR" },
+  { name: "run-dir", value: true, env: "SIDEROLINK_RUN_DIR" },
+  { name: "wireguard", value: true, env: "SIDEROLINK_WIREGUARD" },
+  { name: "wireguard-go", value: true, env: "WG_QUICK_USERSPACE_IMPLEMENTATION" },
+  { name: "ca-file", value: true, env: "SIDEROLINK_CA_FILE" },
+  { name: "insecure", value: false, env: "SIDEROLINK_INSECURE" },
+  { name: "metrics-port", value: true, env: "SIDEROLINK_METRICS_PORT" },
+  { name: "connect-timeout", value: true, env: "SIDEROLINK_CONNECT_TIMEOUT" },
+];
+
+export interface DaemonSettings {
+  readonly iface: string;
+  readonly backendChoice: BackendChoice;
+  readonly wireguardGo: string | undefined;
+  readonly metricsPort: number;
+  readonly connectTimeoutMs: number;
+  readonly stateDirectory: string;
+  readonly runDirectory: string;
+}
+
+export function readDaemonSettings(options: ParsedOptions): DaemonSettings {
+  return {
+    iface: checkInterfaceName(options.get("iface") ?? "siderolink"),
+    backendChoice: choiceOption<BackendChoice>(
+      options,
+      "wireguard",
+      ["auto", "userspace", "kernel"],
+      "auto",
+    ),
+    metricsPort: integerOption(options, "metrics-port", 0, 0, 65535),
+    connectTimeoutMs: integerOption(options, "connect-timeout", 0, 0, 86_400) * 1000,
+    stateDirectory: options.get("state") ?? DefaultStateDirectory,
+    runDirectory: options.get("run-dir") ?? DefaultRunDirectory,
+    wireguardGo: options.get("wireguard-go"),
+  };
+}
+
+/**
+ * A role's command: logs JSON under its name, and turns a SidecarError into its exit status
+ * with the message both logged and printed for the operator.
+ */
+export function daemonCommand(
+  name: string,
+  summary: string,
+  help: string,
+  run: (args: string[], log: Logger) => Promise<number>,
+): Command {
+  return {
+    summary,
+    help,
+    async run(args) {
+      const log = createLogger(name);
+      try {
+        return await run(args, log);
+      } catch (error) {
+        if (!(error instanceof SidecarError)) throw error;
+        log.error(error.message, { exitCode: error.exitCode });
+        process.stderr.write(`siderolink-sidecar ${name}: ${error.message}\n`);
+        return error.exitCode;
+      }
+    },
+  };
+}
+
+/** Root, a usable WireGuard backend and the TLS settings, checked before anything is touched. */
+export async function preflight(
+  settings: DaemonSettings,
+  options: ParsedOptions,
+  log: Logger,
+): Promise<{ backendKind: BackendKind; tls: TlsSettings }> {
+  requireRoot();
+  const backendKind = await resolveBackend(settings.backendChoice, settings.wireguardGo);
+  const tls = loadTlsSettings(options.get("ca-file"), options.flag("insecure"));
+  if (tls.insecure) log.warn(InsecureWarning);
+  return { backendKind, tls };
+}
+
+/**
+ * The first contact with the relay, retried by `attempt` until --connect-timeout. Resolves
+ * undefined when a signal ended the wait (the command then exits 0).
+ */
+export async function firstContact<T>(
+  shutdown: Shutdown,
+  attempt: () => Promise<T>,
+): Promise<T | undefined> {
+  try {
+    return await attempt();
+  } catch (error) {
+    shutdown.dispose();
+    if (shutdown.signal.aborted) return undefined;
+    if (error instanceof RetriesExhausted) {
+      throw new SidecarError(
+        ExitCode.RelayUnreachable,
+        `the relay stayed unreachable: ${error.message}`,
+      );
+    }
+    throw error;
+  }
+}
+
+export function createBackend(
+  kind: BackendKind,
+  options: BackendOptions,
+  wireguardGo: string | undefined,
+): Promise<WireGuardBackend> {
+  return kind === "kernel"
+    ? createKernelBackend({ ...options, wireguardGo })
+    : createUserspaceBackend(options);
+}
+
+/** A role's running state: brought up by `start`, reported by `snapshot`, ended by `close`. */
+export interface RoleRuntime {
+  start(): Promise<void>;
+  snapshot(): Promise<StatusSnapshot>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the role, serves its status (and metrics when asked), and runs until shutdown is
+ * requested; then closes metrics, status and the role, whatever failed on the way.
+ */
+export async function runUntilShutdown(
+  role: RoleRuntime,
+  settings: DaemonSettings,
+  shutdown: Shutdown,
+  log: Logger,
+): Promise<number> {
+  let status: StatusServer | undefined;
+  let metrics: MetricsServer | undefined;
+  const snapshot = (): Promise<StatusSnapshot> => role.snapshot();
+  try {
+    await role.start();
+    status = await serveStatus(statusSocketPath(settings.runDirectory, settings.iface), snapshot);
+    if (settings.metricsPort !== 0) {
+      metrics = await serveMetrics(settings.metricsPort, snapshot);
+      log.info("serving metrics", { url: `http://127.0.0.1:${metrics.port}/metrics` });
+    }
+    log.info("ready", { statusSocket: status.path });
+    const reason = await shutdown.requested;
+    log.info("shutting down", { reason });
+  } finally {
+    shutdown.dispose();
+    await metrics?.close();
+    await status?.close();
+    await role.close();
+    log.info("stopped: interface, routes and sockets removed", { iface: settings.iface });
+  }
+  return shutdown.exitCode;
+}

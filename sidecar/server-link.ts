@@ -1,0 +1,158 @@
+/**
+ * The server role's link: the interface with the server address, and the uplink to the relay.
+ * Peers come and go as the relay reports them; node datagrams, tagged with their virtual
+ * addresses, go to WireGuard through the tunnel endpoint of their tag.
+ */
+import { VIRTUAL_PEER_PORT } from "../shared/siderolink/addressing.ts";
+import { CloseCode } from "../shared/tunnel/frame.ts";
+import type { StreamEndpoint } from "../shared/wireguard/stream-bind.ts";
+import {
+  type BackendKind,
+  LinkMtu,
+  PersistentKeepaliveSeconds,
+  type WireGuardBackend,
+} from "./backend/backend.ts";
+import { createBackend, type RoleRuntime } from "./daemon.ts";
+import { ExitCode } from "./exit-codes.ts";
+import type { Shutdown } from "./lifecycle.ts";
+import type { Logger } from "./log.ts";
+import { ip, setLinkUp } from "./net/iproute2.ts";
+import { peerReport, type StatusSnapshot } from "./status.ts";
+import type { TlsSettings } from "./tls.ts";
+import { connectUplink, type Uplink } from "./uplink/client.ts";
+import { PeerReconciler, type PeerTable } from "./uplink/peers.ts";
+
+export interface ServerLinkOptions {
+  readonly relayUrl: string;
+  readonly network: string;
+  readonly adminSecret: string;
+  /** The server address with its prefix length (`prefix::1/64`). */
+  readonly address: string;
+  readonly iface: string;
+  readonly backendKind: BackendKind;
+  readonly wireguardGo: string | undefined;
+  readonly serverKey: Uint8Array;
+  readonly serverPublicKey: Uint8Array;
+  readonly tls: TlsSettings;
+  readonly log: Logger;
+  readonly shutdown: Shutdown;
+}
+
+export function createServerLink(options: ServerLinkOptions): RoleRuntime {
+  const { relayUrl, network, address, iface, log, shutdown } = options;
+  const startedAt = new Date().toISOString();
+  let backend: WireGuardBackend | undefined;
+  let uplink: Uplink | undefined;
+  let reconciler: PeerReconciler | undefined;
+
+  async function start(): Promise<void> {
+    const backendOptions = {
+      iface,
+      privateKey: options.serverKey,
+      sink: (datagrams: readonly Uint8Array[], to: StreamEndpoint) =>
+        uplink?.send(datagrams, to.addressBytes),
+      log: (message: string) => log.debug(message),
+    };
+    backend = await createBackend(options.backendKind, backendOptions, options.wireguardGo);
+    const wg = backend;
+    await ip(["address", "replace", address, "dev", iface, "nodad"]);
+    await setLinkUp(iface);
+    log.info("interface created", { iface, backend: wg.kind, address, mtu: LinkMtu });
+
+    const table: PeerTable = {
+      async setPeer(peer) {
+        await wg.setPeer({
+          publicKey: peer.publicKeyBytes,
+          allowedIps: [`${peer.address}/128`],
+          endpoint: wg.endpoint(peer.tag, VIRTUAL_PEER_PORT),
+          persistentKeepalive: PersistentKeepaliveSeconds,
+        });
+        log.info("peer added", {
+          publicKey: peer.publicKey,
+          address: peer.address,
+          virtualAddress: peer.virtualAddress,
+        });
+      },
+      async removePeer(peer) {
+        await wg.removePeer(peer.publicKeyBytes);
+        log.info("peer removed", { publicKey: peer.publicKey, address: peer.address });
+      },
+    };
+    reconciler = new PeerReconciler(table);
+    const batch: Uint8Array[] = [];
+    uplink = connectUplink({
+      relayUrl,
+      network,
+      adminSecret: options.adminSecret,
+      serverPublicKey: options.serverPublicKey,
+      reconciler,
+      tls: options.tls,
+      log: log.with({ uplink: network }),
+      onDatagrams(tags, datagrams) {
+        // Consecutive datagrams of one node go to the device as one batch.
+        let i = 0;
+        while (i < datagrams.length) {
+          const tag = tags[i];
+          batch.length = 0;
+          while (i < datagrams.length && sameTag(tags[i], tag)) batch.push(datagrams[i++]);
+          wg.deliver(batch, wg.endpoint(tag, VIRTUAL_PEER_PORT));
+        }
+        batch.length = 0;
+      },
+      onFatal(reason, code) {
+        const exitCode =
+          code === CloseCode.Unauthorized ? ExitCode.BadCredentials : ExitCode.Failure;
+        log.error("the relay refused the uplink", { reason, code });
+        process.stderr.write(`siderolink-sidecar serve: the relay refused the uplink: ${reason}\n`);
+        shutdown.stop(`uplink refused: ${reason}`, exitCode);
+      },
+    });
+  }
+
+  async function snapshot(): Promise<StatusSnapshot> {
+    const now = Date.now();
+    const wg = backend!;
+    const link = uplink!;
+    const peers = await wg.peers();
+    return {
+      role: "server",
+      iface,
+      backend: wg.kind,
+      pid: process.pid,
+      startedAt,
+      relay: `${relayUrl}/v1/networks/${network}/uplink`,
+      up: link.synced,
+      transport: {
+        kind: "websocket",
+        state: link.state,
+        lastError: link.lastError ?? null,
+        connects: link.stats.connects,
+        rxDatagrams: link.stats.rxDatagrams,
+        txDatagrams: link.stats.txDatagrams,
+        rxBytes: link.stats.rxBytes,
+        txBytes: link.stats.txBytes,
+      },
+      addresses: { local: address, server: address.split("/")[0], virtual: null },
+      peers: peers.map((peer) =>
+        peerReport(peer, now, reconciler?.peers.get(peer.publicKey)?.address),
+      ),
+      drops: {
+        ...wg.drops(),
+        uplinkNotConnected: link.stats.dropsNotConnected,
+        uplinkCongested: link.stats.dropsCongested,
+      },
+    };
+  }
+
+  async function close(): Promise<void> {
+    await uplink?.close();
+    await backend?.close();
+  }
+
+  return { start, snapshot, close };
+}
+
+function sameTag(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < 16; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -1,0 +1,177 @@
+/**
+ * A WebSocket to the relay that stays up: the node's tunnel stream and the server's uplink
+ * both run on it. It connects without compression (the payload is ciphertext) and with the
+ * frame size limit, sends PING_TEXT every PING_INTERVAL_MS and drops a connection silent for
+ * LIVENESS_TIMEOUT_MS, closes on a malformed frame, and reconnects after a jittered delay
+ * unless the relay closed with a code that ends the stream for good.
+ */
+import { WebSocket } from "ws";
+import { FrameError } from "../../shared/tunnel/decode.ts";
+import {
+  CloseCode,
+  LIVENESS_TIMEOUT_MS,
+  MAX_FRAME_SIZE,
+  PING_INTERVAL_MS,
+  PING_TEXT,
+} from "../../shared/tunnel/frame.ts";
+import type { LogFields, Logger } from "../log.ts";
+import { type TlsSettings, tlsOptions } from "../tls.ts";
+import { createReconnector, type TransportState, type TransportStats } from "./transport.ts";
+
+/** How long an upgrade may take before the attempt counts as failed. */
+const HandshakeTimeoutMs = 10_000;
+/** How long a closing handshake may take at shutdown before the socket is cut. */
+const CloseTimeoutMs = 2000;
+/** The close code ws reports when the connection dropped without a close frame. */
+const AbnormalClosure = 1006;
+
+export interface SupervisedWebSocketOptions {
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly tls: TlsSettings;
+  readonly log: Logger;
+  readonly stats: TransportStats;
+  /** What the log calls the stream: `<what> connected`, `<what> down; retrying`. */
+  readonly what: string;
+  /** Fields of the `<what> connected` line. */
+  readonly connectedFields: LogFields;
+  readonly retryIntervalMs: number | undefined;
+  /** Called before each connection attempt. */
+  onConnecting?(): void;
+  /** Called once a connection is open, before the first ping. */
+  onOpen?(ws: WebSocket): void;
+  /** A binary message; a FrameError thrown here closes the connection with its code. */
+  onBinary(ws: WebSocket, data: Buffer): void;
+  /** Called whenever a connection closes, even at shutdown. */
+  onClosed?(): void;
+  /** Whether the relay's close code ends the stream for good (no reconnect). */
+  endsForGood(code: number): boolean;
+  /** The stream ended for good (state is already "stopped"); `reason` may be empty. */
+  onEnded(code: number, reason: string): void;
+}
+
+export interface SupervisedWebSocket {
+  readonly state: TransportState;
+  readonly lastError: string | undefined;
+  /** The current connection when it is open, else undefined. */
+  openSocket(): WebSocket | undefined;
+  /** Stops for good; closes the connection with `reason`, cut after CloseTimeoutMs. */
+  close(reason: string): Promise<void>;
+}
+
+export function superviseWebSocket(options: SupervisedWebSocketOptions): SupervisedWebSocket {
+  const { log, stats, what } = options;
+  let state: TransportState = "connecting";
+  let lastError: string | undefined;
+  let socket: WebSocket | undefined;
+  let pingTimer: ReturnType<typeof setInterval> | undefined;
+  let lastReceived = 0;
+  const reconnector = createReconnector({
+    what,
+    log,
+    intervalMs: options.retryIntervalMs,
+    reconnect: () => {
+      if (state === "retrying") connect();
+    },
+  });
+
+  const connect = (): void => {
+    state = "connecting";
+    options.onConnecting?.();
+    const ws = new WebSocket(options.url, {
+      headers: options.headers,
+      perMessageDeflate: false,
+      maxPayload: MAX_FRAME_SIZE,
+      handshakeTimeout: HandshakeTimeoutMs,
+      ...tlsOptions(options.tls),
+    });
+    socket = ws;
+    ws.binaryType = "nodebuffer";
+    ws.on("open", () => {
+      state = "connected";
+      stats.connects++;
+      lastReceived = Date.now();
+      options.onOpen?.(ws);
+      log.info(`${what} connected`, options.connectedFields);
+      pingTimer = setInterval(() => {
+        if (Date.now() - lastReceived > LIVENESS_TIMEOUT_MS) {
+          log.warn(`${what} silent too long; reconnecting`, {
+            silentMs: Date.now() - lastReceived,
+          });
+          ws.terminate();
+          return;
+        }
+        ws.send(PING_TEXT);
+      }, PING_INTERVAL_MS);
+    });
+    ws.on("message", (data: Buffer, isBinary: boolean) => {
+      lastReceived = Date.now();
+      if (!isBinary) return;
+      try {
+        options.onBinary(ws, data);
+      } catch (error) {
+        if (!(error instanceof FrameError)) throw error;
+        log.warn("malformed frame from the relay; reconnecting", { error: error.message });
+        ws.close(error.closeCode, error.message);
+      }
+    });
+    ws.on("unexpected-response", (_request, response) => {
+      lastError = `HTTP ${response.statusCode} from ${options.url}`;
+      ws.terminate();
+    });
+    ws.on("error", (error) => {
+      lastError = error.message;
+    });
+    ws.on("close", (code: number, reason: Buffer) => {
+      clearInterval(pingTimer);
+      pingTimer = undefined;
+      options.onClosed?.();
+      if (socket !== ws || state === "stopped") return;
+      socket = undefined;
+      const text = reason.toString();
+      if (code !== AbnormalClosure || lastError === undefined)
+        lastError = `closed with ${code}${text ? ` "${text}"` : ""}`;
+      if (options.endsForGood(code)) {
+        state = "stopped";
+        options.onEnded(code, text);
+        return;
+      }
+      state = "retrying";
+      reconnector.schedule(lastError);
+    });
+  };
+
+  connect();
+
+  return {
+    get state() {
+      return state;
+    },
+    get lastError() {
+      return lastError;
+    },
+    openSocket() {
+      const ws = socket;
+      return ws !== undefined && ws.readyState === WebSocket.OPEN ? ws : undefined;
+    },
+    async close(reason) {
+      state = "stopped";
+      reconnector.cancel();
+      clearInterval(pingTimer);
+      const ws = socket;
+      socket = undefined;
+      if (ws === undefined || ws.readyState === WebSocket.CLOSED) return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          ws.terminate();
+          resolve();
+        }, CloseTimeoutMs);
+        ws.once("close", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        ws.close(CloseCode.Normal, reason);
+      });
+    },
+  };
+}

@@ -42,7 +42,9 @@ export interface AdminOptions {
   readonly operatorToken: string | undefined;
   readonly provisions: ProvisionCounts;
   /** How nodes reach this relay, for apiUrl; derived from the request when absent. */
-  readonly nodeBaseUrl?: string;
+  readonly nodeBaseUrl?: string | undefined;
+  /** Whether the runtime serves h2c gRPC, so that a plain HTTP request may yield grpc://. */
+  readonly plainGrpc: boolean;
 }
 
 export class HttpError extends Error {
@@ -83,8 +85,10 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
   const baseUrl = (c: Context): string => {
     if (options.nodeBaseUrl) return options.nodeBaseUrl;
     const url = new URL(c.req.url);
-    // Plain HTTP here means h2c for Talos, whose API URL says so with grpc://.
-    return url.protocol === "https:" ? `https://${url.host}` : `grpc://${url.host}`;
+    // Plain HTTP here means h2c for Talos, whose API URL says so with grpc://, where the runtime
+    // serves h2c; elsewhere (Workers) clients only ever reach it through TLS.
+    const tls = url.protocol === "https:" || !options.plainGrpc;
+    return tls ? `https://${url.host}` : `grpc://${url.host}`;
   };
 
   app.post("/v1/networks", async (c) => {

@@ -6,10 +6,12 @@
  *   GET  /v1/networks/:network/tunnel|uplink       WebSocket streams (tunnel.ts)
  *   /v1/networks..., /metrics                      admin API (admin.ts)
  */
-import { Hono } from "hono";
-import { NetworkNotFoundError, StoreConflictError } from "../store/store.ts";
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { NetworkNotFoundError, StoreConflictError, StoreUnavailableError } from "../store/store.ts";
 import { HttpError, registerAdminRoutes } from "./admin.ts";
 import { createFetchRoutes } from "./connect.ts";
+import { DEFAULT_RELAY_LIMITS, type RelayLimits } from "./limits.ts";
 import { createProvisionHandler, type ProvisionHandler } from "./provision.ts";
 import type { RelayDirectory } from "./runtime.ts";
 import { registerTunnelRoutes } from "./tunnel.ts";
@@ -20,10 +22,26 @@ export interface RelayAppOptions {
   readonly operatorToken?: string | undefined;
   /** How nodes reach this relay (`grpc://host:port`, `https://host`), for apiUrl. */
   readonly nodeBaseUrl?: string | undefined;
+  /**
+   * Whether this runtime answers plain gRPC over h2c (Node does; Workers do not). Without it,
+   * a relay reached over plain HTTP still gives nodes an https:// API URL, the only kind of
+   * URL Talos can use with it.
+   */
+  readonly plainGrpc?: boolean;
   /** Shared with a runtime that serves Provision elsewhere too (Node's HTTP/2 gRPC). */
   readonly provision?: ProvisionHandler;
   readonly now?: () => number;
+  /** Abuse limits; each field defaults to DEFAULT_RELAY_LIMITS's. */
+  readonly limits?: Partial<RelayLimits>;
+  /**
+   * The address the request came from, as the runtime knows it (the TCP peer on Node, the edge's
+   * CF-Connecting-IP on Workers); never a header a client could set unchecked.
+   */
+  readonly clientAddress?: (c: Context) => string | undefined;
 }
+
+/** The largest admin API body (JSON of a name or an address). */
+export const MAX_ADMIN_BODY_BYTES = 16 * 1024;
 
 export interface RelayApp {
   readonly app: Hono;
@@ -32,25 +50,40 @@ export interface RelayApp {
 
 export function createRelayApp(options: RelayAppOptions): RelayApp {
   const now = options.now ?? Date.now;
-  const provision = options.provision ?? createProvisionHandler(options.directory, now);
+  const limits: RelayLimits = { ...DEFAULT_RELAY_LIMITS, ...options.limits };
+  const provision = options.provision ?? createProvisionHandler(options.directory, now, limits);
+  const clientAddress = options.clientAddress ?? (() => undefined);
   const app = new Hono();
 
   app.get("/healthz", (c) => c.text("ok"));
   for (const [path, handler] of createFetchRoutes(provision)) {
-    app.post(path, (c) => handler(c.req.raw));
+    app.post(path, (c) => handler(c.req.raw, clientAddress(c)));
   }
-  registerTunnelRoutes(app, options.directory, now);
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: MAX_ADMIN_BODY_BYTES,
+      onError: (c) =>
+        c.json({ error: `request body over ${MAX_ADMIN_BODY_BYTES} bytes; send less` }, 413),
+    }),
+  );
+  registerTunnelRoutes(app, options.directory, now, limits.maxTunnels);
   registerAdminRoutes(app, {
     directory: options.directory,
     operatorToken: options.operatorToken,
     provisions: provision.counts,
     nodeBaseUrl: options.nodeBaseUrl,
+    plainGrpc: options.plainGrpc ?? true,
   });
 
   app.onError((error, c) => {
     if (error instanceof HttpError) return c.json({ error: error.message }, error.status);
     if (error instanceof NetworkNotFoundError) return c.json({ error: error.message }, 404);
     if (error instanceof StoreConflictError) return c.json({ error: error.message }, 409);
+    if (error instanceof StoreUnavailableError) {
+      console.error(`relay: ${error.message}`);
+      return c.json({ error: error.message }, 503);
+    }
     if (error instanceof RangeError) return c.json({ error: error.message }, 400);
     console.error("relay: unhandled error", error);
     return c.json({ error: "internal error; see the relay's log" }, 500);

@@ -3,12 +3,16 @@
  * gRPC-web on any runtime with fetch (workerd included).
  */
 import { fromBinary, fromJson } from "@bufbuild/protobuf";
-import { type ConnectRouter, createConnectRouter } from "@connectrpc/connect";
-import { createFetchHandler } from "@connectrpc/connect/protocol";
+import { type ConnectRouter, createConnectRouter, createContextValues } from "@connectrpc/connect";
+import {
+  universalServerRequestFromFetch,
+  universalServerResponseToFetch,
+} from "@connectrpc/connect/protocol";
 import {
   ProvisionRequestSchema,
   ProvisionService,
 } from "../../shared/gen/sidero/link/provision_pb.ts";
+import { clientAddressKey } from "./limits.ts";
 import type { ProvisionHandler } from "./provision.ts";
 import { parseJoinToken } from "./secrets.ts";
 
@@ -23,16 +27,42 @@ export function registerProvision(
   return router.service(ProvisionService, provision.impl);
 }
 
+/**
+ * Plain gRPC puts its status in HTTP trailers, which a fetch Response cannot carry: served
+ * through fetch it would end with no status at all. Refused instead, in the trailers-only form
+ * (status in the headers): UNIMPLEMENTED with what to use.
+ */
+const PLAIN_GRPC = /^application\/grpc(?:$|[+;])/i;
+const PLAIN_GRPC_REFUSAL = new Headers({
+  "content-type": "application/grpc",
+  "grpc-status": "12",
+  "grpc-message": encodeURIComponent(
+    "plain gRPC needs HTTP/2 trailers, which this endpoint cannot send: use gRPC-web or Connect, or the Node relay over HTTP/2",
+  ),
+});
+
+/** A fetch handler told where the request came from (for per-client limits). */
+export type FetchRoute = (request: Request, clientAddress: string | undefined) => Promise<Response>;
+
 /** Fetch handlers by request path, e.g. "/sidero.link.ProvisionService/Provision". */
-export function createFetchRoutes(
-  provision: ProvisionHandler,
-): Map<string, (request: Request) => Promise<Response>> {
+export function createFetchRoutes(provision: ProvisionHandler): Map<string, FetchRoute> {
   const router = registerProvision(
     createConnectRouter({ readMaxBytes: MAX_PROVISION_REQUEST_BYTES }),
     provision,
   );
   return new Map(
-    router.handlers.map((handler) => [handler.requestPath, createFetchHandler(handler)]),
+    router.handlers.map((handler): [string, FetchRoute] => [
+      handler.requestPath,
+      async (request, clientAddress) => {
+        if (PLAIN_GRPC.test(request.headers.get("content-type") ?? "")) {
+          await request.body?.cancel();
+          return new Response(null, { status: 200, headers: PLAIN_GRPC_REFUSAL });
+        }
+        const universal = universalServerRequestFromFetch(request, {});
+        universal.contextValues = createContextValues().set(clientAddressKey, clientAddress);
+        return universalServerResponseToFetch(await handler(universal));
+      },
+    ]),
   );
 }
 
@@ -46,8 +76,8 @@ export async function provisionNetwork(request: Request): Promise<string | undef
   const length = Number(request.headers.get("content-length") ?? "0");
   if (length > MAX_PROVISION_REQUEST_BYTES) return undefined;
   try {
-    let body = new Uint8Array(await request.clone().arrayBuffer());
-    if (body.length > MAX_PROVISION_REQUEST_BYTES) return undefined;
+    let body = await readBounded(request.clone(), MAX_PROVISION_REQUEST_BYTES);
+    if (!body) return undefined;
     if (contentType.startsWith("application/grpc-web-text")) {
       body = Uint8Array.from(atob(new TextDecoder().decode(body)), (c) => c.charCodeAt(0));
     }
@@ -66,4 +96,32 @@ export async function provisionNetwork(request: Request): Promise<string | undef
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The request body, or undefined once it passes `limit` bytes: a body without Content-Length
+ * (chunked) is read only that far, never whole.
+ */
+async function readBounded(request: Request, limit: number): Promise<Uint8Array | undefined> {
+  if (!request.body) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > limit) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return body;
 }

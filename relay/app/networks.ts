@@ -7,7 +7,7 @@ import { formatIPv6, parseIPv6 } from "../../shared/siderolink/ipv6.ts";
 import type { JoinTokenRecord, NetworkRecord, PeerRecord } from "../store/store.ts";
 import { NetworkNotFoundError } from "../store/store.ts";
 import { type NetworkRuntime, peerEntry } from "./runtime.ts";
-import { formatJoinToken, randomId, randomSecret } from "./secrets.ts";
+import { constantTimeEqual, formatJoinToken, randomId, randomSecret } from "./secrets.ts";
 
 /** What `network create/show --json` print: everything a sidecar needs to join or serve. */
 export interface NetworkSummary {
@@ -133,8 +133,11 @@ export async function revokeToken(
 ): Promise<boolean> {
   await requireNetwork(runtime);
   const tokens = await runtime.store.tokens();
+  // The whole token is a secret: compared in constant time, like every secret.
   const match = tokens.find(
-    (token) => token.id === idOrToken || formatJoinToken(runtime.name, token.secret) === idOrToken,
+    (token) =>
+      token.id === idOrToken ||
+      constantTimeEqual(formatJoinToken(runtime.name, token.secret), idOrToken),
   );
   return match ? runtime.store.revokeToken(match.id, now) : false;
 }

@@ -18,8 +18,15 @@ import { SideroLinkError } from "../../shared/siderolink/errors.ts";
 import { formatAddrPort, formatIPv6, parseIPv6 } from "../../shared/siderolink/ipv6.ts";
 import { parseKey } from "../../shared/siderolink/keys.ts";
 import { NoUplinkError } from "../hub/hub.ts";
-import { type PeerRecord, StoreConflictError, validateNetworkName } from "../store/store.ts";
-import type { RelayDirectory } from "./runtime.ts";
+import {
+  type PeerRecord,
+  StoreConflictError,
+  StoreUnavailableError,
+  validateNetworkName,
+} from "../store/store.ts";
+import { clientAddressKey, DEFAULT_RELAY_LIMITS, type RelayLimits } from "./limits.ts";
+import { createRateLimiter, type RateLimiter } from "./rate-limit.ts";
+import type { NetworkRuntime, RelayDirectory } from "./runtime.ts";
 import { peerEntry } from "./runtime.ts";
 import { constantTimeEqual, parseJoinToken } from "./secrets.ts";
 
@@ -32,15 +39,27 @@ export interface ProvisionHandler {
 }
 
 const INVALID_JOIN_TOKEN = "invalid join token";
-/** Peers one network may hold: the uplink's peer list and WireGuard's peer table stay sane. */
-export const MAX_PEERS_PER_NETWORK = 10_000;
 const ADDRESS_ATTEMPTS = 4;
+/** Response header (gRPC: trailer) with the seconds to wait after ResourceExhausted. */
+export const RETRY_AFTER_HEADER = "retry-after";
+
+interface ProvisionLimiters {
+  readonly limits: RelayLimits;
+  readonly perClient: RateLimiter;
+  readonly perNetwork: RateLimiter;
+}
 
 export function createProvisionHandler(
   directory: RelayDirectory,
   now: () => number = Date.now,
+  limits: RelayLimits = DEFAULT_RELAY_LIMITS,
 ): ProvisionHandler {
   const counts: ProvisionCounts = {};
+  const limiters: ProvisionLimiters = {
+    limits,
+    perClient: createRateLimiter(limits.provisionPerClient),
+    perNetwork: createRateLimiter(limits.provisionPerNetwork),
+  };
   const count = (code: Code | "ok") => {
     const name = code === "ok" ? "ok" : codeName(code);
     counts[name] = (counts[name] ?? 0) + 1;
@@ -49,9 +68,10 @@ export function createProvisionHandler(
   return {
     counts,
     impl: {
-      async provision(request) {
+      async provision(request, context) {
         try {
-          const response = await provision(directory, request, now());
+          const client = context.values.get(clientAddressKey);
+          const response = await provision(directory, request, now(), client, limiters);
           count("ok");
           return response;
         } catch (error) {
@@ -66,19 +86,44 @@ export function createProvisionHandler(
 
 type ProvisionArgs = Parameters<ServiceImpl<typeof ProvisionService>["provision"]>[0];
 
-async function provision(directory: RelayDirectory, request: ProvisionArgs, now: number) {
+async function provision(
+  directory: RelayDirectory,
+  request: ProvisionArgs,
+  now: number,
+  client: string | undefined,
+  limiters: ProvisionLimiters,
+) {
+  // Before any lookup, so guessing join tokens costs the guesser its own budget.
+  if (client !== undefined) rateLimited(limiters.perClient.take(client, now), `client ${client}`);
   const token = parseJoinToken(request.joinToken ?? "");
   if (!token || !isNetworkName(token.network)) throw permissionDenied();
   const runtime = await directory.runtime(token.network);
+  try {
+    return await provisionPeer(runtime, request, now, token.secret, limiters);
+  } catch (error) {
+    if (error instanceof StoreUnavailableError)
+      throw new ConnectError(error.message, Code.Unavailable);
+    throw error;
+  }
+}
+
+async function provisionPeer(
+  runtime: NetworkRuntime,
+  request: ProvisionArgs,
+  now: number,
+  secret: string,
+  limiters: ProvisionLimiters,
+) {
   const network = await runtime.store.network();
   if (!network) throw permissionDenied();
   // Compare against every active token, without stopping early, so timing reveals nothing.
   let valid = false;
   for (const candidate of await runtime.store.tokens()) {
-    if (candidate.revokedAt === null && constantTimeEqual(candidate.secret, token.secret))
-      valid = true;
+    if (candidate.revokedAt === null && constantTimeEqual(candidate.secret, secret)) valid = true;
   }
   if (!valid) throw permissionDenied();
+  // After the token check, so strangers cannot spend a network's budget.
+  rateLimited(limiters.perNetwork.take(network.name, now), `network ${network.name}`);
 
   let publicKey: string;
   try {
@@ -103,9 +148,10 @@ async function provision(directory: RelayDirectory, request: ProvisionArgs, now:
   const prefix = networkPrefix(network.installationId);
   const uniqueToken = request.nodeUniqueToken ?? "";
   const existing = await runtime.store.peerByIdentity(request.nodeUuid, uniqueToken);
-  if (!existing && (await runtime.store.peerCount()) >= MAX_PEERS_PER_NETWORK) {
+  const maxPeers = limiters.limits.maxPeersPerNetwork;
+  if (!existing && (await runtime.store.peerCount()) >= maxPeers) {
     throw new ConnectError(
-      `network ${JSON.stringify(network.name)} holds ${MAX_PEERS_PER_NETWORK} nodes, its limit; revoke unused nodes (siderolink-relay node revoke)`,
+      `network ${JSON.stringify(network.name)} holds ${maxPeers} nodes, its limit; revoke unused nodes (siderolink-relay node revoke)`,
       Code.ResourceExhausted,
     );
   }
@@ -156,6 +202,17 @@ async function provision(directory: RelayDirectory, request: ProvisionArgs, now:
     serverAddress: formatIPv6(serverAddress(prefix)),
     grpcPeerAddrPort: virtualEndpoint,
   };
+}
+
+/** Throws ResourceExhausted when `retryMs` > 0, with the wait in the message and Retry-After. */
+function rateLimited(retryMs: number, who: string): void {
+  if (retryMs === 0) return;
+  const seconds = Math.max(1, Math.ceil(retryMs / 1000));
+  throw new ConnectError(
+    `too many Provision calls from ${who}; retry in ${seconds} s`,
+    Code.ResourceExhausted,
+    { [RETRY_AFTER_HEADER]: String(seconds) },
+  );
 }
 
 function permissionDenied(): ConnectError {

@@ -15,6 +15,7 @@ import type { Context, Hono } from "hono";
 import { formatIPv6, parseAddrPort, parseIPv6 } from "../../shared/siderolink/ipv6.ts";
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
 import { validateNetworkName } from "../store/store.ts";
+import { CLOSE_TRY_AGAIN_LATER } from "./limits.ts";
 import type { RelayDirectory } from "./runtime.ts";
 import { bearerToken, constantTimeEqual } from "./secrets.ts";
 
@@ -32,6 +33,7 @@ export function registerTunnelRoutes(
   app: Hono,
   directory: RelayDirectory,
   now: () => number,
+  maxTunnels: number,
 ): void {
   app.get("/v1/networks/:network/tunnel", async (c) => {
     const refused = notUpgrade(c);
@@ -44,6 +46,14 @@ export function registerTunnelRoutes(
     if (!peer) {
       return runtime.acceptWebSocket(c.req.raw, {
         refuse: { code: CloseCode.PeerNotAllowed, reason: REASON_PEER_NOT_ALLOWED },
+      });
+    }
+    if (!runtime.hub.hasNode(peer.virtualAddress) && tunnelsFull(directory, maxTunnels)) {
+      return runtime.acceptWebSocket(c.req.raw, {
+        refuse: {
+          code: CLOSE_TRY_AGAIN_LATER,
+          reason: `relay holds its limit of ${maxTunnels} tunnels; try again later`,
+        },
       });
     }
     return runtime.acceptWebSocket(c.req.raw, {
@@ -69,6 +79,13 @@ export function registerTunnelRoutes(
       attach: { v: 1, role: "uplink", serverPublicKey: null, connectedAt: now() },
     });
   });
+}
+
+/** Whether the directory's live hubs hold `maxTunnels` node streams or more. */
+export function tunnelsFull(directory: RelayDirectory, maxTunnels: number): boolean {
+  let open = 0;
+  for (const runtime of directory.live()) open += runtime.hub.nodeCount;
+  return open >= maxTunnels;
 }
 
 /** `[addr]:port` or a bare address, as canonical text; undefined when it is neither. */

@@ -55,6 +55,12 @@ export interface HubLimits {
   readonly livenessTimeoutMs: number;
   /** How often a congested destination is retried. */
   readonly retryMs: number;
+  /**
+   * Token bucket of each node stream: datagrams it may send at once, and regains per second.
+   * One node cannot starve the uplink that all nodes of its network share.
+   */
+  readonly nodeBurst: number;
+  readonly nodeDatagramsPerSecond: number;
 }
 
 export const DEFAULT_HUB_LIMITS: HubLimits = {
@@ -64,6 +70,9 @@ export const DEFAULT_HUB_LIMITS: HubLimits = {
   ackTimeoutMs: 5_000,
   livenessTimeoutMs: LIVENESS_TIMEOUT_MS,
   retryMs: 20,
+  // A WireGuard peer at 500 Mbit/s of 1,400-byte packets sends about 45k datagrams a second.
+  nodeBurst: 16_384,
+  nodeDatagramsPerSecond: 65_536,
 };
 
 /** What the hub needs from the rest of the relay. */
@@ -115,6 +124,9 @@ interface Connection {
   /** Uplink: HELLO handled and PEER_LIST sent. */
   ready: boolean;
   traffic: NodeTraffic | undefined;
+  /** Node: datagrams it may still send now, refilled by time on each message. */
+  tokens: number;
+  tokensAt: number;
   closed: boolean;
 }
 
@@ -343,6 +355,8 @@ export class Hub {
               lastSeen: now,
             }
           : undefined,
+      tokens: this.#limits.nodeBurst,
+      tokensAt: now,
       closed: false,
     };
     this.#connections.set(socket, connection);
@@ -358,10 +372,23 @@ export class Hub {
     const traffic = connection.traffic!;
     traffic.lastSeen = connection.lastSeen;
     const uplink = this.#uplink?.ready ? this.#uplink : undefined;
+    const elapsed = connection.lastSeen - connection.tokensAt;
+    if (elapsed > 0) {
+      connection.tokens = Math.min(
+        this.#limits.nodeBurst,
+        connection.tokens + (elapsed * this.#limits.nodeDatagramsPerSecond) / 1000,
+      );
+      connection.tokensAt = connection.lastSeen;
+    }
     for (let i = 0; i < count; i++) {
       const datagram = datagrams[i];
       traffic.txPackets++;
       traffic.txBytes += datagram.length;
+      if (connection.tokens < 1) {
+        this.metrics.drops.rate_limited++;
+        continue;
+      }
+      connection.tokens--;
       if (!isWellFormedMessage(datagram)) {
         this.metrics.drops.not_wireguard++;
       } else if (!uplink) {
@@ -482,7 +509,12 @@ export class Hub {
   #flush(destination: Connection): void {
     const count = destination.pendingCount;
     destination.pendingCount = 0;
-    if (destination.closed) return;
+    if (destination.closed || destination.socket.writable === false) {
+      this.metrics.drops.stream_closed += count + destination.queue.length;
+      destination.queue.clear();
+      this.#congested.delete(destination);
+      return;
+    }
     if (destination.socket.bufferedAmount > this.#limits.highWaterBytes) {
       for (let i = 0; i < count; i++) {
         const dropped = destination.queue.push(
@@ -539,6 +571,7 @@ export class Hub {
   #forget(connection: Connection): void {
     if (connection.closed) return;
     connection.closed = true;
+    this.metrics.drops.stream_closed += connection.queue.length;
     connection.queue.clear();
     this.#congested.delete(connection);
     this.#connections.delete(connection.socket);

@@ -10,6 +10,10 @@ export const DROP_REASONS = [
   "unknown_peer",
   /** The destination was congested and its bounded queue dropped the oldest. */
   "queue_full",
+  /** A node sent faster than its stream's token bucket allows. */
+  "rate_limited",
+  /** The destination stream was closing or gone: sent to it, or left in its queue, for nowhere. */
+  "stream_closed",
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -35,7 +39,14 @@ export function createHubMetrics(): HubMetrics {
     nodeToUplinkBytes: 0,
     uplinkToNodeDatagrams: 0,
     uplinkToNodeBytes: 0,
-    drops: { not_wireguard: 0, no_uplink: 0, unknown_peer: 0, queue_full: 0 },
+    drops: {
+      not_wireguard: 0,
+      no_uplink: 0,
+      unknown_peer: 0,
+      queue_full: 0,
+      rate_limited: 0,
+      stream_closed: 0,
+    },
     malformedFrames: 0,
     livenessTimeouts: 0,
     acks: 0,

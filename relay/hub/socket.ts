@@ -10,6 +10,11 @@ export interface HubSocket {
   send(data: Uint8Array | string): void;
   /** Closes with a WebSocket close code (CloseCode in shared/tunnel/frame.ts) and reason. */
   close(code: number, reason: string): void;
+  /**
+   * False once the socket can no longer send (closing or closed), so the hub counts what it
+   * would have sent as dropped; undefined where the runtime cannot tell.
+   */
+  readonly writable?: boolean;
   /** Bytes accepted by `send` and not yet written out; 0 where the runtime cannot tell. */
   readonly bufferedAmount: number;
   /**

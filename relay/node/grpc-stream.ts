@@ -17,9 +17,12 @@ import type { HubSocket } from "../hub/socket.ts";
 
 /** Finds the network runtime whose peer owns a virtual address. */
 export type PeerLocator = (virtualAddress: string) => Promise<NetworkRuntime | undefined>;
+/** Whether a stream for this peer may open now (the relay's tunnel cap). */
+export type TunnelAdmission = (runtime: NetworkRuntime, virtualAddress: string) => boolean;
 
 export function createWireGuardOverGrpc(
   locate: PeerLocator,
+  admit: TunnelAdmission = () => true,
   now: () => number = Date.now,
 ): ServiceImpl<typeof WireGuardOverGRPCService> {
   return {
@@ -30,6 +33,11 @@ export function createWireGuardOverGrpc(
       const runtime = virtualAddress && (await locate(virtualAddress));
       if (!virtualAddress || !runtime)
         throw new ConnectError(REASON_PEER_NOT_ALLOWED, Code.PermissionDenied);
+      if (!admit(runtime, virtualAddress))
+        throw new ConnectError(
+          "relay holds its limit of tunnels; try again later",
+          Code.ResourceExhausted,
+        );
 
       const socket = new GrpcHubSocket(context.signal);
       const { hub } = runtime;
@@ -70,6 +78,10 @@ class GrpcHubSocket implements HubSocket {
 
   constructor(signal: AbortSignal) {
     signal.addEventListener("abort", () => this.end(), { once: true });
+  }
+
+  get writable(): boolean {
+    return !this.#ended;
   }
 
   get bufferedAmount(): number {

@@ -9,12 +9,15 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import tls from "node:tls";
+import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
 import { WireGuardOverGRPCService } from "../../shared/gen/sidero/link/wireguard_pb.ts";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
 import { createRelayApp } from "../app/app.ts";
 import { MAX_PROVISION_REQUEST_BYTES, registerProvision } from "../app/connect.ts";
+import { clientAddressKey, DEFAULT_RELAY_LIMITS, type RelayLimits } from "../app/limits.ts";
+import { tunnelsFull } from "../app/tunnel.ts";
 import type { HubLimits } from "../hub/hub.ts";
 import { createNodeDirectory, type NodeDirectory } from "./directory.ts";
 import { createWireGuardOverGrpc } from "./grpc-stream.ts";
@@ -33,7 +36,18 @@ export interface RelayServerOptions {
   readonly nodeBaseUrl?: string | undefined;
   readonly hubLimits?: Partial<HubLimits>;
   readonly sweepIntervalMs?: number;
+  /** Abuse limits (Provision rates, peer and tunnel caps); defaults in relay/app/limits.ts. */
+  readonly limits?: Partial<RelayLimits>;
+  /** Time a client has to send its request headers (and, on a new connection, its first bytes). */
+  readonly headersTimeoutMs?: number;
+  /** How long a store write waits for another process's lock. */
+  readonly storeBusyTimeoutMs?: number;
 }
+
+/** Default time a client has to send its request headers. */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+/** Largest request header block on HTTP/1.1 and HTTP/2; larger gets 431 or a stream reset. */
+export const MAX_HEADER_BYTES = 16 * 1024;
 
 export interface RelayServer {
   /** `http://host:port` or `https://host:port`: admin API, WebSockets, Connect. */
@@ -47,11 +61,20 @@ export interface RelayServer {
   close(): Promise<void>;
 }
 
+/** What @hono/node-server passes as the app's env. */
+interface NodeBindings {
+  readonly incoming?: { readonly socket?: net.Socket };
+}
+
 /** "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113 section 3.4); its first bytes suffice. */
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");
 
 export async function startRelayServer(options: RelayServerOptions): Promise<RelayServer> {
-  const database = openSqliteDatabase(options.dataDir);
+  const database = openSqliteDatabase(options.dataDir, {
+    busyTimeoutMs: options.storeBusyTimeoutMs,
+  });
+  const limits: RelayLimits = { ...DEFAULT_RELAY_LIMITS, ...options.limits };
+  const headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
   const directory = createNodeDirectory(database, {
     hubLimits: options.hubLimits,
     sweepIntervalMs: options.sweepIntervalMs,
@@ -61,18 +84,26 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
     directory,
     operatorToken: options.operatorToken,
     nodeBaseUrl: options.nodeBaseUrl,
+    limits,
+    clientAddress: (c) => (c.env as NodeBindings | undefined)?.incoming?.socket?.remoteAddress,
   });
-  const honoListener = getRequestListener((request) => app.fetch(request));
+  const honoListener = getRequestListener((request, env) => app.fetch(request, env));
   const upgrades = createWebSocketUpgrades((request) => app.fetch(request));
   directory.setUpgrades(upgrades);
 
   const grpcHandler = connectNodeAdapter({
     readMaxBytes: MAX_PROVISION_REQUEST_BYTES,
+    contextValues: (request) =>
+      createContextValues().set(clientAddressKey, request.socket?.remoteAddress),
     routes: (router) => {
       registerProvision(router, provision);
       router.service(
         WireGuardOverGRPCService,
-        createWireGuardOverGrpc((address) => directory.locatePeer(address)),
+        createWireGuardOverGrpc(
+          (address) => directory.locatePeer(address),
+          (runtime, address) =>
+            runtime.hub.hasNode(address) || !tunnelsFull(directory, limits.maxTunnels),
+        ),
       );
     },
     fallback: (request, response) => {
@@ -85,9 +116,22 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
     },
   });
 
-  const http1 = http.createServer(honoListener);
+  const http1 = http.createServer(
+    {
+      headersTimeout: headersTimeoutMs,
+      requestTimeout: Math.max(headersTimeoutMs, 30_000),
+      // Node enforces both timeouts on this tick; the default (30 s) would let a slow client
+      // hold its socket well past headersTimeout.
+      connectionsCheckingInterval: Math.min(1_000, headersTimeoutMs),
+      maxHeaderSize: MAX_HEADER_BYTES,
+    },
+    honoListener,
+  );
   http1.on("upgrade", (request, socket, head) => upgrades.handle(request, socket, head));
-  const h2 = http2.createServer({}, grpcHandler);
+  // http1 never listens itself (the front server hands it sockets), and Node starts the timer
+  // that enforces headersTimeout and requestTimeout on "listening": start it here.
+  http1.emit("listening");
+  const h2 = http2.createServer({ settings: { maxHeaderListSize: MAX_HEADER_BYTES } }, grpcHandler);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   h2.on("session", (session) => {
@@ -110,7 +154,7 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
       (socket) => dispatch(socket, socket.alpnProtocol === "h2"),
     );
   } else {
-    front = net.createServer((socket) => sniff(socket, dispatch));
+    front = net.createServer((socket) => sniff(socket, dispatch, headersTimeoutMs));
   }
   front.on("connection", (socket: net.Socket) => {
     sockets.add(socket);
@@ -142,6 +186,7 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
         await directory.close(CloseCode.GoingAway, "relay shutting down");
         await new Promise<void>((resolve) => {
           front.close(() => resolve());
+          http1.close();
           for (const session of sessions) session.close();
           http1.closeIdleConnections();
           setTimeout(() => {
@@ -159,13 +204,19 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
 function sniff(
   socket: net.Socket,
   dispatch: (socket: net.Socket, http2Wanted: boolean) => void,
+  timeoutMs: number,
 ): void {
   let seen = Buffer.alloc(0);
+  // A connection that sends nothing would otherwise sit here, before any server's timeouts.
+  const silent = setTimeout(() => socket.destroy(), timeoutMs);
+  silent.unref();
+  socket.once("close", () => clearTimeout(silent));
   const onData = (chunk: Buffer): void => {
     seen = Buffer.concat([seen, chunk]);
     const compared = Math.min(seen.length, HTTP2_PREFACE.length);
     const matches = seen.subarray(0, compared).equals(HTTP2_PREFACE.subarray(0, compared));
     if (matches && seen.length < HTTP2_PREFACE.length) return;
+    clearTimeout(silent);
     socket.off("data", onData);
     socket.pause();
     socket.unshift(seen);

@@ -114,6 +114,9 @@ export function wsHubSocket(ws: WebSocket): HubSocket {
     close(code, reason) {
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
     },
+    get writable() {
+      return ws.readyState === ws.OPEN;
+    },
     get bufferedAmount() {
       return ws.bufferedAmount;
     },

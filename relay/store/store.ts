@@ -92,6 +92,14 @@ export class StoreConflictError extends Error {
   override readonly name = "StoreConflictError";
 }
 
+/**
+ * The storage cannot take the call now: locked by another process, read-only, full or failing.
+ * Nothing was changed; the message names the cause and what to check.
+ */
+export class StoreUnavailableError extends Error {
+  override readonly name = "StoreUnavailableError";
+}
+
 /** The network the call was about does not exist. */
 export class NetworkNotFoundError extends Error {
   override readonly name = "NetworkNotFoundError";

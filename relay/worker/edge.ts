@@ -4,7 +4,7 @@
  * relay-wide /metrics gathered from every network's object.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 import { createRelayApp } from "../app/app.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../app/metrics.ts";
 import type { RelayDirectory } from "../app/runtime.ts";
@@ -33,6 +33,11 @@ function isOperator(request: Request, env: Env): boolean {
   );
 }
 
+/** The client's address as Cloudflare's edge saw it (the edge sets the header, not the client). */
+export function edgeClientAddress(c: Context): string | undefined {
+  return c.req.header("cf-connecting-ip");
+}
+
 /** The app for `env`, built once per isolate. */
 function edgeApp(env: Env): Hono {
   if (cached?.env === env) return cached.app;
@@ -47,7 +52,12 @@ function edgeApp(env: Env): Hono {
     list: () => env.DIRECTORY.get(env.DIRECTORY.idFromName(DIRECTORY_NAME)).list(),
     live: () => [],
   };
-  const { app } = createRelayApp({ directory, operatorToken: env.RELAY_OPERATOR_TOKEN });
+  const { app } = createRelayApp({
+    directory,
+    operatorToken: env.RELAY_OPERATOR_TOKEN,
+    clientAddress: edgeClientAddress,
+    plainGrpc: false,
+  });
   cached = { env, app };
   return app;
 }

@@ -22,6 +22,9 @@ export function createDurableHubSocket(ctx: DurableObjectState, ws: WebSocket): 
         // Closed already.
       }
     },
+    get writable(): boolean {
+      return ws.readyState === WebSocket.OPEN;
+    },
     get bufferedAmount(): number {
       // workerd builds before 2026-11 have no bufferedAmount: 0 then, as HubSocket allows.
       return (ws as { bufferedAmount?: number }).bufferedAmount ?? 0;

@@ -29,6 +29,7 @@ import { listNetworkNames, migrate } from "../store/schema.ts";
 import type { SqlExecutor } from "../store/sql.ts";
 import { createSqlNetworkStore } from "../store/sql-store.ts";
 import { durableSql } from "./durable-sql.ts";
+import { edgeClientAddress } from "./edge.ts";
 import { DIRECTORY_NAME, type Env } from "./env.ts";
 import { createDurableHubSocket } from "./hub-socket.ts";
 
@@ -136,6 +137,8 @@ export class NetworkObject extends DurableObject<Env> {
     const { app } = createRelayApp({
       directory,
       operatorToken: this.env.RELAY_OPERATOR_TOKEN,
+      clientAddress: edgeClientAddress,
+      plainGrpc: false,
     });
     this.#relay = { runtime, app };
     runtime.hub.restore(this.#restoredSockets());

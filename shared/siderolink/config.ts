@@ -43,7 +43,15 @@ export function parseSideroLinkConfig(text: string): SideroLinkConfig {
       const where = error.message.split("\n")[0].replace(/:$/, "");
       throw new SideroLinkError("invalid", "yaml", `document ${count}: ${where}`);
     }
-    const content: unknown = document.toJS();
+    let content: unknown;
+    try {
+      // toJS resolves aliases: an undefined one, or a chain that would expand without bound
+      // (more than 100 alias uses), throws here rather than allocating.
+      content = document.toJS({ maxAliasCount: 100 });
+    } catch (cause) {
+      const where = cause instanceof Error ? cause.message.split("\n")[0] : String(cause);
+      throw new SideroLinkError("invalid", "yaml", `document ${count}: ${where}`, { cause });
+    }
     if (!isRecord(content) || content.kind !== KIND) continue;
     if (found) {
       throw new SideroLinkError("invalid", "kind", `more than one ${KIND} document; keep one`);

@@ -1,0 +1,45 @@
+/**
+ * The relay's abuse limits in one place, with the defaults a runtime gets unless it passes its
+ * own. Per-stream datagram limits live with the hub (HubLimits in relay/hub/hub.ts).
+ */
+import { createContextKey } from "@connectrpc/connect";
+import type { RateLimit } from "./rate-limit.ts";
+
+export interface RelayLimits {
+  /**
+   * Provision calls one client address may make. Talos provisions once per boot; a burst covers
+   * a rack booting behind one NAT address.
+   */
+  readonly provisionPerClient: RateLimit;
+  /** Provision calls (with a valid join token) one network takes, whatever the address. */
+  readonly provisionPerNetwork: RateLimit;
+  /** Peers one network may hold: the uplink's peer list and WireGuard's peer table stay sane. */
+  readonly maxPeersPerNetwork: number;
+  /**
+   * Node tunnel streams open at once in one relay process (on Workers: in one network's Durable
+   * Object). A node that already has a stream may always replace it.
+   */
+  readonly maxTunnels: number;
+}
+
+export const DEFAULT_RELAY_LIMITS: RelayLimits = {
+  provisionPerClient: { burst: 30, perSecond: 2 },
+  provisionPerNetwork: { burst: 300, perSecond: 50 },
+  maxPeersPerNetwork: 10_000,
+  maxTunnels: 20_000,
+};
+
+/**
+ * Where a Provision call came from, set by the runtime: the TCP peer or the edge's header.
+ * Undefined where the runtime cannot tell (workerd run locally, without Cloudflare's edge): such
+ * calls skip the per-client limit rather than share one bucket that any caller could drain.
+ */
+export const clientAddressKey = createContextKey<string | undefined>(undefined, {
+  description: "client address",
+});
+
+/**
+ * WebSocket close code for a tunnel refused because the relay holds its limit of streams: 1013
+ * "Try Again Later" (RFC 6455 registry), which clients treat as worth retrying.
+ */
+export const CLOSE_TRY_AGAIN_LATER = 1013;

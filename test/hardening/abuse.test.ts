@@ -1,0 +1,328 @@
+/**
+ * Abuse limits of the Node relay: Provision rate limits per client address and per network
+ * (ResourceExhausted with Retry-After), the peer cap, the tunnel cap, the per-stream datagram
+ * token bucket, the admin secret on the admin API and the uplink, constant-time comparison of
+ * every secret, and revocation of join tokens and nodes.
+ */
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { CLOSE_TRY_AGAIN_LATER } from "../../relay/app/limits.ts";
+import { constantTimeEqual } from "../../relay/app/secrets.ts";
+import type { RelayServer } from "../../relay/node/server.ts";
+import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
+import { CloseCode } from "../../shared/tunnel/frame.ts";
+import {
+  base64,
+  createNetwork,
+  NodeStream,
+  randomKey,
+  startRelay,
+  tempDir,
+  transportMessage,
+  Uplink,
+  until,
+} from "../relay/helpers.ts";
+
+const PROVISION_PATH = "/sidero.link.ProvisionService/Provision";
+
+interface ProvisionAnswer {
+  readonly status: number;
+  readonly retryAfter: string | null;
+  readonly body: { code?: string; message?: string; grpcPeerAddrPort?: string };
+}
+
+/** Provision over Connect JSON, so the test reads the status, headers and error as sent. */
+async function provision(
+  server: RelayServer,
+  joinToken: string,
+  nodeUuid: string = crypto.randomUUID(),
+): Promise<ProvisionAnswer> {
+  const response = await fetch(`${server.url}${PROVISION_PATH}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ nodeUuid, nodePublicKey: base64(randomKey()), joinToken }),
+  });
+  return {
+    status: response.status,
+    retryAfter: response.headers.get("retry-after"),
+    body: (await response.json()) as ProvisionAnswer["body"],
+  };
+}
+
+/**
+ * Whether `line` compares something named like a secret or token with === or !== (other than
+ * to undefined or null, or a token's public id or length).
+ */
+function isPlainSecretComparison(line: string): boolean {
+  for (const [, left, right] of line.matchAll(/([\w.)\]]+)\s*[!=]==\s*([\w.(]+)/g)) {
+    const sides = [left, right];
+    if (sides.some((side) => /^(undefined|null)$/.test(side) || /\.(id|length)$/.test(side)))
+      continue;
+    if (sides.some((side) => /secret|token/i.test(side))) return true;
+  }
+  return false;
+}
+
+function admin(server: RelayServer, path: string, secret: string | undefined, method = "GET") {
+  return fetch(`${server.url}${path}`, {
+    method,
+    headers: secret === undefined ? {} : { authorization: `Bearer ${secret}` },
+  });
+}
+
+describe("abuse limits", () => {
+  const dirs: { remove(): void }[] = [];
+  const servers: RelayServer[] = [];
+  const sockets: { close(): void }[] = [];
+
+  async function relay(options: Parameters<typeof startRelay>[1] = {}): Promise<RelayServer> {
+    const dir = tempDir();
+    dirs.push(dir);
+    const server = await startRelay(dir.path, options);
+    servers.push(server);
+    return server;
+  }
+
+  async function withUplink(server: RelayServer, name: string) {
+    const network = await createNetwork(server, name);
+    const uplink = new Uplink(server, name, network.adminSecret);
+    sockets.push(uplink);
+    await uplink.ready();
+    return { network, uplink };
+  }
+
+  after(async () => {
+    for (const socket of sockets) socket.close();
+    for (const server of servers) await server.close();
+    for (const dir of dirs) dir.remove();
+  });
+
+  test("Provision is rate limited per client address, before the join token is looked at", async () => {
+    const server = await relay({ limits: { provisionPerClient: { burst: 3, perSecond: 0.1 } } });
+    await withUplink(server, "perip");
+    const answers = [];
+    for (let i = 0; i < 4; i++) answers.push(await provision(server, "perip.wrong-secret"));
+    assert.deepEqual(
+      answers.map((a) => a.body.code),
+      ["permission_denied", "permission_denied", "permission_denied", "resource_exhausted"],
+    );
+    const limited = answers[3];
+    assert.equal(limited.status, 429);
+    assert.match(
+      limited.body.message ?? "",
+      /too many Provision calls from client 127\.0\.0\.1; retry in \d+ s/,
+    );
+    assert.ok(Number(limited.retryAfter) >= 1, `Retry-After ${limited.retryAfter}`);
+  });
+
+  test("plain gRPC Provision (HTTP/2) is rate limited per client address too", async () => {
+    const server = await relay({ limits: { provisionPerClient: { burst: 2, perSecond: 0.1 } } });
+    await withUplink(server, "grpcip");
+    const client = createClient(ProvisionService, createGrpcTransport({ baseUrl: server.url }));
+    const codes: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      try {
+        await client.provision({
+          nodeUuid: "n",
+          nodePublicKey: base64(randomKey()),
+          joinToken: "grpcip.x",
+        });
+      } catch (error) {
+        codes.push(Code[ConnectError.from(error).code]);
+      }
+    }
+    assert.deepEqual(codes, ["PermissionDenied", "PermissionDenied", "ResourceExhausted"]);
+  });
+
+  test("Provision is rate limited per network; bad tokens do not spend the network's budget", async () => {
+    const server = await relay({
+      limits: { provisionPerNetwork: { burst: 2, perSecond: 0.1 } },
+    });
+    const { network } = await withUplink(server, "pernet");
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await provision(server, "pernet.wrong")).body.code, "permission_denied");
+    }
+    assert.ok((await provision(server, network.joinToken!)).body.grpcPeerAddrPort);
+    assert.ok((await provision(server, network.joinToken!)).body.grpcPeerAddrPort);
+    const limited = await provision(server, network.joinToken!);
+    assert.equal(limited.body.code, "resource_exhausted");
+    assert.match(limited.body.message ?? "", /from network pernet; retry in \d+ s/);
+    assert.ok(Number(limited.retryAfter) >= 1);
+  });
+
+  test("a network holds at most maxPeersPerNetwork nodes; known nodes may provision again", async () => {
+    const server = await relay({ limits: { maxPeersPerNetwork: 2 } });
+    const { network } = await withUplink(server, "cap");
+    const token = network.joinToken!;
+    assert.ok((await provision(server, token, "node-1")).body.grpcPeerAddrPort);
+    assert.ok((await provision(server, token, "node-2")).body.grpcPeerAddrPort);
+    const third = await provision(server, token, "node-3");
+    assert.equal(third.body.code, "resource_exhausted");
+    assert.match(third.body.message ?? "", /holds 2 nodes, its limit/);
+    assert.ok((await provision(server, token, "node-1")).body.grpcPeerAddrPort, "re-provision");
+  });
+
+  test("the relay holds at most maxTunnels node streams; a node may replace its own", async () => {
+    const server = await relay({ limits: { maxTunnels: 1 } });
+    const { network } = await withUplink(server, "tunnels");
+    const a = (await provision(server, network.joinToken!)).body.grpcPeerAddrPort!;
+    const b = (await provision(server, network.joinToken!)).body.grpcPeerAddrPort!;
+    const first = new NodeStream(server, "tunnels", a);
+    sockets.push(first);
+    await first.opened;
+    await until(
+      "the first tunnel in the hub",
+      () => [...server.directory.live()][0]?.hub.nodeCount === 1,
+    );
+    const refused = new NodeStream(server, "tunnels", b);
+    sockets.push(refused);
+    const closed = await refused.waitClosed();
+    assert.equal(closed.code, CLOSE_TRY_AGAIN_LATER);
+    assert.match(closed.reason, /limit of 1 tunnels/);
+    const replacement = new NodeStream(server, "tunnels", a);
+    sockets.push(replacement);
+    await replacement.opened;
+    assert.equal((await first.waitClosed()).code, CloseCode.Replaced);
+  });
+
+  test("a node stream over its token bucket has the excess dropped and counted", async () => {
+    const server = await relay({ hubLimits: { nodeBurst: 10, nodeDatagramsPerSecond: 1 } });
+    const { network, uplink } = await withUplink(server, "bucket");
+    const addr = (await provision(server, network.joinToken!)).body.grpcPeerAddrPort!;
+    const node = new NodeStream(server, "bucket", addr);
+    sockets.push(node);
+    await node.opened;
+    node.sendDatagrams(Array.from({ length: 25 }, (_, i) => transportMessage(i)));
+    await until("10 datagrams at the uplink", () => uplink.received.length === 10 || undefined);
+    const runtime = await server.directory.runtime("bucket");
+    await until(
+      "15 rate-limited drops",
+      () => runtime.hub.metrics.drops.rate_limited === 15 || undefined,
+    );
+    const metrics = await (
+      await admin(server, "/v1/networks/bucket/metrics", network.adminSecret)
+    ).text();
+    assert.match(
+      metrics,
+      /siderolink_relay_drops_total\{network="bucket",reason="rate_limited"\} 15/,
+    );
+    assert.equal(node.closed, undefined, "the stream stays open");
+  });
+
+  test("the admin API wants the network's admin secret or the operator token", async () => {
+    const server = await relay();
+    const one = await createNetwork(server, "one");
+    const two = await createNetwork(server, "two");
+    assert.equal((await admin(server, "/v1/networks/one/nodes", undefined)).status, 401);
+    assert.equal((await admin(server, "/v1/networks/one/nodes", "guess")).status, 401);
+    assert.equal((await admin(server, "/v1/networks/one/nodes", two.adminSecret)).status, 401);
+    assert.equal(
+      (await admin(server, "/v1/networks", one.adminSecret)).status,
+      401,
+      "operator route",
+    );
+    assert.equal((await admin(server, "/v1/networks/one/nodes", one.adminSecret)).status, 200);
+    assert.equal(
+      (await admin(server, "/v1/networks/one/nodes", "operator-test-token")).status,
+      200,
+    );
+  });
+
+  test("the uplink wants its own network's admin secret", async () => {
+    const server = await relay();
+    await createNetwork(server, "alpha");
+    const beta = await createNetwork(server, "beta");
+    for (const secret of ["", "guess", beta.adminSecret, "operator-test-token"]) {
+      const uplink = new Uplink(server, "alpha", secret);
+      sockets.push(uplink);
+      const closed = await uplink.waitClosed();
+      assert.equal(
+        closed.code,
+        CloseCode.Unauthorized,
+        `secret ${JSON.stringify(secret.slice(0, 5))}`,
+      );
+    }
+  });
+
+  test("constantTimeEqual is right for equal, different, prefix and empty inputs", () => {
+    assert.equal(constantTimeEqual("abc", "abc"), true);
+    assert.equal(constantTimeEqual("abc", "abd"), false);
+    assert.equal(constantTimeEqual("abc", "ab"), false);
+    assert.equal(constantTimeEqual("", "a"), false);
+    assert.equal(constantTimeEqual("", ""), true);
+    assert.equal(constantTimeEqual("é", "e\u0301"), false);
+  });
+
+  test("no relay source compares a secret or token with === or !==", () => {
+    const offenders: string[] = [];
+    const visit = (dir: string) => {
+      for (const entry of readdirSync(dir)) {
+        const path = join(dir, entry);
+        if (statSync(path).isDirectory()) visit(path);
+        else if (path.endsWith(".ts")) {
+          readFileSync(path, "utf8")
+            .split("\n")
+            .forEach((line, i) => {
+              if (isPlainSecretComparison(line)) offenders.push(`${path}:${i + 1}: ${line.trim()}`);
+            });
+        }
+      }
+    };
+    // The scan catches what it is for: the comparison revokeToken once made.
+    assert.ok(
+      isPlainSecretComparison("token.id === x || formatJoinToken(n, token.secret) === idOrToken"),
+    );
+    assert.ok(!isPlainSecretComparison("if (token === undefined || dot === token.length - 1)"));
+    visit("relay");
+    assert.deepEqual(offenders, []);
+  });
+
+  test("a revoked node's stream closes at once and it cannot reconnect; a revoked token cannot provision", async () => {
+    const server = await relay();
+    const { network, uplink } = await withUplink(server, "revoke");
+    const nodeUuid = crypto.randomUUID();
+    const addr = (await provision(server, network.joinToken!, nodeUuid)).body.grpcPeerAddrPort!;
+    const other = (await provision(server, network.joinToken!)).body.grpcPeerAddrPort!;
+    const stream = new NodeStream(server, "revoke", addr);
+    const bystander = new NodeStream(server, "revoke", other);
+    sockets.push(stream, bystander);
+    await Promise.all([stream.opened, bystander.opened]);
+
+    const response = await admin(
+      server,
+      `/v1/networks/revoke/nodes/${nodeUuid}`,
+      network.adminSecret,
+      "DELETE",
+    );
+    assert.equal(response.status, 200);
+    // The close is sent before the admin call answers: no waiting for a sweep.
+    const closed = await until("the revoked stream's close", () => stream.closed, 500);
+    assert.equal(closed.code, CloseCode.PeerRemoved);
+    assert.ok(
+      uplink.control.some((m) => m.type === 0x12),
+      "the uplink was told PEER_REMOVED",
+    );
+    const again = new NodeStream(server, "revoke", addr);
+    sockets.push(again);
+    assert.equal((await again.waitClosed()).code, CloseCode.PeerNotAllowed);
+    assert.equal(bystander.closed, undefined, "other nodes keep their streams");
+
+    const tokens = (await (
+      await admin(server, "/v1/networks/revoke/tokens", network.adminSecret)
+    ).json()) as {
+      tokens: { id: string }[];
+    };
+    const revoked = await admin(
+      server,
+      `/v1/networks/revoke/tokens/${tokens.tokens[0].id}`,
+      network.adminSecret,
+      "DELETE",
+    );
+    assert.equal(revoked.status, 200);
+    assert.equal((await provision(server, network.joinToken!)).body.code, "permission_denied");
+  });
+});

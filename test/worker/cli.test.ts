@@ -1,0 +1,98 @@
+/**
+ * A Worker relay managed from zero with nothing but the siderolink-relay CLI and the operator
+ * token (what `wrangler secret put RELAY_OPERATOR_TOKEN` sets): networks, tokens and nodes over
+ * the admin API, and the API URL it hands out is one a Talos machine can use with a Worker.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { promisify } from "node:util";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { parseApiUrl } from "../../shared/siderolink/api-url.ts";
+import {
+  provisionClient,
+  provisionWithAck,
+  randomKey,
+  TestUplink,
+  uniqueNetworkName,
+} from "./support/clients.ts";
+import { removePersistDirectory, startWorkerRelay, type WorkerRelay } from "./support/miniflare.ts";
+
+const run = promisify(execFile);
+const CLI = join(import.meta.dirname, "../../relay/cli.ts");
+
+let relay: WorkerRelay;
+const uplinks: TestUplink[] = [];
+
+before(async () => {
+  relay = await startWorkerRelay();
+});
+
+after(async () => {
+  for (const uplink of uplinks) uplink.socket.close();
+  await relay?.stop();
+  if (relay) await removePersistDirectory(relay);
+});
+
+async function cli(...args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, [CLI, "--relay", relay.url.toString(), ...args], {
+    env: { ...process.env, SIDEROLINK_RELAY_OPERATOR_TOKEN: relay.operatorToken },
+    timeout: 15_000,
+  });
+  return stdout;
+}
+
+async function cliJson(...args: string[]): Promise<Record<string, unknown>> {
+  return JSON.parse(await cli(...args, "--json"));
+}
+
+test("the CLI creates a network on the Worker and gives nodes a TLS API URL", async () => {
+  const name = uniqueNetworkName();
+  const created = await cliJson("network", "create", name);
+  assert.equal(created.name, name);
+  assert.match(String(created.adminSecret), /^[A-Za-z0-9_-]{43}$/);
+
+  // Workers take no plain gRPC: even reached over plain HTTP, the URL must say TLS.
+  const api = parseApiUrl(String(created.apiUrl));
+  assert.equal(api.tls, true);
+  assert.equal(api.scheme, "https");
+  assert.equal(api.joinToken, created.joinToken);
+  assert.equal(api.grpcTunnel, true);
+
+  const shown = await cliJson("network", "show", name);
+  assert.equal(shown.joinToken, created.joinToken);
+  assert.equal(shown.adminSecret, created.adminSecret);
+});
+
+test("tokens made and revoked by the CLI decide who may provision on the Worker", async () => {
+  const name = uniqueNetworkName();
+  const created = await cliJson("network", "create", name);
+  const uplink = await new TestUplink(relay.url, name, String(created.adminSecret)).hello();
+  uplinks.push(uplink);
+  const client = provisionClient(relay.url, "connect", "binary");
+
+  const token = await cliJson("token", "create", name);
+  const joinToken = String(token.joinToken);
+  const nodeUuid = randomUUID();
+  const { response } = await provisionWithAck(client, uplink, {
+    nodeUuid,
+    nodePublicKey: randomKey(),
+    joinToken,
+  });
+  assert.match(response.nodeAddressPrefix, /^fd[0-9a-f:]+\/64$/);
+
+  const listed = await cliJson("node", "list", name);
+  const nodes = listed.nodes as { nodeUuid: string }[];
+  assert.deepEqual(
+    nodes.map((node) => node.nodeUuid),
+    [nodeUuid],
+  );
+
+  await cli("token", "revoke", name, joinToken);
+  await assert.rejects(
+    client.provision({ nodeUuid: randomUUID(), nodePublicKey: randomKey(), joinToken }),
+    (error: unknown) => error instanceof ConnectError && error.code === Code.PermissionDenied,
+  );
+});

@@ -9,7 +9,7 @@ import { bundlePath, bundleWorker, repositoryRoot } from "./bundle.ts";
 const workerName = "siderolink-relay";
 
 /** wrangler.toml's compatibility date and flags, so tests run on what a deploy gets. */
-async function compatibility(): Promise<{ date: string; flags: string[] }> {
+export async function wranglerCompatibility(): Promise<{ date: string; flags: string[] }> {
   const toml = await readFile(`${repositoryRoot}wrangler.toml`, "utf8");
   const date = /^compatibility_date\s*=\s*"([0-9-]+)"/m.exec(toml);
   if (!date) throw new Error("wrangler.toml has no compatibility_date line");
@@ -55,7 +55,7 @@ export interface WorkerRelay {
  */
 export async function startWorkerRelay(options: WorkerRelayOptions = {}): Promise<WorkerRelay> {
   const script = await bundleWorker();
-  const { date, flags } = await compatibility();
+  const { date, flags } = await wranglerCompatibility();
   const persistDirectory =
     options.persistDirectory ?? (await mkdtemp(join(tmpdir(), "siderolink-relay-worker-")));
   const operatorToken = options.operatorToken ?? randomBytes(24).toString("base64url");

@@ -1,0 +1,357 @@
+/**
+ * The end-to-end promise, run once per relay runtime with the same assertions: machines whose
+ * networks drop UDP join a SideroLink network through the relay and reach the management host
+ * over it, and the link survives the relay, the node and the server restarting.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { LabProcess } from "../../netns/netns.ts";
+import { runCli } from "../../sidecar/support/cli.ts";
+import {
+  createTopology,
+  Links,
+  NetworkName,
+  type NodeName,
+  type NodeOptions,
+  nodeUuid,
+  type Relay,
+  type RelayKind,
+  type Topology,
+} from "./topology.ts";
+import { MiB, ping, pingUntilReply, startTransfer, transfer } from "./traffic.ts";
+import { plainWireGuard } from "./udp-block.ts";
+
+const suffix = String(process.pid % 100000);
+const TransferBytes = 64 * MiB;
+
+/** The node's `starting` log line: its public key for this run of the process. */
+function startingKey(process: LabProcess): string {
+  const keys = [...process.output().matchAll(/"msg":"starting".*?"publicKey":"([^"]+)"/g)];
+  assert.ok(keys.length > 0, `no starting line with a publicKey in:\n${process.output()}`);
+  return keys[keys.length - 1][1];
+}
+
+export function describeEndToEnd(kind: RelayKind, extra?: (context: () => Context) => void): void {
+  describe(`end to end through the ${kind === "node" ? "Node" : "Worker (workerd, HTTPS)"} relay`, {
+    timeout: 600_000,
+  }, () => {
+    const context = {} as Context;
+    before(async () => {
+      Object.assign(context, await setUp(kind));
+    });
+    after(async () => {
+      await context.topology?.close();
+    });
+    defineAssertions(() => context);
+    extra?.(() => context);
+  });
+}
+
+export interface Context {
+  topology: Topology;
+  relay: Relay;
+  server: LabProcess;
+  serverIface: string;
+  nodes: Record<NodeName, { process: LabProcess; iface: string; options: NodeOptions }>;
+}
+
+const NodeBackends: Record<NodeName, "userspace" | "kernel"> = {
+  "node-a": "userspace",
+  "node-b": "kernel",
+};
+
+async function setUp(kind: RelayKind): Promise<Context> {
+  const topology = await createTopology(kind === "node" ? "e2n" : "e2w");
+  try {
+    const relay = await topology.startRelay(kind);
+    const serverIface = `sm${suffix}`;
+    const server = topology.startServer(relay, serverIface);
+    await server.waitFor(/"msg":"ready"/, 30_000);
+    const nodes = {} as Context["nodes"];
+    for (const name of ["node-a", "node-b"] as const) {
+      const iface = `${name === "node-a" ? "sa" : "sb"}${suffix}`;
+      const options: NodeOptions = {
+        backend: NodeBackends[name],
+        nodeUuid: nodeUuid(),
+        // On the Node relay node-a takes the gRPC CreateStream tunnel (auto for grpc://) and
+        // node-b the WebSocket one; the Worker serves WebSockets only.
+        transport: name === "node-b" ? "websocket" : "auto",
+      };
+      nodes[name] = { process: topology.startNode(relay, name, iface, options), iface, options };
+    }
+    for (const node of Object.values(nodes)) await node.process.waitFor(/"msg":"ready"/, 60_000);
+    return { topology, relay, server, serverIface, nodes };
+  } catch (error) {
+    await topology.close();
+    throw error;
+  }
+}
+
+async function nodeAddress(c: Context, name: NodeName): Promise<string> {
+  const status = await c.topology.status(c.nodes[name].iface);
+  assert.ok(status.addresses.local, `${name} has no overlay address: ${JSON.stringify(status)}`);
+  return status.addresses.local.split("/")[0];
+}
+
+async function eventually<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline)
+      assert.fail(`timed out after ${timeoutMs} ms waiting for ${what} (last error: ${last})`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+function defineAssertions(get: () => Context): void {
+  it("the UDP block is real: plain WireGuard over UDP handshakes from mgmt but not from a node", async () => {
+    const { topology } = get();
+    const control = await plainWireGuard(
+      topology.work,
+      topology.edge,
+      Links.mgmt.edge,
+      topology.mgmt,
+      `${suffix}m`,
+    );
+    assert.equal(control.reached, true, "wireguard-go over UDP works where UDP passes");
+    assert.ok(control.latestHandshake > 0);
+    const blocked = await plainWireGuard(
+      topology.work,
+      topology.edge,
+      Links["node-a"].edge,
+      topology.nodes["node-a"],
+      `${suffix}a`,
+    );
+    assert.equal(blocked.reached, false, "no WireGuard over UDP from behind the firewall");
+    assert.equal(blocked.latestHandshake, 0, "not even a handshake");
+  });
+
+  it("ping6 from each node to the server's overlay address and back (TypeScript device and wireguard-go)", async () => {
+    const c = get();
+    const serverAddress = c.relay.info.serverAddress;
+    for (const name of ["node-a", "node-b"] as const) {
+      const ns = c.topology.nodes[name];
+      await pingUntilReply(ns, serverAddress);
+      const address = await nodeAddress(c, name);
+      await pingUntilReply(c.topology.mgmt, address);
+      const forth = await ping(ns, serverAddress, 5);
+      const back = await ping(c.topology.mgmt, address, 5);
+      assert.equal(
+        forth.received,
+        forth.transmitted,
+        `${name} to server: ${JSON.stringify(forth)}`,
+      );
+      assert.equal(back.received, back.transmitted, `server to ${name}: ${JSON.stringify(back)}`);
+      const status = await c.topology.status(c.nodes[name].iface);
+      assert.equal(status.backend, NodeBackends[name]);
+      assert.equal(status.up, true);
+      assert.equal(status.addresses.server, serverAddress);
+      const expectedKind = name === "node-b" || c.relay.kind === "worker" ? "websocket" : "grpc";
+      assert.equal(status.transport.kind, expectedKind);
+    }
+    const serverStatus = await c.topology.status(c.serverIface);
+    assert.equal(serverStatus.role, "server");
+    assert.equal(serverStatus.peers.length, 2, "the server has one peer per node");
+  });
+
+  it(`${TransferBytes / MiB} MiB over TCP node to server and server to node, SHA-256 equal`, async () => {
+    const c = get();
+    const nodeNs = c.topology.nodes["node-a"];
+    const address = await nodeAddress(c, "node-a");
+    const up = await transfer(
+      nodeNs,
+      c.topology.mgmt,
+      c.relay.info.serverAddress,
+      5201,
+      TransferBytes,
+    );
+    const down = await transfer(c.topology.mgmt, nodeNs, address, 5202, TransferBytes);
+    for (const result of [up, down]) {
+      assert.equal(result.bytesReceived, TransferBytes);
+      assert.equal(result.receivedSha256, result.sentSha256);
+    }
+  });
+
+  it("the wireguard-go node carries TCP both ways too, SHA-256 equal", async () => {
+    const c = get();
+    const nodeNs = c.topology.nodes["node-b"];
+    const address = await nodeAddress(c, "node-b");
+    const bytes = 8 * MiB;
+    const up = await transfer(nodeNs, c.topology.mgmt, c.relay.info.serverAddress, 5203, bytes);
+    const down = await transfer(c.topology.mgmt, nodeNs, address, 5204, bytes);
+    for (const result of [up, down]) {
+      assert.equal(result.bytesReceived, bytes);
+      assert.equal(result.receivedSha256, result.sentSha256);
+    }
+  });
+
+  it("node-a cannot reach node-b over the overlay, nor node-b node-a (point to point only)", async () => {
+    const c = get();
+    const a = await nodeAddress(c, "node-a");
+    const b = await nodeAddress(c, "node-b");
+    const aToB = await ping(c.topology.nodes["node-a"], b, 3);
+    const bToA = await ping(c.topology.nodes["node-b"], a, 3);
+    assert.equal(aToB.received, 0, "node-a reached node-b");
+    assert.equal(bToA.received, 0, "node-b reached node-a");
+    // The server reaches both at the same moment, so the overlay itself is up.
+    assert.equal((await ping(c.topology.mgmt, a, 2)).received, 2);
+    assert.equal((await ping(c.topology.mgmt, b, 2)).received, 2);
+  });
+
+  it("the relay killed and restarted during a transfer: the transfer completes intact, no re-provision", async () => {
+    const c = get();
+    const iface = c.nodes["node-a"].iface;
+    const before = {
+      "node-a": await c.topology.status(c.nodes["node-a"].iface),
+      "node-b": await c.topology.status(c.nodes["node-b"].iface),
+    };
+    const key = startingKey(c.nodes["node-a"].process);
+    assert.match(
+      await c.relay.admin(`/v1/networks/${NetworkName}/metrics`),
+      /^siderolink_relay_provisions_total\{code="ok"\} [1-9]/m,
+      "the relay counts the Provision calls it served",
+    );
+    const marks = {
+      "node-a": c.nodes["node-a"].process.output().length,
+      "node-b": c.nodes["node-b"].process.output().length,
+    };
+    const bytes = 32 * MiB;
+    const running = await startTransfer(
+      c.topology.nodes["node-a"],
+      c.topology.mgmt,
+      c.relay.info.serverAddress,
+      5205,
+      bytes,
+      { mbit: 40, timeoutMs: 180_000 },
+    );
+    await running.receiver.waitFor(/^progress /, 30_000);
+    await c.relay.kill();
+    await eventually("node-a to see the relay gone", 30_000, async () => {
+      const status = await c.topology.status(iface);
+      return status.transport.state !== "connected" ? status : undefined;
+    });
+    await c.relay.restart();
+    const result = await running.done;
+    assert.equal(result.bytesReceived, bytes);
+    assert.equal(result.receivedSha256, result.sentSha256, "the bytes arrived intact");
+
+    for (const name of ["node-a", "node-b"] as const) {
+      const after = await eventually(`${name} reconnected`, 60_000, async () => {
+        const status = await c.topology.status(c.nodes[name].iface);
+        return status.transport.state === "connected" && status.up ? status : undefined;
+      });
+      const was = before[name];
+      assert.equal(after.pid, was.pid, `${name}: the same sidecar process`);
+      assert.ok(after.transport.connects > was.transport.connects, `${name} reconnected by itself`);
+      assert.equal(after.addresses.local, was.addresses.local, `${name}: same overlay address`);
+      assert.equal(after.addresses.virtual, was.addresses.virtual, `${name}: same virtual address`);
+    }
+    for (const name of ["node-a", "node-b"] as const) {
+      const log = c.nodes[name].process.output().slice(marks[name]);
+      assert.doesNotMatch(log, /provisioning again|"msg":"starting"/, `no Provision from ${name}`);
+    }
+    const nodesAfter = JSON.parse(await c.relay.admin(`/v1/networks/${NetworkName}/nodes`))
+      .nodes as {
+      publicKey: string;
+      address: string;
+    }[];
+    const mine = nodesAfter.find((node) => node.publicKey === key);
+    assert.equal(
+      mine?.address,
+      before["node-a"].addresses.local?.split("/")[0],
+      "the relay kept node-a's key and address",
+    );
+    const metrics = await c.relay.admin(`/v1/networks/${NetworkName}/metrics`);
+    assert.doesNotMatch(
+      metrics,
+      /^siderolink_relay_provisions_total\{code="ok"\} [1-9]/m,
+      "the restarted relay served no Provision",
+    );
+    // The server's uplink came back by itself as well.
+    const server = await eventually("the server's uplink back", 60_000, async () => {
+      const status = await c.topology.status(c.serverIface);
+      return status.up && status.transport.connects >= 2 ? status : undefined;
+    });
+    assert.equal(server.peers.length, 2);
+    await pingUntilReply(c.topology.nodes["node-b"], c.relay.info.serverAddress);
+  });
+
+  it("a bad join token: the node sidecar exits 6 saying the relay refused it", async () => {
+    const c = get();
+    const args = c.topology.joinArgs(c.relay, "node-b", `sx${suffix}`, {
+      backend: "userspace",
+      nodeUuid: nodeUuid(),
+      joinToken: "edge.not-the-secret",
+    });
+    const result = await runCli([...args, "--connect-timeout", "10"], {
+      netns: c.topology.nodes["node-b"].name,
+    });
+    assert.equal(result.code, 6, result.stderr);
+    assert.match(result.stderr, /the relay refused the join token/);
+  });
+
+  it("the node sidecar restarted: it provisions again with a new key and keeps its overlay address", async () => {
+    const c = get();
+    const node = c.nodes["node-a"];
+    const before = await c.topology.status(node.iface);
+    const oldKey = startingKey(node.process);
+    await node.process.stop(10_000);
+    assert.equal(node.process.child.exitCode, 0, node.process.output());
+    node.process = c.topology.startNode(c.relay, "node-a", node.iface, node.options);
+    await node.process.waitFor(/"msg":"ready"/, 60_000);
+    const newKey = startingKey(node.process);
+    assert.notEqual(newKey, oldKey, "a new WireGuard key, as Talos makes at every boot");
+    const after = await c.topology.status(node.iface);
+    assert.notEqual(after.pid, before.pid);
+    assert.equal(after.addresses.local, before.addresses.local, "the same overlay address");
+    await pingUntilReply(c.topology.nodes["node-a"], c.relay.info.serverAddress);
+    await pingUntilReply(c.topology.mgmt, after.addresses.local!.split("/")[0]);
+    const nodes = JSON.parse(await c.relay.admin(`/v1/networks/${NetworkName}/nodes`)).nodes as {
+      publicKey: string;
+    }[];
+    assert.ok(nodes.some((n) => n.publicKey === newKey));
+    assert.ok(!nodes.some((n) => n.publicKey === oldKey), "the old key is gone from the relay");
+  });
+
+  it("no server connected: a new node is told Unavailable; the server restarted restores its peers", async () => {
+    const c = get();
+    const addresses = [await nodeAddress(c, "node-a"), await nodeAddress(c, "node-b")].sort();
+    await c.server.stop(10_000);
+    assert.equal(c.server.child.exitCode, 0, c.server.output());
+
+    const args = c.topology.joinArgs(c.relay, "node-b", `su${suffix}`, {
+      backend: "userspace",
+      nodeUuid: nodeUuid(),
+    });
+    const result = await runCli([...args, "--connect-timeout", "4"], {
+      netns: c.topology.nodes["node-b"].name,
+    });
+    assert.equal(result.code, 7, result.stderr);
+    assert.match(
+      result.stderr,
+      /Unavailable: the management server is not connected to the relay for network "edge"/,
+    );
+
+    c.server = c.topology.startServer(c.relay, c.serverIface);
+    await c.server.waitFor(/"msg":"ready"/, 30_000);
+    const status = await eventually("the server's peers back", 30_000, async () => {
+      const s = await c.topology.status(c.serverIface);
+      return s.peers.length === 2 ? s : undefined;
+    });
+    assert.deepEqual(status.peers.map((peer) => peer.address).sort(), addresses);
+    for (const name of ["node-a", "node-b"] as const) {
+      await pingUntilReply(c.topology.nodes[name], c.relay.info.serverAddress, 60);
+      await pingUntilReply(c.topology.mgmt, await nodeAddress(c, name));
+    }
+  });
+}

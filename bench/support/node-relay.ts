@@ -1,0 +1,93 @@
+/**
+ * A Node relay for the benchmarks, run as its own process so that load generators do not share
+ * its event loop:
+ *
+ *   node --expose-gc node-relay.ts DATA_DIR NETWORK [SEED_PEERS]
+ *
+ * Listens on 127.0.0.1 (a free port), creates NETWORK, stores SEED_PEERS provisioned peers
+ * straight into the network's store (as Provision would leave them, without the uplink's ACK
+ * round trip), and prints one JSON line: { url, network, adminSecret, joinToken, virtualAddresses }.
+ *
+ * The abuse limits (Provision rates, peer and tunnel caps, each node stream's datagram rate) are
+ * raised far above any benchmark's rate where the relay build has them, so that the benchmarks
+ * measure the relay rather than its limiters.
+ * SIGUSR2 runs a full garbage collection and prints { rss, heapUsed, external } as a JSON line.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import { describeNetwork, initializeNetwork } from "../../relay/app/networks.ts";
+import { startRelayServer } from "../../relay/node/server.ts";
+import {
+  networkPrefix,
+  randomNodeAddress,
+  virtualNetworkPrefix,
+} from "../../shared/siderolink/addressing.ts";
+import { formatIPv6 } from "../../shared/siderolink/ipv6.ts";
+
+const [dataDir, network, seedText] = process.argv.slice(2);
+if (!dataDir || !network) {
+  process.stderr.write("usage: node-relay.ts DATA_DIR NETWORK [SEED_PEERS]\n");
+  process.exit(2);
+}
+const seedPeers = Number(seedText ?? 0);
+
+const unlimited = { burst: 1e9, perSecond: 1e9 };
+// A variable, not a literal: relay builds without the option accept (and ignore) it.
+const options = {
+  host: "127.0.0.1",
+  port: 0,
+  dataDir,
+  // The hub's per-node token bucket too: the forwarding benchmark measures the switch itself.
+  hubLimits: { nodeBurst: 1e9, nodeDatagramsPerSecond: 1e9 },
+  limits: {
+    provisionPerClient: unlimited,
+    provisionPerNetwork: unlimited,
+    maxPeersPerNetwork: 1e9,
+    maxTunnels: 1e9,
+  },
+};
+const server = await startRelayServer(options);
+const runtime = await server.directory.runtime(network);
+const record = (await runtime.store.network()) ?? (await initializeNetwork(runtime));
+const prefix = networkPrefix(record.installationId);
+const virtualAddresses: string[] = [];
+const now = Date.now();
+for (let i = 0; i < seedPeers; i++) {
+  const virtualAddress = formatIPv6(randomNodeAddress(virtualNetworkPrefix()));
+  await runtime.store.savePeer({
+    nodeUuid: randomUUID(),
+    uniqueToken: "",
+    publicKey: randomBytes(32).toString("base64"),
+    address: formatIPv6(randomNodeAddress(prefix)),
+    virtualAddress,
+    talosVersion: "",
+    firstSeen: now,
+    lastSeen: now,
+    rxBytes: 0,
+    txBytes: 0,
+    rxPackets: 0,
+    txPackets: 0,
+  });
+  virtualAddresses.push(virtualAddress);
+}
+const summary = await describeNetwork(await server.directory.runtime(network), server.nodeBaseUrl);
+process.stdout.write(
+  `${JSON.stringify({
+    url: server.url,
+    network,
+    adminSecret: summary.adminSecret,
+    joinToken: summary.joinToken,
+    virtualAddresses,
+  })}\n`,
+);
+
+const gc = (globalThis as { gc?: () => void }).gc;
+process.on("SIGUSR2", () => {
+  gc?.();
+  const usage = process.memoryUsage();
+  process.stdout.write(
+    `${JSON.stringify({ rss: usage.rss, heapUsed: usage.heapUsed, external: usage.external })}\n`,
+  );
+});
+process.once("SIGTERM", () => {
+  void server.close().then(() => process.exit(0));
+});

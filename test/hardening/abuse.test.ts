@@ -24,8 +24,8 @@ import {
   tempDir,
   transportMessage,
   Uplink,
-  until,
 } from "../relay/helpers.ts";
+import { eventually } from "../support/eventually.ts";
 
 const PROVISION_PATH = "/sidero.link.ProvisionService/Provision";
 
@@ -174,7 +174,7 @@ describe("abuse limits", () => {
     const first = new NodeStream(server, "tunnels", a);
     sockets.push(first);
     await first.opened;
-    await until(
+    await eventually(
       "the first tunnel in the hub",
       () => [...server.directory.live()][0]?.hub.nodeCount === 1,
     );
@@ -197,9 +197,12 @@ describe("abuse limits", () => {
     sockets.push(node);
     await node.opened;
     node.sendDatagrams(Array.from({ length: 25 }, (_, i) => transportMessage(i)));
-    await until("10 datagrams at the uplink", () => uplink.received.length === 10 || undefined);
+    await eventually(
+      "10 datagrams at the uplink",
+      () => uplink.received.length === 10 || undefined,
+    );
     const runtime = await server.directory.runtime("bucket");
-    await until(
+    await eventually(
       "15 rate-limited drops",
       () => runtime.hub.metrics.drops.rate_limited === 15 || undefined,
     );
@@ -300,7 +303,7 @@ describe("abuse limits", () => {
     );
     assert.equal(response.status, 200);
     // The close is sent before the admin call answers: no waiting for a sweep.
-    const closed = await until("the revoked stream's close", () => stream.closed, 500);
+    const closed = await eventually("the revoked stream's close", () => stream.closed, 500);
     assert.equal(closed.code, CloseCode.PeerRemoved);
     assert.ok(
       uplink.control.some((m) => m.type === 0x12),

@@ -23,8 +23,8 @@ import {
   tempDir,
   transportMessage,
   Uplink,
-  until,
 } from "../relay/helpers.ts";
+import { eventually } from "../support/eventually.ts";
 import { postJson } from "./soak.ts";
 import { RelayProcess } from "./support/relay-process.ts";
 
@@ -88,10 +88,10 @@ describe("relay faults", () => {
       for (const stream of streams)
         if (stream.closed === undefined) stream.sendDatagrams([transportMessage(1)]);
     }, 5);
-    await until("traffic at the uplink", () => uplink.received.length > 100 || undefined);
+    await eventually("traffic at the uplink", () => uplink.received.length > 100 || undefined);
     await first.kill();
     clearInterval(load);
-    await until(
+    await eventually(
       "the streams to notice",
       () => streams.every((s) => s.closed !== undefined) || undefined,
     );
@@ -111,7 +111,7 @@ describe("relay faults", () => {
     sockets.push(...back);
     await Promise.all(back.map((s) => s.opened));
     back[7].sendDatagrams([transportMessage(77)]);
-    await until("traffic after the restart", () => again.received.length > 0 || undefined);
+    await eventually("traffic after the restart", () => again.received.length > 0 || undefined);
   });
 
   test("a store locked by another process: Provision and admin calls fail clearly, then recover", async () => {

@@ -24,8 +24,8 @@ import {
   tempDir,
   transportMessage,
   Uplink,
-  until,
 } from "../relay/helpers.ts";
+import { eventually } from "../support/eventually.ts";
 
 interface Node {
   readonly addrPort: string;
@@ -82,7 +82,10 @@ describe("isolation between nodes and between networks", () => {
     const a = await node(red);
     const b = await node(red);
     a.stream.sendDatagrams([transportMessage(101), transportMessage(102)]);
-    await until("two datagrams at the uplink", () => redUplink.received.length >= 2 || undefined);
+    await eventually(
+      "two datagrams at the uplink",
+      () => redUplink.received.length >= 2 || undefined,
+    );
     for (const { tag, datagram } of redUplink.received) {
       assert.equal(formatIPv6(tag), formatIPv6(a.tag), "tag is the sender's own address");
       assert.ok([101, 102].includes(markerOf(datagram)));
@@ -127,7 +130,7 @@ describe("isolation between nodes and between networks", () => {
     const blueHub = (await server.directory.runtime("blue")).hub;
     const before = blueHub.metrics.drops.unknown_peer;
     blueUplink.sendDatagrams([{ tag: redNode.tag, datagram: transportMessage(301) }]);
-    await until(
+    await eventually(
       "an unknown_peer drop",
       () => blueHub.metrics.drops.unknown_peer === before + 1 || undefined,
     );

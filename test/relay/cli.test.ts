@@ -9,7 +9,8 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import type { RelayServer } from "../../relay/node/server.ts";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
 import { CloseCode, FrameType } from "../../shared/tunnel/frame.ts";
-import { base64, NodeStream, randomKey, startRelay, tempDir, Uplink, until } from "./helpers.ts";
+import { eventually } from "../support/eventually.ts";
+import { base64, NodeStream, randomKey, startRelay, tempDir, Uplink } from "./helpers.ts";
 
 const ROOT = join(import.meta.dirname, "../..");
 const NODE = process.execPath;
@@ -175,7 +176,7 @@ describe("siderolink-relay --relay URL (admin API)", () => {
     cleanups.push(() => stream.close());
     await stream.opened;
     const runtime = await server.directory.runtime("edge");
-    await until("the node stream", () => runtime.hub.nodeCount === 1 || undefined);
+    await eventually("the node stream", () => runtime.hub.nodeCount === 1 || undefined);
 
     const revoked = json(
       await relayCli(["node", "revoke", "edge", "remote-node", "--json", ...remote], env),
@@ -187,7 +188,7 @@ describe("siderolink-relay --relay URL (admin API)", () => {
       ["remote-node"],
     );
     assert.equal((await stream.waitClosed()).code, CloseCode.PeerRemoved);
-    await until(
+    await eventually(
       "PEER_REMOVED at the uplink",
       () => uplink.control.some((m) => m.type === FrameType.PeerRemoved) || undefined,
     );
@@ -233,7 +234,7 @@ describe("processes", () => {
     child.stderr?.on("data", (chunk) => {
       output += chunk;
     });
-    return until(
+    return eventually(
       `output matching ${pattern}`,
       () => (pattern.test(output) ? output : undefined),
       10_000,

@@ -10,6 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { RelayServer } from "../../relay/node/server.ts";
 import { parseAddrPort } from "../../shared/siderolink/ipv6.ts";
+import { eventually } from "../support/eventually.ts";
 import {
   base64,
   createNetwork,
@@ -19,7 +20,6 @@ import {
   tempDir,
   transportMessage,
   Uplink,
-  until,
 } from "./helpers.ts";
 
 const PROTO_DIR = join(import.meta.dirname, "../../shared/proto");
@@ -163,7 +163,7 @@ describe("CreateStream over plain gRPC", () => {
   test('an address that is not a provisioned peer is PermissionDenied "peer not allowed"', async () => {
     for (const address of ["[fdae:41e4:649b:9304::99]:50888", "", "garbage"]) {
       const call = open(address);
-      const error = await until("the stream to fail", call.error);
+      const error = await eventually("the stream to fail", call.error);
       assert.equal(error.code, grpc.status.PERMISSION_DENIED, `${address}: ${error.details}`);
       assert.equal(error.details, "peer not allowed");
     }
@@ -179,7 +179,10 @@ describe("CreateStream over plain gRPC", () => {
     const first = open(reply.grpc_peer_addr_port);
     first.stream.write({ Data: transportMessage(1) });
     first.stream.write({ Data: transportMessage(2) });
-    await until("both datagrams at the uplink", () => uplink.received.length >= 2 || undefined);
+    await eventually(
+      "both datagrams at the uplink",
+      () => uplink.received.length >= 2 || undefined,
+    );
     assert.deepEqual(
       uplink.received.map((r) => markerOf(r.datagram)),
       [1, 2],
@@ -187,7 +190,7 @@ describe("CreateStream over plain gRPC", () => {
     assert.deepEqual(uplink.received[0].tag, tag);
 
     uplink.sendDatagrams([3, 4, 5].map((marker) => ({ tag, datagram: transportMessage(marker) })));
-    await until("three datagrams at the node", () => first.received.length >= 3 || undefined);
+    await eventually("three datagrams at the node", () => first.received.length >= 3 || undefined);
     assert.deepEqual(
       first.received.map((d) => markerOf(d)),
       [3, 4, 5],
@@ -195,21 +198,21 @@ describe("CreateStream over plain gRPC", () => {
 
     const runtime = await server.directory.runtime("grpc");
     first.stream.write({ Data: new Uint8Array([9, 9, 9]) });
-    await until(
+    await eventually(
       "the 3-byte datagram dropped as not WireGuard",
       () => runtime.hub.metrics.drops.not_wireguard === 1 || undefined,
     );
     const second = open(reply.grpc_peer_addr_port);
     second.stream.write({ Data: transportMessage(6) });
-    const error = await until("the first stream to end", first.error);
+    const error = await eventually("the first stream to end", first.error);
     assert.equal(error.code, grpc.status.ABORTED);
     assert.equal(error.details, "peer replaced");
-    await until(
+    await eventually(
       "the second stream's datagram",
       () => uplink.received.some((r) => markerOf(r.datagram) === 6) || undefined,
     );
     uplink.sendDatagrams([{ tag, datagram: transportMessage(7) }]);
-    await until(
+    await eventually(
       "the datagram on the second stream",
       () => second.received.length >= 1 || undefined,
     );

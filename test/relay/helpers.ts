@@ -26,6 +26,7 @@ import {
 } from "../../shared/tunnel/decode.ts";
 import { createBatchEncoder, encodeAck, encodeHello } from "../../shared/tunnel/encode.ts";
 import { FrameType, PROTOCOL_VERSION } from "../../shared/tunnel/frame.ts";
+import { eventually } from "../support/eventually.ts";
 
 export const WAIT_MS = 3_000;
 
@@ -73,20 +74,6 @@ export function markerOf(datagram: Uint8Array): number {
   return new DataView(datagram.buffer, datagram.byteOffset, datagram.byteLength).getUint32(8);
 }
 
-export async function until<T>(
-  what: string,
-  probe: () => T | undefined,
-  timeoutMs = WAIT_MS,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 export interface Closed {
   readonly code: number;
   readonly reason: string;
@@ -123,7 +110,7 @@ class RecordingSocket {
   }
 
   async waitClosed(): Promise<Closed> {
-    return until("the socket to close", () => this.closed);
+    return eventually("the socket to close", () => this.closed);
   }
 
   close(): void {
@@ -201,7 +188,7 @@ export class Uplink extends RecordingSocket {
   async ready(): Promise<ControlMessage & { type: typeof FrameType.PeerList }> {
     await this.opened;
     this.send(encodeHello(PROTOCOL_VERSION, this.serverKey));
-    return until("the peer list", () =>
+    return eventually("the peer list", () =>
       this.control.find(
         (m): m is ControlMessage & { type: typeof FrameType.PeerList } =>
           m.type === FrameType.PeerList && m.last,

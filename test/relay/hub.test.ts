@@ -17,7 +17,8 @@ import {
   MAX_FRAME_SIZE,
   PROTOCOL_VERSION,
 } from "../../shared/tunnel/frame.ts";
-import { markerOf, transportMessage, until } from "./helpers.ts";
+import { eventually } from "../support/eventually.ts";
+import { markerOf, transportMessage } from "./helpers.ts";
 
 class MemorySocket implements HubSocket {
   readonly sent: (Uint8Array | string)[] = [];
@@ -105,7 +106,7 @@ async function readyUplink(hub: Hub, now: number): Promise<MemorySocket> {
   const uplink = new MemorySocket();
   hub.attach(uplink, { v: 1, role: "uplink", serverPublicKey: null, connectedAt: now });
   hub.message(uplink, encodeHello(PROTOCOL_VERSION, new Uint8Array(32).fill(7)));
-  await until("the uplink to be ready", () => hub.hasUplink || undefined);
+  await eventually("the uplink to be ready", () => hub.hasUplink || undefined);
   return uplink;
 }
 
@@ -245,7 +246,7 @@ describe("hub", () => {
     assert.equal(hub.metrics.drops.queue_full, 6);
     assert.deepEqual(node.datagrams(), []);
     node.bufferedAmount = 0;
-    await until("the backlog to drain", () => node.datagrams().length === 4 || undefined);
+    await eventually("the backlog to drain", () => node.datagrams().length === 4 || undefined);
     assert.deepEqual(node.datagrams(), [6, 7, 8, 9]);
     assert.equal(hub.queuedDatagrams, 0);
   });

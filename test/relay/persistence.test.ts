@@ -6,6 +6,7 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
 import { formatIPv6, parseAddrPort } from "../../shared/siderolink/ipv6.ts";
 import { FrameType } from "../../shared/tunnel/frame.ts";
+import { eventually } from "../support/eventually.ts";
 import {
   base64,
   createNetwork,
@@ -16,7 +17,6 @@ import {
   tempDir,
   transportMessage,
   Uplink,
-  until,
 } from "./helpers.ts";
 
 const dir = tempDir();
@@ -46,7 +46,7 @@ test("after a restart the uplink gets its peers back and the node's stream is ac
   cleanups.push(() => stream.close());
   await stream.opened;
   stream.sendDatagrams([transportMessage(1)]);
-  await until("the datagram at the uplink", () => uplink.received.length === 1 || undefined);
+  await eventually("the datagram at the uplink", () => uplink.received.length === 1 || undefined);
   await first.close();
   assert.equal((await stream.waitClosed()).code, 1001, "streams are told the relay is going away");
 
@@ -69,10 +69,10 @@ test("after a restart the uplink gets its peers back and the node's stream is ac
   cleanups.push(() => resumed.close());
   await resumed.opened;
   const runtime = await second.directory.runtime("keep");
-  await until("the resumed stream in the hub", () => runtime.hub.nodeCount === 1 || undefined);
+  await eventually("the resumed stream in the hub", () => runtime.hub.nodeCount === 1 || undefined);
   resumed.sendDatagrams([transportMessage(2)]);
   uplinkAgain.sendDatagrams([{ tag, datagram: transportMessage(3) }]);
-  await until(
+  await eventually(
     "datagrams both ways",
     () => (uplinkAgain.received.length === 1 && resumed.datagrams().length === 1) || undefined,
   );

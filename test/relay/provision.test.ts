@@ -6,7 +6,8 @@ import type { RelayServer } from "../../relay/node/server.ts";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
 import { encodeAck } from "../../shared/tunnel/encode.ts";
 import { FrameType } from "../../shared/tunnel/frame.ts";
-import { base64, createNetwork, randomKey, startRelay, tempDir, Uplink, until } from "./helpers.ts";
+import { eventually } from "../support/eventually.ts";
+import { base64, createNetwork, randomKey, startRelay, tempDir, Uplink } from "./helpers.ts";
 
 const dir = tempDir();
 let server: RelayServer;
@@ -165,7 +166,7 @@ describe("Provision with and without the server uplink", () => {
         answered = true;
         return response;
       });
-    const event = await until("PEER_ADDED for uuid-c", () =>
+    const event = await eventually("PEER_ADDED for uuid-c", () =>
       uplink!.control.slice(before).find((m) => m.type === FrameType.PeerAdded),
     );
     await new Promise((resolve) => setTimeout(resolve, 300));

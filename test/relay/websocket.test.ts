@@ -8,6 +8,7 @@ import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
 import { parseAddrPort } from "../../shared/siderolink/ipv6.ts";
 import { createBatchEncoder } from "../../shared/tunnel/encode.ts";
 import { CloseCode, FrameType, MAX_FRAME_SIZE } from "../../shared/tunnel/frame.ts";
+import { eventually } from "../support/eventually.ts";
 import {
   base64,
   createNetwork,
@@ -18,7 +19,6 @@ import {
   tempDir,
   transportMessage,
   Uplink,
-  until,
 } from "./helpers.ts";
 
 interface Node {
@@ -91,10 +91,13 @@ describe("tunnel streams over WebSocket", () => {
     const streamB = stream(b, "query");
     await Promise.all([streamA.opened, streamB.opened]);
     const runtime = await server.directory.runtime("ws");
-    await until("both streams in the hub", () => runtime.hub.nodeCount === 2 || undefined);
+    await eventually("both streams in the hub", () => runtime.hub.nodeCount === 2 || undefined);
 
     streamA.sendDatagrams([transportMessage(1), transportMessage(2, 200), transportMessage(3)]);
-    await until("three datagrams at the uplink", () => uplink.received.length >= 3 || undefined);
+    await eventually(
+      "three datagrams at the uplink",
+      () => uplink.received.length >= 3 || undefined,
+    );
     assert.deepEqual(
       uplink.received.map((r) => markerOf(r.datagram)),
       [1, 2, 3],
@@ -107,7 +110,7 @@ describe("tunnel streams over WebSocket", () => {
       { tag: a.tag, datagram: transportMessage(11) },
       { tag: b.tag, datagram: transportMessage(21) },
     ]);
-    await until(
+    await eventually(
       "two datagrams at each node",
       () => (streamA.datagrams().length >= 2 && streamB.datagrams().length >= 2) || undefined,
     );
@@ -116,7 +119,7 @@ describe("tunnel streams over WebSocket", () => {
     assert.equal(streamA.binary.length, 1, "node A got its two datagrams in one batch message");
     streamA.close();
     streamB.close();
-    await until("both streams gone", () => runtime.hub.nodeCount === 0 || undefined);
+    await eventually("both streams gone", () => runtime.hub.nodeCount === 0 || undefined);
   });
 
   test("a node can never reach another node", async () => {
@@ -124,10 +127,13 @@ describe("tunnel streams over WebSocket", () => {
     const streamB = stream(b);
     await Promise.all([streamA.opened, streamB.opened]);
     const runtime = await server.directory.runtime("ws");
-    await until("both streams in the hub", () => runtime.hub.nodeCount === 2 || undefined);
+    await eventually("both streams in the hub", () => runtime.hub.nodeCount === 2 || undefined);
     const before = uplink.received.length;
     streamA.sendDatagrams([transportMessage(30)]);
-    await until("the datagram at the uplink", () => uplink.received.length > before || undefined);
+    await eventually(
+      "the datagram at the uplink",
+      () => uplink.received.length > before || undefined,
+    );
     // A tagged frame from a node (trying to name node B) is not a node's frame at all.
     const encoder = createBatchEncoder(true);
     encoder.add(transportMessage(31), b.tag);
@@ -137,7 +143,7 @@ describe("tunnel streams over WebSocket", () => {
     assert.match(closed.reason, /unexpected frame type 0x02/);
     // B still works and never saw 30 or 31.
     uplink.sendDatagrams([{ tag: b.tag, datagram: transportMessage(32) }]);
-    await until("B's datagram", () => streamB.datagrams().length >= 1 || undefined);
+    await eventually("B's datagram", () => streamB.datagrams().length >= 1 || undefined);
     assert.deepEqual(streamB.datagrams().map(markerOf), [32]);
     assert.deepEqual(
       uplink.received.slice(before).map((r) => markerOf(r.datagram)),
@@ -150,7 +156,7 @@ describe("tunnel streams over WebSocket", () => {
     const first = stream(a);
     await first.opened;
     const runtime = await server.directory.runtime("ws");
-    await until(
+    await eventually(
       "the first stream in the hub",
       () => runtime.hub.hasNode(formatTag(a)) || undefined,
     );
@@ -161,7 +167,7 @@ describe("tunnel streams over WebSocket", () => {
     });
     await second.opened;
     uplink.sendDatagrams([{ tag: a.tag, datagram: transportMessage(40) }]);
-    await until(
+    await eventually(
       "the datagram on the second stream",
       () => second.datagrams().length >= 1 || undefined,
     );
@@ -201,17 +207,17 @@ describe("tunnel streams over WebSocket", () => {
     }
     assert.equal(bystander.closed, undefined, "the other node's stream stayed open");
     assert.equal(uplink.closed, undefined, "the uplink stayed open");
-    await until(
+    await eventually(
       "the hub to hold only the bystander",
       () => runtime.hub.nodeCount === 1 || undefined,
     );
     uplink.sendDatagrams([{ tag: b.tag, datagram: transportMessage(50) }]);
-    await until(
+    await eventually(
       "the bystander's datagram",
       () => bystander.datagrams().some((d) => markerOf(d) === 50) || undefined,
     );
     bystander.send("ping");
-    await until("pong", () => bystander.text.includes("pong") || undefined);
+    await eventually("pong", () => bystander.text.includes("pong") || undefined);
     assert.ok(runtime.hub.metrics.malformedFrames >= 4);
     bystander.close();
   });
@@ -244,7 +250,7 @@ describe("queues under a flood", () => {
     sockets.push(slow);
     await slow.opened;
     const runtime = await server.directory.runtime("flood");
-    await until("the stream in the hub", () => runtime.hub.nodeCount === 1 || undefined);
+    await eventually("the stream in the hub", () => runtime.hub.nodeCount === 1 || undefined);
     // Stop reading: the kernel buffers fill, then the relay's ws bufferedAmount grows.
     (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
 
@@ -265,7 +271,7 @@ describe("queues under a flood", () => {
       maxQueued = Math.max(maxQueued, runtime.hub.queuedDatagrams);
       if (runtime.hub.metrics.drops.queue_full > 0 && target === 40_000) target = total * 2;
     }
-    await until(
+    await eventually(
       "the relay to switch everything",
       () => runtime.hub.metrics.uplinkToNodeDatagrams === total || undefined,
     );
@@ -274,7 +280,7 @@ describe("queues under a flood", () => {
 
     (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
     const forwarded = runtime.hub.metrics.uplinkToNodeDatagrams;
-    await until(
+    await eventually(
       "everything sent or dropped",
       () => {
         const got = slow.datagrams().length;

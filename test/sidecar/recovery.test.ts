@@ -7,31 +7,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { LabProcess } from "../netns/netns.ts";
+import { eventually } from "../support/eventually.ts";
 import { nodeBinary } from "./support/cli.ts";
 import { createOverlayLab, type OverlayLab, type RelayInfo } from "./support/overlay-lab.ts";
 
 const suffix = String(process.pid % 100000);
 const MetricsPort = 9464;
-
-async function eventually<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => Promise<T | undefined>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline)
-      assert.fail(`timed out after ${timeoutMs} ms waiting for ${what} (last error: ${last})`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
 
 describe("sidecar recovery", { timeout: 240_000 }, () => {
   let overlay: OverlayLab;
@@ -96,13 +77,18 @@ describe("sidecar recovery", { timeout: 240_000 }, () => {
     relayProcess.child.kill("SIGUSR2");
     await relayProcess.waitFor(/^revoked 1$/, 5_000);
     await joined.waitFor(/"msg":"the relay ended the tunnel stream; provisioning again"/, 10_000);
-    const after = await eventually("a new address", 30_000, async () => {
-      const status = await overlay.status(overlay.node, nodeIface);
-      return status.addresses.local !== before.addresses.local &&
-        status.transport.state === "connected"
-        ? status
-        : undefined;
-    });
+    const after = await eventually(
+      "a new address",
+      async () => {
+        const status = await overlay.status(overlay.node, nodeIface);
+        return status.addresses.local !== before.addresses.local &&
+          status.transport.state === "connected"
+          ? status
+          : undefined;
+      },
+      30_000,
+      250,
+    );
     assert.equal(after.pid, before.pid, "the same process, not a restart");
     const address = after.addresses.local!.split("/")[0];
     await overlay.pingUntilReply(overlay.node, relay.serverAddress);
@@ -118,10 +104,15 @@ describe("sidecar recovery", { timeout: 240_000 }, () => {
   it("survives the relay going away and coming back, without restarting either sidecar", async () => {
     const before = await overlay.status(overlay.node, nodeIface);
     await relayProcess.stop();
-    await eventually("the node to notice", 60_000, async () => {
-      const status = await overlay.status(overlay.node, nodeIface);
-      return status.transport.state !== "connected" ? status : undefined;
-    });
+    await eventually(
+      "the node to notice",
+      async () => {
+        const status = await overlay.status(overlay.node, nodeIface);
+        return status.transport.state !== "connected" ? status : undefined;
+      },
+      60_000,
+      250,
+    );
     await new Promise((resolve) => setTimeout(resolve, 3000));
     ({ process: relayProcess } = await overlay.startRelay());
     await overlay.pingUntilReply(overlay.node, relay.serverAddress, 40);

@@ -33,20 +33,10 @@ import type { NodeTransport } from "../../sidecar/transport/transport.ts";
 import { createWebSocketTransport, tunnelUrl } from "../../sidecar/transport/websocket.ts";
 import { connectUplink, type Uplink } from "../../sidecar/uplink/client.ts";
 import { PeerReconciler, type PeerTable, type UplinkPeer } from "../../sidecar/uplink/peers.ts";
+import { eventually } from "../support/eventually.ts";
 
-const WaitMs = 5_000;
 const quiet = createLogger("test", { write: () => {}, level: "error" });
 const insecure = { insecure: false };
-
-async function until<T>(what: string, probe: () => T | undefined | false): Promise<T> {
-  const deadline = Date.now() + WaitMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) assert.fail(`timed out after ${WaitMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** A WireGuard transport message (type 4) whose body carries `marker`. */
 function datagram(marker: number): Uint8Array {
@@ -174,7 +164,7 @@ describe("sidecar clients against the Node relay", { timeout: 60_000 }, () => {
 
   it("the uplink registers the server key and the relay's Provision answers only after the peer is configured", async () => {
     uplink = startUplink();
-    await until("the uplink to sync", () => uplink!.synced);
+    await eventually("the uplink to sync", () => uplink!.synced);
     for (const protocol of ["grpc", "connect", "grpc-web"] as const) {
       const result = await provisionAs(protocol);
       assert.equal(result.serverPublicKey, formatKey(publicKey(serverKey)), protocol);
@@ -199,13 +189,13 @@ describe("sidecar clients against the Node relay", { timeout: 60_000 }, () => {
       });
       // The gRPC stream counts as connected once the relay answers, so keep sending until then.
       const tag = Buffer.from(parseAddrPort(result.grpcPeerAddrPort).address).toString("hex");
-      await until("datagrams to reach the uplink", () => {
+      await eventually("datagrams to reach the uplink", () => {
         transport.send([datagram(1), datagram(2)]);
         return fromNodes.some((d) => d.tag === tag && d.marker === 2);
       });
       const tagBytes = parseAddrPort(result.grpcPeerAddrPort).address;
       uplink!.send([datagram(10), datagram(11)], tagBytes);
-      await until("datagrams to reach the node", () => received.includes(11));
+      await eventually("datagrams to reach the node", () => received.includes(11));
       assert.deepEqual(received.slice(0, 2), [10, 11]);
       assert.equal(transport.state, "connected");
     });
@@ -217,7 +207,7 @@ describe("sidecar clients against the Node relay", { timeout: 60_000 }, () => {
           terminal = reason;
         },
       });
-      assert.equal(await until("a terminal close", () => terminal), "peer not allowed");
+      assert.equal(await eventually("a terminal close", () => terminal), "peer not allowed");
     });
 
     it(`a second ${kind} stream for the same node ends the first with "peer replaced"`, async () => {
@@ -230,18 +220,18 @@ describe("sidecar clients against the Node relay", { timeout: 60_000 }, () => {
       });
       // A gRPC stream counts as connected once the relay has answered: the server answers here.
       const tag = parseAddrPort(result.grpcPeerAddrPort).address;
-      await until("the first stream to connect", () => {
+      await eventually("the first stream to connect", () => {
         first.send([datagram(1)]);
         uplink!.send([datagram(2)], tag);
         return first.state === "connected";
       });
       const second = openTransport(kind, result.grpcPeerAddrPort, {});
-      await until("the second stream to connect", () => {
+      await eventually("the second stream to connect", () => {
         second.send([datagram(1)]);
         uplink!.send([datagram(2)], tag);
         return second.state === "connected";
       });
-      assert.equal(await until("the first to be replaced", () => terminal), "peer replaced");
+      assert.equal(await eventually("the first to be replaced", () => terminal), "peer replaced");
       assert.equal(first.state, "stopped");
     });
   }
@@ -251,9 +241,9 @@ describe("sidecar clients against the Node relay", { timeout: 60_000 }, () => {
     const sets = table.calls.filter((call) => call.startsWith("set")).length;
     const port = server.port;
     await server.close();
-    await until("the uplink to notice", () => !uplink!.synced);
+    await eventually("the uplink to notice", () => !uplink!.synced);
     await startRelay(port);
-    await until("the uplink to sync again", () => uplink!.synced);
+    await eventually("the uplink to sync again", () => uplink!.synced);
     assert.deepEqual([...table.peers.keys()].sort(), before);
     assert.equal(
       table.calls.filter((call) => call.startsWith("set")).length,
@@ -268,7 +258,7 @@ describe("sidecar clients against the Node relay", { timeout: 60_000 }, () => {
     const refused = startUplink("wrong", (reason, code) => {
       fatal = { reason, code };
     });
-    const result = await until("the refusal", () => fatal);
+    const result = await eventually("the refusal", () => fatal);
     assert.equal(result.code, 4401);
     assert.match(result.reason, /invalid admin secret/);
     assert.equal(refused.state, "stopped");

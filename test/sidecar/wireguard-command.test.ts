@@ -3,16 +3,9 @@ import { existsSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { cliPath } from "../interop/wg-lab.ts";
 import { createLab, type Lab, type Netns, requirePrerequisites, run } from "../netns/netns.ts";
+import { eventually } from "../support/eventually.ts";
 
 const node = process.execPath;
-
-async function eventually(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe("siderolink-sidecar command line", () => {
   it("explains its commands with --help", async () => {

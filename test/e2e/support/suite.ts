@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { LabProcess } from "../../netns/netns.ts";
 import { runCli } from "../../sidecar/support/cli.ts";
+import { eventually } from "../../support/eventually.ts";
 import {
   createTopology,
   Links,
@@ -91,26 +92,6 @@ async function nodeAddress(c: Context, name: NodeName): Promise<string> {
   const status = await c.topology.status(c.nodes[name].iface);
   assert.ok(status.addresses.local, `${name} has no overlay address: ${JSON.stringify(status)}`);
   return status.addresses.local.split("/")[0];
-}
-
-async function eventually<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => Promise<T | undefined>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline)
-      assert.fail(`timed out after ${timeoutMs} ms waiting for ${what} (last error: ${last})`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
 }
 
 function defineAssertions(get: () => Context): void {
@@ -236,20 +217,30 @@ function defineAssertions(get: () => Context): void {
     );
     await running.receiver.waitFor(/^progress /, 30_000);
     await c.relay.kill();
-    await eventually("node-a to see the relay gone", 30_000, async () => {
-      const status = await c.topology.status(iface);
-      return status.transport.state !== "connected" ? status : undefined;
-    });
+    await eventually(
+      "node-a to see the relay gone",
+      async () => {
+        const status = await c.topology.status(iface);
+        return status.transport.state !== "connected" ? status : undefined;
+      },
+      30_000,
+      250,
+    );
     await c.relay.restart();
     const result = await running.done;
     assert.equal(result.bytesReceived, bytes);
     assert.equal(result.receivedSha256, result.sentSha256, "the bytes arrived intact");
 
     for (const name of ["node-a", "node-b"] as const) {
-      const after = await eventually(`${name} reconnected`, 60_000, async () => {
-        const status = await c.topology.status(c.nodes[name].iface);
-        return status.transport.state === "connected" && status.up ? status : undefined;
-      });
+      const after = await eventually(
+        `${name} reconnected`,
+        async () => {
+          const status = await c.topology.status(c.nodes[name].iface);
+          return status.transport.state === "connected" && status.up ? status : undefined;
+        },
+        60_000,
+        250,
+      );
       const was = before[name];
       assert.equal(after.pid, was.pid, `${name}: the same sidecar process`);
       assert.ok(after.transport.connects > was.transport.connects, `${name} reconnected by itself`);
@@ -278,10 +269,15 @@ function defineAssertions(get: () => Context): void {
       "the restarted relay served no Provision",
     );
     // The server's uplink came back by itself as well.
-    const server = await eventually("the server's uplink back", 60_000, async () => {
-      const status = await c.topology.status(c.serverIface);
-      return status.up && status.transport.connects >= 2 ? status : undefined;
-    });
+    const server = await eventually(
+      "the server's uplink back",
+      async () => {
+        const status = await c.topology.status(c.serverIface);
+        return status.up && status.transport.connects >= 2 ? status : undefined;
+      },
+      60_000,
+      250,
+    );
     assert.equal(server.peers.length, 2);
     await pingUntilReply(c.topology.nodes["node-b"], c.relay.info.serverAddress);
   });
@@ -344,10 +340,15 @@ function defineAssertions(get: () => Context): void {
 
     c.server = c.topology.startServer(c.relay, c.serverIface);
     await c.server.waitFor(/"msg":"ready"/, 30_000);
-    const status = await eventually("the server's peers back", 30_000, async () => {
-      const s = await c.topology.status(c.serverIface);
-      return s.peers.length === 2 ? s : undefined;
-    });
+    const status = await eventually(
+      "the server's peers back",
+      async () => {
+        const s = await c.topology.status(c.serverIface);
+        return s.peers.length === 2 ? s : undefined;
+      },
+      30_000,
+      250,
+    );
     assert.deepEqual(status.peers.map((peer) => peer.address).sort(), addresses);
     for (const name of ["node-a", "node-b"] as const) {
       await pingUntilReply(c.topology.nodes[name], c.relay.info.serverAddress, 60);

@@ -66,7 +66,7 @@ export function parseAddress(text: string): Uint8Array {
 export const formatAddress: (address: Uint8Array) => string = formatIP;
 
 export class AllowedIps<T> {
-  private readonly roots: { 4: Node<T> | null; 16: Node<T> | null } = { 4: null, 16: null };
+  readonly #roots: { 4: Node<T> | null; 16: Node<T> | null } = { 4: null, 16: null };
 
   /** Maps `prefix` to `value`, replacing any previous owner of exactly that prefix. */
   insert(prefix: Prefix, value: T): void {
@@ -79,9 +79,9 @@ export class AllowedIps<T> {
       children: [null, null],
       parent: null,
     });
-    const root = this.roots[family];
+    const root = this.#roots[family];
     if (root === null) {
-      this.roots[family] = fresh();
+      this.#roots[family] = fresh();
       return;
     }
     let node: Node<T> = root;
@@ -96,7 +96,7 @@ export class AllowedIps<T> {
         const child: Node<T> | null = node.children[side];
         if (child === null) {
           const leaf = fresh();
-          this.attach(node, side, leaf);
+          this.#attach(node, side, leaf);
           return;
         }
         node = child;
@@ -107,7 +107,7 @@ export class AllowedIps<T> {
       let replacement: Node<T>;
       if (common === prefix.bits) {
         replacement = fresh();
-        this.attach(replacement, bitAt(node.key, 0, common), node);
+        this.#attach(replacement, bitAt(node.key, 0, common), node);
       } else {
         replacement = {
           key: maskAddress(key, common),
@@ -116,19 +116,19 @@ export class AllowedIps<T> {
           children: [null, null],
           parent: null,
         };
-        this.attach(replacement, bitAt(node.key, 0, common), node);
-        this.attach(replacement, bitAt(key, 0, common), fresh());
+        this.#attach(replacement, bitAt(node.key, 0, common), node);
+        this.#attach(replacement, bitAt(key, 0, common), fresh());
       }
-      this.replace(family, parent, side, replacement);
+      this.#replace(family, parent, side, replacement);
       return;
     }
   }
 
   /** Removes exactly `prefix`; returns whether it was present. */
   remove(prefix: Prefix): boolean {
-    const node = this.find(maskAddress(prefix.address, prefix.bits), prefix.bits);
+    const node = this.#find(maskAddress(prefix.address, prefix.bits), prefix.bits);
     if (node === null || node.value === null) return false;
-    this.removeNode(node);
+    this.#removeNode(node);
     return true;
   }
 
@@ -139,7 +139,7 @@ export class AllowedIps<T> {
 
   /** The value of the longest prefix containing the address at `packet[offset..]`. */
   lookup(family: 4 | 16, packet: Uint8Array, offset: number): T | null {
-    let node = this.roots[family];
+    let node = this.#roots[family];
     let found: T | null = null;
     while (node !== null) {
       if (commonBits(node.key, packet, offset, node.bits) !== node.bits) break;
@@ -163,13 +163,13 @@ export class AllowedIps<T> {
       walk(node.children[0]);
       walk(node.children[1]);
     };
-    walk(this.roots[4]);
-    walk(this.roots[16]);
+    walk(this.#roots[4]);
+    walk(this.#roots[16]);
     return out;
   }
 
-  private find(key: Uint8Array, bits: number): Node<T> | null {
-    let node = this.roots[key.length as 4 | 16];
+  #find(key: Uint8Array, bits: number): Node<T> | null {
+    let node = this.#roots[key.length as 4 | 16];
     while (node !== null && node.bits <= bits) {
       if (commonBits(node.key, key, 0, node.bits) !== node.bits) return null;
       if (node.bits === bits) return node;
@@ -178,7 +178,7 @@ export class AllowedIps<T> {
     return null;
   }
 
-  private removeNode(node: Node<T>): void {
+  #removeNode(node: Node<T>): void {
     node.value = null;
     const family = node.key.length as 4 | 16;
     let current: Node<T> | null = node;
@@ -189,18 +189,18 @@ export class AllowedIps<T> {
       const only = left ?? right;
       const parent: Node<T> | null = current.parent;
       const side = parent === null ? 0 : parent.children[0] === current ? 0 : 1;
-      this.replace(family, parent, side, only);
+      this.#replace(family, parent, side, only);
       current = parent;
     }
   }
 
-  private attach(parent: Node<T>, side: 0 | 1, child: Node<T>): void {
+  #attach(parent: Node<T>, side: 0 | 1, child: Node<T>): void {
     parent.children[side] = child;
     child.parent = parent;
   }
 
-  private replace(family: 4 | 16, parent: Node<T> | null, side: 0 | 1, node: Node<T> | null): void {
-    if (parent === null) this.roots[family] = node;
+  #replace(family: 4 | 16, parent: Node<T> | null, side: 0 | 1, node: Node<T> | null): void {
+    if (parent === null) this.#roots[family] = node;
     else parent.children[side] = node;
     if (node !== null) node.parent = parent;
   }

@@ -12,8 +12,8 @@ import { blake2s } from "@noble/hashes/blake2.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { randomBytes } from "@noble/hashes/utils.js";
 
-export const KeySize = 32;
-export const TagSize = 16;
+export const KEY_SIZE = 32;
+export const TAG_SIZE = 16;
 
 /** An X25519 key pair; `dh` returns null when the result is all zero (a small-order point). */
 export interface DhKeyPair {
@@ -89,8 +89,8 @@ export function writeCounterNonce(nonce: Uint8Array, counter: number): void {
 }
 
 export function checkKey(key: Uint8Array, field: string): void {
-  if (key.length !== KeySize) {
-    throw new RangeError(`expected ${KeySize} bytes for ${field}, got ${key.length}`);
+  if (key.length !== KEY_SIZE) {
+    throw new RangeError(`expected ${KEY_SIZE} bytes for ${field}, got ${key.length}`);
   }
 }
 
@@ -135,7 +135,7 @@ function nobleOpen(
   aad: Uint8Array | undefined,
   cipher: typeof chacha20poly1305,
 ): Uint8Array | null {
-  if (ciphertext.length < TagSize) return null;
+  if (ciphertext.length < TAG_SIZE) return null;
   try {
     return cipher(key, nonce, aad).decrypt(ciphertext);
   } catch {

@@ -6,10 +6,10 @@
  * initiator's first packet arrives on it (only then may the responder send with it).
  *
  * Counters are numbers, not bigints, so the per-packet path allocates nothing for them. They
- * are exact below 2^53 (`CounterLimit`), which no keypair reaches before RejectAfterTime
- * retires it; a received counter at or above it is rejected like one past RejectAfterMessages.
+ * are exact below 2^53 (`COUNTER_LIMIT`), which no keypair reaches before REJECT_AFTER_TIME
+ * retires it; a received counter at or above it is rejected like one past REJECT_AFTER_MESSAGES.
  */
-import { CounterLimit } from "./constants.ts";
+import { COUNTER_LIMIT } from "./constants.ts";
 import type { TransportAead } from "./crypto.ts";
 import { ReplayFilter } from "./replay.ts";
 
@@ -46,10 +46,10 @@ export class Keypairs {
   current: Keypair | null = null;
   next: Keypair | null = null;
   /** Called for every keypair that leaves the set, so its index can be released. */
-  private readonly retire: (keypair: Keypair) => void;
+  readonly #retire: (keypair: Keypair) => void;
 
   constructor(retire: (keypair: Keypair) => void) {
-    this.retire = retire;
+    this.#retire = retire;
   }
 
   /**
@@ -63,24 +63,24 @@ export class Keypairs {
         // The unconfirmed keypair may still receive; the current one is now two generations old.
         this.previous = next;
         this.next = null;
-        this.drop(current);
+        this.#drop(current);
       } else {
         this.previous = current;
       }
-      this.drop(previous);
+      this.#drop(previous);
       this.current = keypair;
     } else {
       this.next = keypair;
-      this.drop(next);
+      this.#drop(next);
       this.previous = null;
-      this.drop(previous);
+      this.#drop(previous);
     }
   }
 
   /** A packet authenticated under `keypair`; returns true if that confirmed `next`. */
   confirm(keypair: Keypair): boolean {
     if (this.next !== keypair) return false;
-    this.drop(this.previous);
+    this.#drop(this.previous);
     this.previous = this.current;
     this.current = keypair;
     this.next = null;
@@ -89,18 +89,18 @@ export class Keypairs {
 
   /** Stops sending with the current and next keypairs; they still receive until they expire. */
   expireSending(): void {
-    if (this.current !== null) this.current.sendCounter = CounterLimit;
-    if (this.next !== null) this.next.sendCounter = CounterLimit;
+    if (this.current !== null) this.current.sendCounter = COUNTER_LIMIT;
+    if (this.next !== null) this.next.sendCounter = COUNTER_LIMIT;
   }
 
   clear(): void {
-    this.drop(this.previous);
-    this.drop(this.current);
-    this.drop(this.next);
+    this.#drop(this.previous);
+    this.#drop(this.current);
+    this.#drop(this.next);
     this.previous = this.current = this.next = null;
   }
 
-  private drop(keypair: Keypair | null): void {
-    if (keypair !== null) this.retire(keypair);
+  #drop(keypair: Keypair | null): void {
+    if (keypair !== null) this.#retire(keypair);
   }
 }

@@ -5,18 +5,18 @@
 import type { CryptoProvider } from "./crypto.ts";
 
 const utf8 = new TextEncoder();
-export const Construction = utf8.encode("Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s");
-export const Identifier = utf8.encode("WireGuard v1 zx2c4 Jason@zx2c4.com");
-export const LabelMac1 = utf8.encode("mac1----");
-export const LabelCookie = utf8.encode("cookie--");
+export const CONSTRUCTION = utf8.encode("Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s");
+export const IDENTIFIER = utf8.encode("WireGuard v1 zx2c4 Jason@zx2c4.com");
+export const LABEL_MAC1 = utf8.encode("mac1----");
+export const LABEL_COOKIE = utf8.encode("cookie--");
 
-/** C = HASH(Construction); H = HASH(C || Identifier). Both start every handshake. */
+/** C = HASH(CONSTRUCTION); H = HASH(C || IDENTIFIER). Both start every handshake. */
 export function initialChainKeyAndHash(crypto: CryptoProvider): {
   chainKey: Uint8Array;
   hash: Uint8Array;
 } {
-  const chainKey = crypto.hash(Construction);
-  return { chainKey, hash: crypto.hash(chainKey, Identifier) };
+  const chainKey = crypto.hash(CONSTRUCTION);
+  return { chainKey, hash: crypto.hash(chainKey, IDENTIFIER) };
 }
 
 /** H = HASH(H || data). */

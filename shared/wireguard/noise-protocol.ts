@@ -12,21 +12,20 @@
  */
 import type { Clock } from "./clock.ts";
 import {
-  HandshakeInitationRate,
-  InitiationEphemeral,
-  InitiationSender,
-  InitiationStatic,
-  InitiationTimestamp,
-  MessageInitiationSize,
-  MessageInitiationType,
-  MessageResponseSize,
-  MessageResponseType,
-  ResponseEmpty,
-  ResponseEphemeral,
-  ResponseReceiver,
-  ResponseSender,
+  HANDSHAKE_INITIATION_RATE,
+  INITIATION_EPHEMERAL,
+  INITIATION_SENDER,
+  INITIATION_STATIC,
+  INITIATION_TIMESTAMP,
+  MESSAGE_INITIATION_SIZE,
+  MESSAGE_RESPONSE_SIZE,
+  MessageType,
+  RESPONSE_EMPTY,
+  RESPONSE_EPHEMERAL,
+  RESPONSE_RECEIVER,
+  RESPONSE_SENDER,
 } from "./constants.ts";
-import { type CryptoProvider, type DhKeyPair, KeySize, TagSize } from "./crypto.ts";
+import { type CryptoProvider, type DhKeyPair, KEY_SIZE, TAG_SIZE } from "./crypto.ts";
 import { Keypair } from "./keypair.ts";
 import {
   initialChainKeyAndHash,
@@ -36,7 +35,7 @@ import {
   readUint32LE,
   writeUint32LE,
 } from "./noise-helpers.ts";
-import { isAfter, TimestampSize, tai64n } from "./tai64n.ts";
+import { isAfter, TIMESTAMP_SIZE, tai64n } from "./tai64n.ts";
 
 export type HandshakeState =
   | "zeroed"
@@ -59,18 +58,18 @@ export interface NoiseContext {
 /** One peer's handshake state, plus the per-peer secrets the handshake needs. */
 export class Handshake {
   state: HandshakeState = "zeroed";
-  hash: Uint8Array = new Uint8Array(KeySize);
-  chainKey: Uint8Array = new Uint8Array(KeySize);
-  presharedKey: Uint8Array = new Uint8Array(KeySize);
+  hash: Uint8Array = new Uint8Array(KEY_SIZE);
+  chainKey: Uint8Array = new Uint8Array(KEY_SIZE);
+  presharedKey: Uint8Array = new Uint8Array(KEY_SIZE);
   localEphemeral: DhKeyPair | null = null;
   localIndex = 0;
   remoteIndex = 0;
   readonly remoteStatic: Uint8Array;
-  remoteEphemeral: Uint8Array = new Uint8Array(KeySize);
+  remoteEphemeral: Uint8Array = new Uint8Array(KEY_SIZE);
   /** DH(our static, their static), or null when there is no private key or it is all zero. */
   precomputedStaticStatic: Uint8Array | null = null;
   /** Newest TAI64N timestamp accepted from this peer. */
-  lastTimestamp: Uint8Array = new Uint8Array(TimestampSize);
+  lastTimestamp: Uint8Array = new Uint8Array(TIMESTAMP_SIZE);
   lastInitiationConsumption = Number.NEGATIVE_INFINITY;
   lastSentHandshake = Number.NEGATIVE_INFINITY;
 
@@ -86,10 +85,10 @@ export class Handshake {
 
   clear(): void {
     this.state = "zeroed";
-    this.hash = new Uint8Array(KeySize);
-    this.chainKey = new Uint8Array(KeySize);
+    this.hash = new Uint8Array(KEY_SIZE);
+    this.chainKey = new Uint8Array(KEY_SIZE);
     this.localEphemeral = null;
-    this.remoteEphemeral = new Uint8Array(KeySize);
+    this.remoteEphemeral = new Uint8Array(KEY_SIZE);
     this.localIndex = 0;
     this.remoteIndex = 0;
   }
@@ -109,10 +108,10 @@ export function createMessageInitiation(
   let chainKey = initial.chainKey;
 
   const ephemeral = crypto.generateKeyPair();
-  const message = new Uint8Array(MessageInitiationSize);
-  message[0] = MessageInitiationType;
-  writeUint32LE(message, InitiationSender, localIndex);
-  message.set(ephemeral.publicKey, InitiationEphemeral);
+  const message = new Uint8Array(MESSAGE_INITIATION_SIZE);
+  message[0] = MessageType.Initiation;
+  writeUint32LE(message, INITIATION_SENDER, localIndex);
+  message.set(ephemeral.publicKey, INITIATION_EPHEMERAL);
   chainKey = mixKey(crypto, chainKey, ephemeral.publicKey);
   hash = mixHash(crypto, hash, ephemeral.publicKey);
 
@@ -121,12 +120,12 @@ export function createMessageInitiation(
   let key: Uint8Array;
   [chainKey, key] = crypto.kdf(chainKey, es, 2);
   const sealedStatic = crypto.aeadSeal(key, 0, identity.keyPair.publicKey, hash);
-  message.set(sealedStatic, InitiationStatic);
+  message.set(sealedStatic, INITIATION_STATIC);
   hash = mixHash(crypto, hash, sealedStatic);
 
   [chainKey, key] = crypto.kdf(chainKey, staticStatic, 2);
   const sealedTimestamp = crypto.aeadSeal(key, 0, tai64n(context.clock.wallNow()), hash);
-  message.set(sealedTimestamp, InitiationTimestamp);
+  message.set(sealedTimestamp, INITIATION_TIMESTAMP);
   hash = mixHash(crypto, hash, sealedTimestamp);
 
   handshake.hash = hash;
@@ -139,7 +138,7 @@ export function createMessageInitiation(
 
 /**
  * Authenticates an initiation, finds its peer by the decrypted static key, and rejects
- * replays (timestamp not newer) and floods (initiations closer than HandshakeInitationRate).
+ * replays (timestamp not newer) and floods (initiations closer than HANDSHAKE_INITIATION_RATE).
  */
 export function consumeMessageInitiation<P extends { readonly handshake: Handshake }>(
   context: NoiseContext,
@@ -147,12 +146,12 @@ export function consumeMessageInitiation<P extends { readonly handshake: Handsha
   lookupPeer: (publicKey: Uint8Array) => P | null,
 ): P | null {
   const { crypto, identity } = context;
-  if (identity === null || message.length !== MessageInitiationSize) return null;
+  if (identity === null || message.length !== MESSAGE_INITIATION_SIZE) return null;
   const initial = initialChainKeyAndHash(crypto);
   let hash = mixHash(crypto, initial.hash, identity.keyPair.publicKey);
   let chainKey = initial.chainKey;
 
-  const ephemeral = message.slice(InitiationEphemeral, InitiationStatic);
+  const ephemeral = message.slice(INITIATION_EPHEMERAL, INITIATION_STATIC);
   chainKey = mixKey(crypto, chainKey, ephemeral);
   hash = mixHash(crypto, hash, ephemeral);
 
@@ -160,7 +159,7 @@ export function consumeMessageInitiation<P extends { readonly handshake: Handsha
   if (es === null) return null;
   let key: Uint8Array;
   [chainKey, key] = crypto.kdf(chainKey, es, 2);
-  const sealedStatic = message.subarray(InitiationStatic, InitiationTimestamp);
+  const sealedStatic = message.subarray(INITIATION_STATIC, INITIATION_TIMESTAMP);
   const remoteStatic = crypto.aeadOpen(key, 0, sealedStatic, hash);
   if (remoteStatic === null) return null;
   hash = mixHash(crypto, hash, sealedStatic);
@@ -172,8 +171,8 @@ export function consumeMessageInitiation<P extends { readonly handshake: Handsha
   if (staticStatic === null) return null;
   [chainKey, key] = crypto.kdf(chainKey, staticStatic, 2);
   const sealedTimestamp = message.subarray(
-    InitiationTimestamp,
-    InitiationTimestamp + TimestampSize + TagSize,
+    INITIATION_TIMESTAMP,
+    INITIATION_TIMESTAMP + TIMESTAMP_SIZE + TAG_SIZE,
   );
   const timestamp = crypto.aeadOpen(key, 0, sealedTimestamp, hash);
   if (timestamp === null) return null;
@@ -181,11 +180,11 @@ export function consumeMessageInitiation<P extends { readonly handshake: Handsha
 
   const now = context.clock.now();
   if (!isAfter(timestamp, handshake.lastTimestamp)) return null;
-  if (now - handshake.lastInitiationConsumption <= HandshakeInitationRate) return null;
+  if (now - handshake.lastInitiationConsumption <= HANDSHAKE_INITIATION_RATE) return null;
 
   handshake.hash = hash;
   handshake.chainKey = chainKey;
-  handshake.remoteIndex = readUint32LE(message, InitiationSender);
+  handshake.remoteIndex = readUint32LE(message, INITIATION_SENDER);
   handshake.remoteEphemeral = ephemeral;
   handshake.lastTimestamp = timestamp;
   handshake.lastInitiationConsumption = now;
@@ -201,13 +200,13 @@ export function createMessageResponse(
 ): Uint8Array | null {
   const { crypto } = context;
   if (handshake.state !== "initiationConsumed") return null;
-  const message = new Uint8Array(MessageResponseSize);
-  message[0] = MessageResponseType;
-  writeUint32LE(message, ResponseSender, localIndex);
-  writeUint32LE(message, ResponseReceiver, handshake.remoteIndex);
+  const message = new Uint8Array(MESSAGE_RESPONSE_SIZE);
+  message[0] = MessageType.Response;
+  writeUint32LE(message, RESPONSE_SENDER, localIndex);
+  writeUint32LE(message, RESPONSE_RECEIVER, handshake.remoteIndex);
 
   const ephemeral = crypto.generateKeyPair();
-  message.set(ephemeral.publicKey, ResponseEphemeral);
+  message.set(ephemeral.publicKey, RESPONSE_EPHEMERAL);
   let hash = mixHash(crypto, handshake.hash, ephemeral.publicKey);
   let chainKey = mixKey(crypto, handshake.chainKey, ephemeral.publicKey);
   const ee = ephemeral.dh(handshake.remoteEphemeral);
@@ -219,7 +218,7 @@ export function createMessageResponse(
   const [nextChainKey, tau, key] = crypto.kdf(chainKey, handshake.presharedKey, 3);
   hash = mixHash(crypto, hash, tau);
   const sealedEmpty = crypto.aeadSeal(key, 0, new Uint8Array(0), hash);
-  message.set(sealedEmpty, ResponseEmpty);
+  message.set(sealedEmpty, RESPONSE_EMPTY);
   hash = mixHash(crypto, hash, sealedEmpty);
 
   handshake.hash = hash;
@@ -237,14 +236,14 @@ export function consumeMessageResponse<P extends { readonly handshake: Handshake
   lookup: (localIndex: number) => P | null,
 ): P | null {
   const { crypto, identity } = context;
-  if (identity === null || message.length !== MessageResponseSize) return null;
-  const peer = lookup(readUint32LE(message, ResponseReceiver));
+  if (identity === null || message.length !== MESSAGE_RESPONSE_SIZE) return null;
+  const peer = lookup(readUint32LE(message, RESPONSE_RECEIVER));
   if (peer === null) return null;
   const handshake = peer.handshake;
   const localEphemeral = handshake.localEphemeral;
   if (handshake.state !== "initiationCreated" || localEphemeral === null) return null;
 
-  const ephemeral = message.slice(ResponseEphemeral, ResponseEmpty);
+  const ephemeral = message.slice(RESPONSE_EPHEMERAL, RESPONSE_EMPTY);
   let hash = mixHash(crypto, handshake.hash, ephemeral);
   let chainKey = mixKey(crypto, handshake.chainKey, ephemeral);
   const ee = localEphemeral.dh(ephemeral);
@@ -255,13 +254,13 @@ export function consumeMessageResponse<P extends { readonly handshake: Handshake
 
   const [nextChainKey, tau, key] = crypto.kdf(chainKey, handshake.presharedKey, 3);
   hash = mixHash(crypto, hash, tau);
-  const sealedEmpty = message.subarray(ResponseEmpty, ResponseEmpty + TagSize);
+  const sealedEmpty = message.subarray(RESPONSE_EMPTY, RESPONSE_EMPTY + TAG_SIZE);
   if (crypto.aeadOpen(key, 0, sealedEmpty, hash) === null) return null;
   hash = mixHash(crypto, hash, sealedEmpty);
 
   handshake.hash = hash;
   handshake.chainKey = nextChainKey;
-  handshake.remoteIndex = readUint32LE(message, ResponseSender);
+  handshake.remoteIndex = readUint32LE(message, RESPONSE_SENDER);
   handshake.state = "responseConsumed";
   return peer;
 }

@@ -5,12 +5,12 @@
  */
 import type { Clock } from "./clock.ts";
 
-const PacketsPerSecond = 20;
-const PacketsBurstable = 5;
-const PacketCost = 1000 / PacketsPerSecond;
-const MaxTokens = PacketCost * PacketsBurstable;
+const PACKETS_PER_SECOND = 20;
+const PACKETS_BURSTABLE = 5;
+const PACKET_COST = 1000 / PACKETS_PER_SECOND;
+const MAX_TOKENS = PACKET_COST * PACKETS_BURSTABLE;
 /** Buckets idle this long are full again, so they are forgotten. */
-const SweepInterval = 1000;
+const SWEEP_INTERVAL = 1000;
 
 interface Bucket {
   tokens: number;
@@ -18,34 +18,34 @@ interface Bucket {
 }
 
 export class RateLimiter {
-  private readonly clock: Clock;
-  private readonly buckets = new Map<string, Bucket>();
-  private lastSweep = 0;
+  readonly #clock: Clock;
+  readonly #buckets = new Map<string, Bucket>();
+  #lastSweep = 0;
 
   constructor(clock: Clock) {
-    this.clock = clock;
+    this.#clock = clock;
   }
 
   /** Whether a handshake from `source` (an address key) may be processed now. */
   allow(source: string): boolean {
-    const now = this.clock.now();
-    if (now - this.lastSweep > SweepInterval) this.sweep(now);
-    const bucket = this.buckets.get(source);
+    const now = this.#clock.now();
+    if (now - this.#lastSweep > SWEEP_INTERVAL) this.#sweep(now);
+    const bucket = this.#buckets.get(source);
     if (bucket === undefined) {
-      this.buckets.set(source, { tokens: MaxTokens - PacketCost, last: now });
+      this.#buckets.set(source, { tokens: MAX_TOKENS - PACKET_COST, last: now });
       return true;
     }
-    bucket.tokens = Math.min(MaxTokens, bucket.tokens + (now - bucket.last));
+    bucket.tokens = Math.min(MAX_TOKENS, bucket.tokens + (now - bucket.last));
     bucket.last = now;
-    if (bucket.tokens < PacketCost) return false;
-    bucket.tokens -= PacketCost;
+    if (bucket.tokens < PACKET_COST) return false;
+    bucket.tokens -= PACKET_COST;
     return true;
   }
 
-  private sweep(now: number): void {
-    this.lastSweep = now;
-    for (const [source, bucket] of this.buckets) {
-      if (now - bucket.last > SweepInterval) this.buckets.delete(source);
+  #sweep(now: number): void {
+    this.#lastSweep = now;
+    for (const [source, bucket] of this.#buckets) {
+      if (now - bucket.last > SWEEP_INTERVAL) this.#buckets.delete(source);
     }
   }
 }

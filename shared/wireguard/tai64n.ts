@@ -5,29 +5,29 @@
  * than the last one it accepted from that peer, which defeats replayed initiations.
  */
 
-export const TimestampSize = 12;
+export const TIMESTAMP_SIZE = 12;
 
 /** 2^62 + 10: the TAI64 label of the Unix epoch. */
-const Base = 2n ** 62n + 10n;
+const UNIX_EPOCH_LABEL = 2n ** 62n + 10n;
 /**
  * Nanoseconds are rounded down to 2^24 ns (about 16 ms) so the timestamp does not reveal the
  * sender's clock finely; ordering at that granularity is all the protocol needs.
  */
-const WhitenerMask = 0x1000000 - 1;
+const WHITENER_MASK = 0x1000000 - 1;
 
 export function tai64n(wallMs: number): Uint8Array {
-  const out = new Uint8Array(TimestampSize);
+  const out = new Uint8Array(TIMESTAMP_SIZE);
   const view = new DataView(out.buffer);
   const seconds = Math.floor(wallMs / 1000);
   const nanos = Math.floor((wallMs - seconds * 1000) * 1e6);
-  view.setBigUint64(0, Base + BigInt(seconds));
-  view.setUint32(8, (nanos & ~WhitenerMask) >>> 0);
+  view.setBigUint64(0, UNIX_EPOCH_LABEL + BigInt(seconds));
+  view.setUint32(8, (nanos & ~WHITENER_MASK) >>> 0);
   return out;
 }
 
 /** Whether timestamp `a` is strictly after `b` (bytewise big-endian comparison). */
 export function isAfter(a: Uint8Array, b: Uint8Array): boolean {
-  for (let i = 0; i < TimestampSize; i++) {
+  for (let i = 0; i < TIMESTAMP_SIZE; i++) {
     if (a[i] !== b[i]) return a[i] > b[i];
   }
   return false;

@@ -24,16 +24,16 @@ import {
   checkKey,
   createNobleCryptoProvider,
   type DhKeyPair,
-  TagSize,
+  TAG_SIZE,
   type TransportAead,
   writeCounterNonce,
 } from "../../shared/wireguard/crypto.ts";
 
-const Cipher = "chacha20-poly1305";
-const AeadOptions = { authTagLength: TagSize } as const;
-const NoInfo = new Uint8Array(0);
+const CIPHER = "chacha20-poly1305";
+const AEAD_OPTIONS = { authTagLength: TAG_SIZE } as const;
+const NO_INFO = new Uint8Array(0);
 /** Padding source: a transport plaintext is padded by at most 15 bytes. */
-const Zeros = new Uint8Array(16);
+const ZEROS = new Uint8Array(16);
 
 const base64url = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64url");
 
@@ -70,9 +70,9 @@ function open(
   ciphertext: Uint8Array,
   aad: Uint8Array | null,
 ): Uint8Array | null {
-  const length = ciphertext.length - TagSize;
+  const length = ciphertext.length - TAG_SIZE;
   if (length < 0) return null;
-  const decipher = createDecipheriv(Cipher, key, nonce, AeadOptions);
+  const decipher = createDecipheriv(CIPHER, key, nonce, AEAD_OPTIONS);
   decipher.setAuthTag(ciphertext.subarray(length));
   if (aad !== null) decipher.setAAD(aad, { plaintextLength: length });
   const plaintext = decipher.update(ciphertext.subarray(0, length));
@@ -92,18 +92,18 @@ function createTransportAead(key: Uint8Array): TransportAead {
   return {
     seal(counter, plaintext, padding, out, offset) {
       writeCounterNonce(nonce, counter);
-      const cipher = createCipheriv(Cipher, secret, nonce, AeadOptions);
+      const cipher = createCipheriv(CIPHER, secret, nonce, AEAD_OPTIONS);
       const body = cipher.update(plaintext);
       out.set(body, offset);
       let written = body.length;
       if (padding > 0) {
-        const tail = cipher.update(Zeros.subarray(0, padding));
+        const tail = cipher.update(ZEROS.subarray(0, padding));
         out.set(tail, offset + written);
         written += tail.length;
       }
       cipher.final();
       out.set(cipher.getAuthTag(), offset + written);
-      return written + TagSize;
+      return written + TAG_SIZE;
     },
     open(counter, ciphertext) {
       writeCounterNonce(nonce, counter);
@@ -138,14 +138,14 @@ export function createNodeCryptoProvider(): CryptoProvider {
     },
     hmac: (key, data) => createHmac("blake2s256", key).update(data).digest(),
     kdf(key, input, count) {
-      const okm = new Uint8Array(hkdfSync("blake2s256", input, key, NoInfo, 32 * count));
+      const okm = new Uint8Array(hkdfSync("blake2s256", input, key, NO_INFO, 32 * count));
       const outputs: Uint8Array[] = [];
       for (let i = 0; i < count; i++) outputs.push(okm.subarray(32 * i, 32 * (i + 1)));
       return outputs;
     },
     mac: noble.mac,
     aeadSeal(key, counter, plaintext, aad) {
-      const cipher = createCipheriv(Cipher, key, counterNonce(counter), AeadOptions);
+      const cipher = createCipheriv(CIPHER, key, counterNonce(counter), AEAD_OPTIONS);
       cipher.setAAD(aad, { plaintextLength: plaintext.length });
       return Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
     },

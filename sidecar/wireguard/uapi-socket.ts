@@ -11,7 +11,7 @@ import { serveUnixSocket, type UnixSocketServer } from "../net/unix-socket.ts";
  * line. A connection may carry several requests; `wg` sends one and closes.
  */
 
-export const UapiSocketDirectory = "/var/run/wireguard";
+export const UAPI_SOCKET_DIRECTORY = "/var/run/wireguard";
 
 /** Answers one whole request (its text includes the final empty line) with a whole reply. */
 export type UapiHandler = (request: string) => string | Promise<string>;
@@ -19,9 +19,9 @@ export type UapiHandler = (request: string) => string | Promise<string>;
 export type UapiSocket = UnixSocketServer;
 
 /** Longest request accepted: a full `wg setconf` of thousands of peers fits many times over. */
-const MaxRequestBytes = 16 * 1024 * 1024;
+const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
 
-export function uapiSocketPath(iface: string, directory = UapiSocketDirectory): string {
+export function uapiSocketPath(iface: string, directory = UAPI_SOCKET_DIRECTORY): string {
   return `${directory}/${iface}.sock`;
 }
 
@@ -32,7 +32,7 @@ export function uapiSocketPath(iface: string, directory = UapiSocketDirectory): 
 export function serveUapi(
   iface: string,
   handler: UapiHandler,
-  directory = UapiSocketDirectory,
+  directory = UAPI_SOCKET_DIRECTORY,
 ): Promise<UapiSocket> {
   const path = uapiSocketPath(iface, directory);
   return serveUnixSocket({
@@ -53,7 +53,7 @@ function handleConnection(socket: Socket, handler: UapiHandler): void {
   socket.on("error", () => socket.destroy());
   socket.on("data", (chunk: string) => {
     buffered += chunk;
-    if (buffered.length > MaxRequestBytes) {
+    if (buffered.length > MAX_REQUEST_BYTES) {
       socket.end(`errno=${Errno.EMSGSIZE}\n\n`);
       return;
     }

@@ -38,7 +38,7 @@ import {
   encodePeerList,
 } from "../../shared/tunnel/encode.ts";
 import { CloseCode, FrameType, MAX_FRAME_SIZE } from "../../shared/tunnel/frame.ts";
-import { MessageInitiationType, MessageResponseType } from "../../shared/wireguard/constants.ts";
+import { MessageType } from "../../shared/wireguard/constants.ts";
 import { DevicePair, sentOfType } from "../wireguard/support/device-pair.ts";
 import { MemoryEndpoint } from "../wireguard/support/memory-bind.ts";
 
@@ -342,8 +342,8 @@ const wireguardMessages: FuzzTarget = {
     try {
       // Real messages to mutate: A's initiation, B's response and a transport message.
       pair.handshake();
-      const initiation = sentOfType(pair.network, "192.0.2.1:51820", MessageInitiationType)[0];
-      const response = sentOfType(pair.network, "192.0.2.2:51820", MessageResponseType)[0];
+      const initiation = sentOfType(pair.network, "192.0.2.1:51820", MessageType.Initiation)[0];
+      const response = sentOfType(pair.network, "192.0.2.2:51820", MessageType.Response)[0];
       const transport = pair.network.sent.flatMap((b) => b.datagrams).find((d) => d[0] === 4)!;
       assert.ok(initiation && response && transport, "a real handshake to mutate");
       const seeds = [initiation, response, transport];

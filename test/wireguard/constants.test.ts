@@ -1,18 +1,18 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
-  CounterLimit,
-  InitiationMac1,
-  InitiationMac2,
+  COUNTER_LIMIT,
+  INITIATION_MAC1,
+  INITIATION_MAC2,
   isWellFormedMessage,
-  MessageInitiationSize,
-  MessageResponseSize,
+  MESSAGE_INITIATION_SIZE,
+  MESSAGE_RESPONSE_SIZE,
   mac1Offset,
   mac2Offset,
-  RejectAfterMessages,
-  RekeyAfterMessages,
-  ResponseMac1,
-  ResponseMac2,
+  REJECT_AFTER_MESSAGES,
+  REKEY_AFTER_MESSAGES,
+  RESPONSE_MAC1,
+  RESPONSE_MAC2,
 } from "../../shared/wireguard/constants.ts";
 
 const message = (type: number, length: number): Uint8Array => {
@@ -22,18 +22,18 @@ const message = (type: number, length: number): Uint8Array => {
 };
 
 describe("constants", () => {
-  it("message counters: the number limit is below the paper's RejectAfterMessages", () => {
-    assert.equal(RejectAfterMessages, 18446744073709543423n);
-    assert.equal(RekeyAfterMessages, Number(2n ** 60n));
-    assert.ok(BigInt(CounterLimit) < RejectAfterMessages);
-    assert.ok(Number.isSafeInteger(CounterLimit - 1));
+  it("message counters: the number limit is below the paper's REJECT_AFTER_MESSAGES", () => {
+    assert.equal(REJECT_AFTER_MESSAGES, 18446744073709543423n);
+    assert.equal(REKEY_AFTER_MESSAGES, Number(2n ** 60n));
+    assert.ok(BigInt(COUNTER_LIMIT) < REJECT_AFTER_MESSAGES);
+    assert.ok(Number.isSafeInteger(COUNTER_LIMIT - 1));
   });
 
   it("MAC offsets agree with the documented layouts", () => {
-    assert.equal(mac1Offset(MessageInitiationSize), InitiationMac1);
-    assert.equal(mac2Offset(MessageInitiationSize), InitiationMac2);
-    assert.equal(mac1Offset(MessageResponseSize), ResponseMac1);
-    assert.equal(mac2Offset(MessageResponseSize), ResponseMac2);
+    assert.equal(mac1Offset(MESSAGE_INITIATION_SIZE), INITIATION_MAC1);
+    assert.equal(mac2Offset(MESSAGE_INITIATION_SIZE), INITIATION_MAC2);
+    assert.equal(mac1Offset(MESSAGE_RESPONSE_SIZE), RESPONSE_MAC1);
+    assert.equal(mac2Offset(MESSAGE_RESPONSE_SIZE), RESPONSE_MAC2);
   });
 
   it("isWellFormedMessage: types 1-4 with their lengths and zero reserved bytes", () => {

@@ -6,14 +6,11 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import {
-  KeepaliveTimeout,
-  MessageCookieReplyType,
-  MessageInitiationType,
-  MessageResponseType,
-  MessageTransportType,
-  RejectAfterTime,
-  RekeyAfterTime,
-  RekeyTimeout,
+  KEEPALIVE_TIMEOUT,
+  MessageType,
+  REJECT_AFTER_TIME,
+  REKEY_AFTER_TIME,
+  REKEY_TIMEOUT,
 } from "../../shared/wireguard/constants.ts";
 import { createNobleCryptoProvider } from "../../shared/wireguard/crypto.ts";
 import { DevicePair, ipv4, ipv6, sentOfType } from "./support/device-pair.ts";
@@ -41,7 +38,7 @@ describe("handshake", () => {
     assert.equal(a.peer().handshake.state, "initiationCreated");
     assert.equal(a.peer().staged.length, 1, "packet waits for the handshake");
     assert.equal(network.queue.length, 1);
-    assert.equal(network.queue[0].datagrams[0][0], MessageInitiationType);
+    assert.equal(network.queue[0].datagrams[0][0], MessageType.Initiation);
     assert.equal(network.queue[0].datagrams[0].length, 148);
 
     network.step();
@@ -49,7 +46,7 @@ describe("handshake", () => {
     assert.ok(next, "responder holds an unconfirmed keypair");
     assert.equal(b.peer().keypairs.current, null);
     assert.equal(b.peer().endpoint?.key, A, "responder learned the initiator's endpoint");
-    assert.equal(network.queue[0].datagrams[0][0], MessageResponseType);
+    assert.equal(network.queue[0].datagrams[0][0], MessageType.Response);
     assert.equal(network.queue[0].datagrams[0].length, 92);
 
     network.step();
@@ -82,7 +79,7 @@ describe("handshake", () => {
     a.tun.inject([ipv4(a.ipv4, b.ipv4, "from a")]);
     b.tun.inject([ipv4(b.ipv4, a.ipv4, "from b")]);
     pair.settle();
-    clock.advance(RekeyTimeout * 2);
+    clock.advance(REKEY_TIMEOUT * 2);
     assert.deepEqual(
       b.tun.take().map((p) => text(p, 20)),
       ["from a"],
@@ -122,7 +119,7 @@ describe("handshake", () => {
     });
     pair.b.peer().zeroKeyMaterial();
     pair.a.peer().zeroKeyMaterial();
-    pair.clock.advance(RekeyTimeout);
+    pair.clock.advance(REKEY_TIMEOUT);
     pair.a.tun.inject([ipv4(pair.a.ipv4, pair.b.ipv4, "x")]);
     pair.settle();
     assert.equal(pair.a.device.drops.handshakeRejected, 1, "response fails under a different PSK");
@@ -220,19 +217,19 @@ describe("transport", () => {
 });
 
 describe("timers", () => {
-  it("rekeys after RekeyAfterTime when the initiator sends", async () => {
+  it("rekeys after REKEY_AFTER_TIME when the initiator sends", async () => {
     pair = new DevicePair();
     await pair.start();
     const { a, b, network, clock } = pair;
     pair.handshake();
     const first = a.peer().keypairs.current;
-    clock.advance(RekeyAfterTime - 1000);
+    clock.advance(REKEY_AFTER_TIME - 1000);
     a.tun.inject([ipv4(a.ipv4, b.ipv4, "still fresh")]);
-    assert.equal(sentOfType(network, A, MessageInitiationType).length, 1, "no rekey yet");
+    assert.equal(sentOfType(network, A, MessageType.Initiation).length, 1, "no rekey yet");
     pair.settle();
     clock.advance(2000);
     a.tun.inject([ipv4(a.ipv4, b.ipv4, "stale now")]);
-    assert.equal(sentOfType(network, A, MessageInitiationType).length, 2, "rekey initiated");
+    assert.equal(sentOfType(network, A, MessageType.Initiation).length, 2, "rekey initiated");
     pair.settle();
     const second = a.peer().keypairs.current;
     assert.notEqual(second, first);
@@ -249,15 +246,15 @@ describe("timers", () => {
     await pair.start();
     const { a, b, network, clock } = pair;
     pair.handshake();
-    // Handshakes are at most one per RekeyTimeout; let that pass so the count alone triggers.
-    clock.advance(RekeyTimeout);
+    // Handshakes are at most one per REKEY_TIMEOUT; let that pass so the count alone triggers.
+    clock.advance(REKEY_TIMEOUT);
     const first = a.peer().keypairs.current!;
     while (first.sendCounter <= 20) {
-      assert.equal(sentOfType(network, A, MessageInitiationType).length, 1);
+      assert.equal(sentOfType(network, A, MessageType.Initiation).length, 1);
       a.tun.inject([ipv4(a.ipv4, b.ipv4, "data")]);
       pair.settle();
     }
-    assert.equal(sentOfType(network, A, MessageInitiationType).length, 2, "rekey once past 20");
+    assert.equal(sentOfType(network, A, MessageType.Initiation).length, 2, "rekey once past 20");
     assert.notEqual(a.peer().keypairs.current, first);
   });
 
@@ -266,16 +263,16 @@ describe("timers", () => {
     await pair.start();
     const { a, b, network, clock } = pair;
     pair.handshake();
-    clock.advance(RekeyTimeout);
+    clock.advance(REKEY_TIMEOUT);
     const first = a.peer().keypairs.current!;
     a.tun.inject(Array.from({ length: 12 }, (_, i) => ipv4(a.ipv4, b.ipv4, `n${i}`)));
     assert.equal(first.sendCounter, 8, "no counter at or past the limit was used");
-    assert.equal(sentOfType(network, A, MessageInitiationType).length, 2);
+    assert.equal(sentOfType(network, A, MessageType.Initiation).length, 2);
     pair.settle();
     assert.equal(b.tun.take().length, 12, "the rest went out under the new keypair");
   });
 
-  it("refuses keypairs older than RejectAfterTime, then handshakes again", async () => {
+  it("refuses keypairs older than REJECT_AFTER_TIME, then handshakes again", async () => {
     pair = new DevicePair();
     await pair.start();
     const { a, b, network, clock } = pair;
@@ -283,16 +280,16 @@ describe("timers", () => {
     a.tun.inject([ipv4(a.ipv4, b.ipv4, "late")]);
     const captured = network.queue.splice(0);
     network.filter = (batch) => batch.from.key !== A;
-    clock.advance(RejectAfterTime + 1000);
+    clock.advance(REJECT_AFTER_TIME + 1000);
     network.filter = () => true;
     network.queue.push(...captured);
     pair.settle();
     assert.equal(b.device.drops.keypairExpired, 1);
     assert.deepEqual(b.tun.take(), []);
 
-    const initiations = sentOfType(network, A, MessageInitiationType).length;
+    const initiations = sentOfType(network, A, MessageType.Initiation).length;
     a.tun.inject([ipv4(a.ipv4, b.ipv4, "after expiry")]);
-    assert.equal(sentOfType(network, A, MessageInitiationType).length, initiations + 1);
+    assert.equal(sentOfType(network, A, MessageType.Initiation).length, initiations + 1);
     pair.settle();
     assert.deepEqual(
       b.tun.take().map((p) => text(p, 20)),
@@ -300,28 +297,28 @@ describe("timers", () => {
     );
   });
 
-  it("gives up retrying an unanswered handshake after RekeyAttemptTime", async () => {
+  it("gives up retrying an unanswered handshake after REKEY_ATTEMPT_TIME", async () => {
     pair = new DevicePair();
     await pair.start();
     const { a, b, network, clock } = pair;
     network.filter = () => false;
     a.tun.inject([ipv4(a.ipv4, b.ipv4, "lost")]);
     clock.advance(120_000);
-    const attempts = sentOfType(network, A, MessageInitiationType).length;
-    // As wireguard-go: the first try, then retries every RekeyTimeout while the attempt count
-    // does not exceed RekeyAttemptTime / RekeyTimeout (18), so 1 + 19 sends.
+    const attempts = sentOfType(network, A, MessageType.Initiation).length;
+    // As wireguard-go: the first try, then retries every REKEY_TIMEOUT while the attempt count
+    // does not exceed REKEY_ATTEMPT_TIME / REKEY_TIMEOUT (18), so 1 + 19 sends.
     assert.equal(attempts, 20);
     assert.equal(a.device.drops.handshakeGaveUp, 1);
     clock.advance(60_000);
-    assert.equal(sentOfType(network, A, MessageInitiationType).length, attempts);
+    assert.equal(sentOfType(network, A, MessageType.Initiation).length, attempts);
   });
 
-  it("zeroes all key material RejectAfterTime * 3 after the last session", async () => {
+  it("zeroes all key material REJECT_AFTER_TIME * 3 after the last session", async () => {
     pair = new DevicePair();
     await pair.start();
     const { a, b, clock } = pair;
     pair.handshake();
-    clock.advance(RejectAfterTime * 3 - 1000);
+    clock.advance(REJECT_AFTER_TIME * 3 - 1000);
     assert.ok(a.peer().keypairs.current && b.peer().keypairs.current);
     clock.advance(2000);
     assert.equal(a.peer().keypairs.current, null);
@@ -329,26 +326,26 @@ describe("timers", () => {
     assert.equal(b.peer().keypairs.previous, null);
   });
 
-  it("sends a keepalive KeepaliveTimeout after receiving data it did not answer", async () => {
+  it("sends a keepalive KEEPALIVE_TIMEOUT after receiving data it did not answer", async () => {
     pair = new DevicePair();
     await pair.start();
     const { a, b, network, clock } = pair;
     pair.handshake();
-    clock.advance(KeepaliveTimeout + 1000);
+    clock.advance(KEEPALIVE_TIMEOUT + 1000);
     const keepalives = () =>
-      sentOfType(network, B, MessageTransportType).filter((d) => d.length === 32);
+      sentOfType(network, B, MessageType.Transport).filter((d) => d.length === 32);
     const before = keepalives().length;
     a.tun.inject([ipv4(a.ipv4, b.ipv4, "one way")]);
     pair.settle();
-    clock.advance(KeepaliveTimeout - 100);
+    clock.advance(KEEPALIVE_TIMEOUT - 100);
     assert.equal(keepalives().length, before);
     clock.advance(200);
     assert.equal(keepalives().length, before + 1);
-    clock.advance(KeepaliveTimeout * 3);
+    clock.advance(KEEPALIVE_TIMEOUT * 3);
     assert.equal(keepalives().length, before + 1, "no more without new data");
   });
 
-  it("initiates a handshake when sent data gets no reply for KeepaliveTimeout + RekeyTimeout", async () => {
+  it("initiates a handshake when sent data gets no reply for KEEPALIVE_TIMEOUT + REKEY_TIMEOUT", async () => {
     pair = new DevicePair();
     await pair.start();
     const { a, b, network, clock } = pair;
@@ -356,10 +353,10 @@ describe("timers", () => {
     network.filter = (batch) => batch.from.key !== B;
     a.tun.inject([ipv4(a.ipv4, b.ipv4, "anyone?")]);
     pair.settle();
-    clock.advance(KeepaliveTimeout + RekeyTimeout - 100);
-    assert.equal(sentOfType(network, A, MessageInitiationType).length, 1);
+    clock.advance(KEEPALIVE_TIMEOUT + REKEY_TIMEOUT - 100);
+    assert.equal(sentOfType(network, A, MessageType.Initiation).length, 1);
     clock.advance(500);
-    assert.equal(sentOfType(network, A, MessageInitiationType).length, 2);
+    assert.equal(sentOfType(network, A, MessageType.Initiation).length, 2);
   });
 
   it("persistent keepalive: immediately when turned on, then every interval", async () => {
@@ -368,8 +365,8 @@ describe("timers", () => {
     const { a, b, network, clock } = pair;
     pair.handshake();
     const keepalives = () =>
-      sentOfType(network, A, MessageTransportType).filter((d) => d.length === 32);
-    clock.advance(KeepaliveTimeout + 1000);
+      sentOfType(network, A, MessageType.Transport).filter((d) => d.length === 32);
+    clock.advance(KEEPALIVE_TIMEOUT + 1000);
     const before = keepalives().length;
     a.device.setPeer({ publicKey: b.publicKey, persistentKeepaliveInterval: 25 });
     pair.settle();
@@ -392,14 +389,14 @@ describe("under load", () => {
     a.tun.inject([ipv4(a.ipv4, b.ipv4, "busy?")]);
     pair.settle();
     assert.equal(b.device.drops.cookieRequired, 1);
-    assert.equal(sentOfType(network, B, MessageCookieReplyType).length, 1);
+    assert.equal(sentOfType(network, B, MessageType.CookieReply).length, 1);
     assert.equal(a.device.drops.invalidCookieReply, 0);
     assert.equal(a.peer().keypairs.current, null);
-    const [first] = sentOfType(network, A, MessageInitiationType);
+    const [first] = sentOfType(network, A, MessageType.Initiation);
     assert.deepEqual(first.subarray(132), new Uint8Array(16), "first initiation has no MAC2");
 
-    clock.advance(RekeyTimeout + 400);
-    const [, retry] = sentOfType(network, A, MessageInitiationType);
+    clock.advance(REKEY_TIMEOUT + 400);
+    const [, retry] = sentOfType(network, A, MessageType.Initiation);
     assert.notDeepEqual(retry.subarray(132), new Uint8Array(16), "retry carries MAC2");
     assert.ok(a.peer().keypairs.current, "handshake completed under load");
     assert.deepEqual(
@@ -415,8 +412,8 @@ describe("under load", () => {
     const { a, b, network, clock } = pair;
     a.tun.inject([ipv4(a.ipv4, b.ipv4, "x")]);
     pair.settle();
-    clock.advance(RekeyTimeout + 400);
-    const withCookie = sentOfType(network, A, MessageInitiationType)[1];
+    clock.advance(REKEY_TIMEOUT + 400);
+    const withCookie = sentOfType(network, A, MessageType.Initiation)[1];
     for (let i = 0; i < 10; i++)
       network.queue.push({ datagrams: [withCookie], from: a.bind.endpoint, to: B });
     pair.settle();

@@ -333,7 +333,7 @@ describe("handshake with fixed keys", () => {
     now += 10;
     wall += 1000;
     const tooSoon = createMessageInitiation(initiator, initiatorHandshake, 2)!;
-    assert.equal(consume(tooSoon), null, "newer timestamp but within HandshakeInitationRate");
+    assert.equal(consume(tooSoon), null, "newer timestamp but within HANDSHAKE_INITIATION_RATE");
     now += 1000;
     assert.equal(consume(first), null, "replay of the first initiation");
     const sameTime = createMessageInitiation(initiator, initiatorHandshake, 3)!;

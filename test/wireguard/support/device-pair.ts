@@ -1,6 +1,7 @@
 import { parseAddress } from "../../../shared/wireguard/allowed-ips.ts";
 import type { CryptoProvider } from "../../../shared/wireguard/crypto.ts";
-import { Device, type DeviceLimits, type Peer } from "../../../shared/wireguard/device.ts";
+import { Device, type DeviceLimits } from "../../../shared/wireguard/device.ts";
+import type { Peer } from "../../../shared/wireguard/peer.ts";
 import { createNodeCryptoProvider } from "../../../sidecar/wireguard/crypto-node.ts";
 import { FakeClock } from "./fake-clock.ts";
 import { type MemoryBind, MemoryNetwork } from "./memory-bind.ts";

@@ -315,7 +315,7 @@ export function describeRelayContract(fixture: RelayFixture): void {
       });
     }
 
-    test("datagrams flow node to uplink tagged with the sender, and back to the node that owns the tag, in order", async () => {
+    test("datagrams flow node to uplink tagged with the sender, and back to the node that owns the tag, in order, one batch per node", async () => {
       const net = await network();
       const [a, b] = [await provisionNode(net), await provisionNode(net)];
       const [streamA, streamB] = [await connect(net, a), await connect(net, b)];
@@ -337,6 +337,10 @@ export function describeRelayContract(fixture: RelayFixture): void {
       );
       assert.deepEqual(await streamA.receive(2, "A's two datagrams"), toA);
       assert.deepEqual(await streamB.receive(2, "B's two datagrams"), toB);
+      // One uplink message for two nodes is split into one message per node where messages batch.
+      const perNode = fixture.batches ? 1 : 2;
+      assert.equal(streamA.messagesReceived, perNode, "messages that carried A's datagrams");
+      assert.equal(streamB.messagesReceived, perNode, "messages that carried B's datagrams");
     });
 
     test("datagrams that are not WireGuard messages are dropped and counted; the stream stays", async () => {

@@ -37,6 +37,8 @@ export interface TunnelStream {
   sendRaw(message: Uint8Array | string): void;
   /** The next `count` datagrams the relay delivered, however they were batched. */
   receive(count: number, what: string): Promise<Uint8Array[]>;
+  /** Transport messages received so far (WebSocket: batches; gRPC: PeerPackets). */
+  readonly messagesReceived: number;
   /** Waits for the relay to end the stream. */
   ended(): Promise<Ending>;
   readonly isOpen: boolean;
@@ -58,6 +60,8 @@ export interface RelayFixture {
   readonly provisionProtocols: readonly string[];
   /** Whether the tunnel route names its network (WebSocket) or finds it by address (gRPC). */
   readonly tunnelNamesNetwork: boolean;
+  /** Whether one transport message carries a batch of datagrams (WebSocket) or one (gRPC). */
+  readonly batches: boolean;
   /** Whether the tunnel can carry the address as a query parameter (browsers, proxies). */
   readonly addressInQuery: boolean;
   /** The relay's per-network peer cap when the fixture sets it, so ResourceExhausted is reachable. */

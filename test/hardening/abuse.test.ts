@@ -1,12 +1,11 @@
 /**
  * Abuse limits of the Node relay: Provision rate limits per client address and per network
- * (ResourceExhausted with Retry-After), the peer cap, the tunnel cap, the per-stream datagram
- * token bucket, the admin secret on the admin API and the uplink, constant-time comparison of
- * every secret, and revocation of join tokens and nodes.
+ * (ResourceExhausted with Retry-After), the tunnel cap, the per-stream datagram token bucket,
+ * the admin secret on the admin API and the uplink, constantTimeEqual (the one way the relay
+ * compares secrets), and revocation of join tokens and nodes. (The peer cap: the relay
+ * contract, test/contract/.)
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -51,20 +50,6 @@ async function provision(
     retryAfter: response.headers.get("retry-after"),
     body: (await response.json()) as ProvisionAnswer["body"],
   };
-}
-
-/**
- * Whether `line` compares something named like a secret or token with === or !== (other than
- * to undefined or null, or a token's public id or length).
- */
-function isPlainSecretComparison(line: string): boolean {
-  for (const [, left, right] of line.matchAll(/([\w.)\]]+)\s*[!=]==\s*([\w.(]+)/g)) {
-    const sides = [left, right];
-    if (sides.some((side) => /^(undefined|null)$/.test(side) || /\.(id|length)$/.test(side)))
-      continue;
-    if (sides.some((side) => /secret|token/i.test(side))) return true;
-  }
-  return false;
 }
 
 function admin(server: RelayServer, path: string, secret: string | undefined, method = "GET") {
@@ -152,18 +137,6 @@ describe("abuse limits", () => {
     assert.equal(limited.body.code, "resource_exhausted");
     assert.match(limited.body.message ?? "", /from network pernet; retry in \d+ s/);
     assert.ok(Number(limited.retryAfter) >= 1);
-  });
-
-  test("a network holds at most maxPeersPerNetwork nodes; known nodes may provision again", async () => {
-    const server = await relay({ limits: { maxPeersPerNetwork: 2 } });
-    const { network } = await withUplink(server, "cap");
-    const token = network.joinToken!;
-    assert.ok((await provision(server, token, "node-1")).body.grpcPeerAddrPort);
-    assert.ok((await provision(server, token, "node-2")).body.grpcPeerAddrPort);
-    const third = await provision(server, token, "node-3");
-    assert.equal(third.body.code, "resource_exhausted");
-    assert.match(third.body.message ?? "", /holds 2 nodes, its limit/);
-    assert.ok((await provision(server, token, "node-1")).body.grpcPeerAddrPort, "re-provision");
   });
 
   test("the relay holds at most maxTunnels node streams; a node may replace its own", async () => {
@@ -258,30 +231,6 @@ describe("abuse limits", () => {
     assert.equal(constantTimeEqual("", "a"), false);
     assert.equal(constantTimeEqual("", ""), true);
     assert.equal(constantTimeEqual("é", "e\u0301"), false);
-  });
-
-  test("no relay source compares a secret or token with === or !==", () => {
-    const offenders: string[] = [];
-    const visit = (dir: string) => {
-      for (const entry of readdirSync(dir)) {
-        const path = join(dir, entry);
-        if (statSync(path).isDirectory()) visit(path);
-        else if (path.endsWith(".ts")) {
-          readFileSync(path, "utf8")
-            .split("\n")
-            .forEach((line, i) => {
-              if (isPlainSecretComparison(line)) offenders.push(`${path}:${i + 1}: ${line.trim()}`);
-            });
-        }
-      }
-    };
-    // The scan catches what it is for: the comparison revokeToken once made.
-    assert.ok(
-      isPlainSecretComparison("token.id === x || formatJoinToken(n, token.secret) === idOrToken"),
-    );
-    assert.ok(!isPlainSecretComparison("if (token === undefined || dot === token.length - 1)"));
-    visit("relay");
-    assert.deepEqual(offenders, []);
   });
 
   test("a revoked node's stream closes at once and it cannot reconnect; a revoked token cannot provision", async () => {

@@ -2,7 +2,7 @@
  * The hardening that applies on the Worker runtime, in real workerd: oversized Provision and
  * admin bodies, unknown paths, plain gRPC refused, the per-client Provision rate limit keyed by
  * the edge's CF-Connecting-IP, and the per-stream datagram token bucket. (Frames over the limit
- * and unknown frame types on the Worker: test/worker/tunnel.test.ts.)
+ * and unknown frame types on the Worker: the relay contract, test/contract/.)
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";

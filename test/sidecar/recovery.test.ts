@@ -103,6 +103,8 @@ describe("sidecar recovery", { timeout: 240_000 }, () => {
 
   it("survives the relay going away and coming back, without restarting either sidecar", async () => {
     const before = await overlay.status(overlay.node, nodeIface);
+    const retries = () => joined.output().split("tunnel stream down; retrying").length - 1;
+    const retriesBefore = retries();
     await relayProcess.stop();
     await eventually(
       "the node to notice",
@@ -113,7 +115,14 @@ describe("sidecar recovery", { timeout: 240_000 }, () => {
       60_000,
       250,
     );
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    // The relay stays away until the node has retried against it and failed: the warning for
+    // the lost stream, then one for the attempt that found nobody.
+    await eventually(
+      "a failed retry while the relay is away",
+      () => retries() >= retriesBefore + 2,
+      30_000,
+      250,
+    );
     ({ process: relayProcess } = await overlay.startRelay());
     await overlay.pingUntilReply(overlay.node, relay.serverAddress, 40);
     const after = await overlay.status(overlay.node, nodeIface);

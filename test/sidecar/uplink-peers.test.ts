@@ -17,8 +17,11 @@ class FakeTable implements PeerTable {
   readonly calls: string[] = [];
   readonly peers = new Map<string, string>();
   gate: Promise<void> = Promise.resolve();
+  /** Called as setPeer starts, before it waits for the gate. */
+  onSetPeer: () => void = () => {};
 
   async setPeer(peer: UplinkPeer): Promise<void> {
+    this.onSetPeer();
     await this.gate;
     this.calls.push(`set ${peer.publicKey.slice(0, 4)} ${peer.address}`);
     this.peers.set(peer.publicKey, peer.address);
@@ -68,12 +71,18 @@ describe("PeerReconciler", () => {
     table.gate = new Promise((resolve) => {
       open = resolve;
     });
+    const configuring = new Promise<void>((resolve) => {
+      table.onSetPeer = resolve;
+    });
     const reconciler = new PeerReconciler(table);
     let acked: number | undefined;
     const pending = reconciler.handle(added(3, entry(1))).then((seq) => {
       acked = seq;
     });
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await configuring;
+    // Nothing here waits on I/O or timers: once the queue of ready callbacks has drained, an ACK
+    // that did not wait for the table would already be in.
+    await new Promise((resolve) => setImmediate(resolve));
     assert.equal(acked, undefined, "no ACK while the table is still configuring");
     assert.equal(table.peers.size, 0);
     open();

@@ -36,7 +36,10 @@ test("a silent stream is closed, a pinging one stays open", async () => {
     // The object may be evicted meanwhile: pings must count without it.
     await relay.evictNetwork(net.network.name);
     await silentStream.wantClosed(4408, /^nothing received for \d+ s \(limit 1 s\)/);
-    await new Promise((resolve) => setTimeout(resolve, LIVENESS_TIMEOUT_MS * 2));
+    // A second silent stream, opened now, is the marker: once the alarm has closed it too, the
+    // pinging stream has lived through more than twice the timeout.
+    const marker = await net.connect(await net.provisionNode());
+    await marker.wantClosed(4408, /^nothing received for \d+ s \(limit 1 s\)/);
     assert.equal(pingingStream.isOpen, true, "a stream that pings was closed");
     assert.equal(net.uplink.socket.isOpen, true, "the uplink that pings was closed");
     assert.equal(await pingingStream.nextText(), "pong");

@@ -147,16 +147,6 @@ export class TestSocket {
     return this.#closed === undefined && this.ws.readyState === WebSocket.OPEN;
   }
 
-  /** Asserts nothing binary arrives for `ms` (a negative check: keep it short). */
-  async wantNoBinary(ms = 300): Promise<void> {
-    await new Promise((resolve) => setTimeout(resolve, ms));
-    assert.equal(
-      this.#binary.length,
-      0,
-      `unexpected binary message of ${this.#binary[0]?.length} bytes`,
-    );
-  }
-
   close(): void {
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
       this.ws.terminate();

@@ -1,0 +1,514 @@
+/**
+ * The relay's contract, written once and run against every runtime and tunnel transport through
+ * a RelayFixture: Provision status codes, tunnel refusals and replacement, isolation of nodes and
+ * networks, and frame errors. Proofs that something did not arrive send a marker afterwards
+ * down the same path and assert, once the marker is in, that nothing came before it.
+ */
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { CloseCode } from "../../shared/tunnel/frame.ts";
+import { eventually } from "../support/eventually.ts";
+import { type NetworkSummary, randomKey, type TestUplink } from "../worker/support/clients.ts";
+import {
+  ackFrame,
+  ipv6Bytes,
+  PEER_ADDED,
+  PEER_REMOVED,
+  peerFrame,
+  readPeerEvent,
+  readPeerFrame,
+  wireguardMessage,
+} from "../worker/support/frames.ts";
+import type { ProvisionRequest, RelayFixture, TunnelStream } from "./relay-fixture.ts";
+
+/** VirtualNetworkPrefix (Talos): fdae:41e4:649b:9304::/64, port 50888. */
+const VIRTUAL_ADDR_PORT = /^\[fdae:41e4:649b:9304:[0-9a-f:]+\]:50888$/;
+
+interface ContractNetwork {
+  readonly summary: NetworkSummary;
+  readonly uplink: TestUplink;
+}
+
+interface ContractNode {
+  readonly nodeUuid: string;
+  readonly peerAddrPort: string;
+  /** The virtual address's 16 bytes: the node's tag on the uplink. */
+  readonly tag: Uint8Array;
+}
+
+type Entry = [tag: Uint8Array, datagram: Uint8Array];
+
+export function describeRelayContract(fixture: RelayFixture): void {
+  const closers: { close(): void }[] = [];
+  /** Datagrams read from an uplink's frames beyond what a test asked for. */
+  const pending = new WeakMap<TestUplink, Entry[]>();
+
+  before(() => fixture.start());
+  after(async () => {
+    for (const closer of closers) closer.close();
+    await fixture.close();
+  });
+
+  const protocol = fixture.provisionProtocols[0];
+
+  async function network(): Promise<ContractNetwork> {
+    const summary = await fixture.createNetwork();
+    return { summary, uplink: await uplinkFor(summary) };
+  }
+
+  async function uplinkFor(summary: NetworkSummary): Promise<TestUplink> {
+    const uplink = fixture.openUplink(summary.name, summary.adminSecret);
+    closers.push(uplink.socket);
+    return uplink.hello();
+  }
+
+  function request(net: NetworkSummary, fields: Partial<ProvisionRequest> = {}): ProvisionRequest {
+    return {
+      nodeUuid: randomUUID(),
+      nodePublicKey: randomKey(),
+      joinToken: net.joinToken,
+      ...fields,
+    };
+  }
+
+  /** Provisions while the uplink acknowledges the PEER_ADDED it causes. */
+  async function provisionNode(
+    net: ContractNetwork,
+    fields: Partial<ProvisionRequest> = {},
+    via = protocol,
+  ): Promise<ContractNode & { publicKey: string }> {
+    const sent = request(net.summary, fields);
+    const added = async () => {
+      for (;;) if ((await net.uplink.nextEvent()).type === PEER_ADDED) return;
+    };
+    const [reply] = await Promise.all([fixture.provision(via, sent), added()]);
+    return {
+      nodeUuid: sent.nodeUuid,
+      publicKey: sent.nodePublicKey,
+      peerAddrPort: reply.grpcPeerAddrPort,
+      tag: ipv6Bytes(reply.grpcPeerAddrPort),
+    };
+  }
+
+  function open(networkName: string, peerAddrPort: string, via?: "header" | "query") {
+    const stream = fixture.openTunnel(networkName, peerAddrPort, via);
+    closers.push(stream);
+    return stream;
+  }
+
+  /** The next `count` datagrams at the uplink, with their tags. */
+  async function atUplink(uplink: TestUplink, count: number): Promise<Entry[]> {
+    const entries = pending.get(uplink) ?? [];
+    pending.set(uplink, entries);
+    while (entries.length < count) entries.push(...readPeerFrame(await uplink.nextDatagrams()));
+    return entries.splice(0, count);
+  }
+
+  /**
+   * Opens the node's stream and sends one datagram through it: once the uplink has it, the relay
+   * has the stream switched in, whatever the transport says about being open.
+   */
+  async function connect(net: ContractNetwork, node: ContractNode): Promise<TunnelStream> {
+    const stream = open(net.summary.name, node.peerAddrPort);
+    const hello = wireguardMessage(1);
+    stream.sendDatagrams([hello]);
+    assert.deepEqual(await atUplink(net.uplink, 1), [[node.tag, hello]], "first datagram");
+    return stream;
+  }
+
+  /** Sends `marker` from the uplink to `node` and asserts it is the next thing the node gets. */
+  async function nothingBefore(
+    net: ContractNetwork,
+    node: ContractNode,
+    stream: TunnelStream,
+  ): Promise<void> {
+    const marker = wireguardMessage(4, 77);
+    net.uplink.socket.send(peerFrame([[node.tag, marker]]));
+    assert.deepEqual(
+      await stream.receive(1, "the marker"),
+      [marker],
+      "the node received something before the marker",
+    );
+  }
+
+  /** A drop counter of the network, read from its Prometheus text on the admin API. */
+  async function drops(net: NetworkSummary, reason: string): Promise<number> {
+    const response = await fetch(new URL(`/v1/networks/${net.name}/metrics`, fixture.url), {
+      headers: { authorization: `Bearer ${net.adminSecret}` },
+    });
+    const text = await response.text();
+    const sample = `siderolink_relay_drops_total{network="${net.name}",reason="${reason}"} `;
+    const line = text.split("\n").find((l) => l.startsWith(sample));
+    assert.ok(line, `no ${sample} in\n${text}`);
+    return Number(line.slice(sample.length));
+  }
+
+  async function refused(call: Promise<unknown>, code: Code, message: RegExp): Promise<void> {
+    await assert.rejects(call, (error: unknown) => {
+      assert.ok(error instanceof ConnectError, `expected a ConnectError, got ${String(error)}`);
+      assert.equal(Code[error.code], Code[code], error.rawMessage);
+      assert.match(error.rawMessage, message);
+      return true;
+    });
+  }
+
+  describe(`${fixture.name}: Provision`, () => {
+    for (const via of fixture.provisionProtocols) {
+      test(`over ${via}: a wrong, foreign or missing join token is PermissionDenied, saying the join token is invalid`, async () => {
+        const summary = await fixture.createNetwork();
+        const other = await fixture.createNetwork();
+        const [name, secret] = summary.joinToken.split(".");
+        for (const joinToken of [
+          `${name}.${"x".repeat(secret.length)}`,
+          `${other.name}.${secret}`,
+          `nosuch-network.${secret}`,
+          "no-dot",
+          undefined,
+        ]) {
+          await refused(
+            fixture.provision(via, request(summary, { joinToken })),
+            Code.PermissionDenied,
+            /invalid join token/,
+          );
+        }
+      });
+
+      test(`over ${via}: a key that is not 32 bytes of base64 is InvalidArgument naming node_public_key`, async () => {
+        const summary = await fixture.createNetwork();
+        for (const nodePublicKey of ["", "not base64!", Buffer.alloc(31).toString("base64")]) {
+          await refused(
+            fixture.provision(via, request(summary, { nodePublicKey })),
+            Code.InvalidArgument,
+            /node_public_key/,
+          );
+        }
+      });
+
+      test(`over ${via}: without the server's uplink the answer is Unavailable, saying how to connect it`, async () => {
+        const summary = await fixture.createNetwork();
+        await refused(
+          fixture.provision(via, request(summary)),
+          Code.Unavailable,
+          /management server is not connected.*siderolink-sidecar serve/,
+        );
+      });
+
+      test(`over ${via}: the reply waits for the uplink's ACK, always tunnels, and carries the network's addresses and the server's key`, async () => {
+        const net = await network();
+        assert.deepEqual(net.uplink.peerList?.peers, [], "a new network has no peers");
+        const sent = request(net.summary, { nodeUniqueToken: "u1", wireguardOverGrpc: true });
+        let answered = false;
+        const call = fixture.provision(via, sent).finally(() => {
+          answered = true;
+        });
+        const event = readPeerEvent(await net.uplink.socket.nextBinary("PEER_ADDED"));
+        assert.equal(event.type, PEER_ADDED);
+        // A later call to the same network, answered while the first still waits for its ACK.
+        await refused(
+          fixture.provision(via, request(net.summary, { joinToken: `${net.summary.name}.x` })),
+          Code.PermissionDenied,
+          /invalid join token/,
+        );
+        assert.equal(answered, false, "Provision answered before the uplink acknowledged");
+        net.uplink.socket.send(ackFrame(event.seq));
+        const reply = await call;
+
+        assert.equal(reply.serverPublicKey, net.uplink.serverKeyText);
+        assert.equal(reply.serverAddress, net.summary.serverAddress);
+        const [address, length] = reply.nodeAddressPrefix.split("/");
+        assert.equal(length, "64");
+        assert.deepEqual(
+          ipv6Bytes(address).subarray(0, 8),
+          ipv6Bytes(net.summary.prefix.split("/")[0]).subarray(0, 8),
+          `${reply.nodeAddressPrefix} in ${net.summary.prefix}`,
+        );
+        assert.match(reply.grpcPeerAddrPort, VIRTUAL_ADDR_PORT);
+        assert.deepEqual(reply.serverEndpoint, [reply.grpcPeerAddrPort]);
+        assert.equal(Buffer.from(event.publicKey).toString("base64"), sent.nodePublicKey);
+        assert.deepEqual(event.address, ipv6Bytes(address));
+        assert.deepEqual(event.virtualAddress, ipv6Bytes(reply.grpcPeerAddrPort));
+      });
+
+      test(`over ${via}: a node provisioned again with a new key keeps both addresses, and the uplink hears the old key removed`, async () => {
+        const net = await network();
+        const identity = { nodeUuid: randomUUID(), nodeUniqueToken: "t" };
+        const first = await provisionNode(net, identity, via);
+        const again = await provisionNode(net, identity, via);
+        assert.equal(again.peerAddrPort, first.peerAddrPort);
+        const removed = net.uplink.events.filter((e) => e.type === PEER_REMOVED);
+        assert.equal(removed.length, 1, "one PEER_REMOVED");
+        assert.equal(Buffer.from(removed[0].publicKey).toString("base64"), first.publicKey);
+        const added = net.uplink.events.filter((e) => e.type === PEER_ADDED);
+        assert.equal(Buffer.from(added[1].publicKey).toString("base64"), again.publicKey);
+        assert.deepEqual(added[1].address, added[0].address, "the same node address");
+        // Another unique token is another machine with the same UUID: new addresses.
+        const other = await provisionNode(net, { ...identity, nodeUniqueToken: "other" }, via);
+        assert.notEqual(other.peerAddrPort, first.peerAddrPort);
+        assert.notDeepEqual(net.uplink.events.at(-1)?.address, added[0].address);
+      });
+    }
+
+    const cap = fixture.maxPeersPerNetwork;
+    if (cap !== undefined) {
+      test(`a network holding its ${cap} nodes answers a new one ResourceExhausted naming the limit; a known node may provision again`, async () => {
+        const net = await network();
+        const nodes = [];
+        for (let i = 0; i < cap; i++) nodes.push(await provisionNode(net, { nodeUuid: `n-${i}` }));
+        await refused(
+          fixture.provision(protocol, request(net.summary, { nodeUuid: "one-too-many" })),
+          Code.ResourceExhausted,
+          new RegExp(`holds ${cap} nodes, its limit; revoke unused nodes`),
+        );
+        const again = await provisionNode(net, { nodeUuid: "n-0" });
+        assert.equal(again.peerAddrPort, nodes[0].peerAddrPort);
+      });
+    }
+  });
+
+  describe(`${fixture.name}: tunnel streams`, () => {
+    test("a stream for an address that is no provisioned peer ends with 'peer not allowed'", async () => {
+      const net = await network();
+      for (const address of ["[fdae:41e4:649b:9304::1234]:50888", "not an address", ""]) {
+        assert.deepEqual(await open(net.summary.name, address).ended(), {
+          code: fixture.endingCode(CloseCode.PeerNotAllowed),
+          reason: "peer not allowed",
+        });
+      }
+    });
+
+    test("a stream for another network's node never joins this network", async () => {
+      const [here, there] = [await network(), await network()];
+      const stranger = await provisionNode(there);
+      const stream = open(here.summary.name, stranger.peerAddrPort);
+      if (fixture.tunnelNamesNetwork) {
+        assert.deepEqual(await stream.ended(), {
+          code: fixture.endingCode(CloseCode.PeerNotAllowed),
+          reason: "peer not allowed",
+        });
+        return;
+      }
+      // The route names no network: the address finds the node's own, and only its uplink hears.
+      const datagram = wireguardMessage(4);
+      stream.sendDatagrams([datagram]);
+      assert.deepEqual(await atUplink(there.uplink, 1), [[stranger.tag, datagram]]);
+      const local = await provisionNode(here);
+      const marker = wireguardMessage(4, 33);
+      (await connect(here, local)).sendDatagrams([marker]);
+      assert.deepEqual(await atUplink(here.uplink, 1), [[local.tag, marker]]);
+    });
+
+    if (fixture.addressInQuery) {
+      test("the address may come as a query parameter, for clients that cannot set headers", async () => {
+        const net = await network();
+        const node = await provisionNode(net);
+        const stream = open(net.summary.name, node.peerAddrPort, "query");
+        const datagram = wireguardMessage(4);
+        stream.sendDatagrams([datagram]);
+        assert.deepEqual(await atUplink(net.uplink, 1), [[node.tag, datagram]]);
+        const stranger = open(net.summary.name, "[fdae:41e4:649b:9304::99]:50888", "query");
+        assert.deepEqual(await stranger.ended(), {
+          code: fixture.endingCode(CloseCode.PeerNotAllowed),
+          reason: "peer not allowed",
+        });
+      });
+    }
+
+    test("datagrams flow node to uplink tagged with the sender, and back to the node that owns the tag, in order, one batch per node", async () => {
+      const net = await network();
+      const [a, b] = [await provisionNode(net), await provisionNode(net)];
+      const [streamA, streamB] = [await connect(net, a), await connect(net, b)];
+      const fromA = [wireguardMessage(1), wireguardMessage(4, 200), wireguardMessage(4, 1280)];
+      streamA.sendDatagrams(fromA);
+      assert.deepEqual(
+        await atUplink(net.uplink, 3),
+        fromA.map((datagram) => [a.tag, datagram]),
+      );
+      const toA = [wireguardMessage(2), wireguardMessage(4, 64)];
+      const toB = [wireguardMessage(4, 1000), wireguardMessage(3)];
+      net.uplink.socket.send(
+        peerFrame([
+          [a.tag, toA[0]],
+          [b.tag, toB[0]],
+          [a.tag, toA[1]],
+          [b.tag, toB[1]],
+        ]),
+      );
+      assert.deepEqual(await streamA.receive(2, "A's two datagrams"), toA);
+      assert.deepEqual(await streamB.receive(2, "B's two datagrams"), toB);
+      // One uplink message for two nodes is split into one message per node where messages batch.
+      const perNode = fixture.batches ? 1 : 2;
+      assert.equal(streamA.messagesReceived, perNode, "messages that carried A's datagrams");
+      assert.equal(streamB.messagesReceived, perNode, "messages that carried B's datagrams");
+    });
+
+    test("datagrams that are not WireGuard messages are dropped and counted; the stream stays", async () => {
+      const net = await network();
+      const node = await provisionNode(net);
+      const stream = await connect(net, node);
+      const good = wireguardMessage(4, 48);
+      const notWireGuard = new Uint8Array([9, 0, 0, 0, ...new Uint8Array(40)]);
+      const wrongLength = wireguardMessage(1).subarray(0, 100);
+      stream.sendDatagrams([notWireGuard, wrongLength, good]);
+      assert.deepEqual(await atUplink(net.uplink, 1), [[node.tag, good]]);
+      assert.equal(await drops(net.summary, "not_wireguard"), 2);
+      assert.equal(stream.isOpen, true);
+    });
+
+    test("a second stream for the same address ends the first with 'peer replaced'; the second carries on", async () => {
+      const net = await network();
+      const node = await provisionNode(net);
+      const first = await connect(net, node);
+      const second = await connect(net, node);
+      assert.deepEqual(await first.ended(), {
+        code: fixture.endingCode(CloseCode.Replaced),
+        reason: "peer replaced",
+      });
+      const datagram = wireguardMessage(4);
+      net.uplink.socket.send(peerFrame([[node.tag, datagram]]));
+      assert.deepEqual(await second.receive(1, "the datagram on the second stream"), [datagram]);
+    });
+  });
+
+  describe(`${fixture.name}: the uplink`, () => {
+    test("an uplink needs its own network's admin secret; another network's opens neither its uplink nor its admin API", async () => {
+      const net = await network();
+      const other = await fixture.createNetwork();
+      for (const secret of ["", "not-the-secret", other.adminSecret]) {
+        const impostor = fixture.openUplink(net.summary.name, secret);
+        closers.push(impostor.socket);
+        await impostor.socket.wantClosed(CloseCode.Unauthorized, /invalid admin secret/);
+      }
+      const response = await fetch(new URL(`/v1/networks/${net.summary.name}/nodes`, fixture.url), {
+        headers: { authorization: `Bearer ${other.adminSecret}` },
+      });
+      await response.body?.cancel();
+      assert.equal(response.status, 401);
+      assert.equal(net.uplink.socket.isOpen, true, "the network's own uplink is untouched");
+    });
+
+    test("a newer uplink replaces the older one, gets the peer list and the nodes' datagrams", async () => {
+      const net = await network();
+      const node = await provisionNode(net);
+      const newer = await uplinkFor(net.summary);
+      await net.uplink.socket.wantClosed(CloseCode.Replaced, /uplink replaced/);
+      assert.deepEqual(
+        newer.peerList?.peers.map((peer) => peer.virtualAddress),
+        [node.tag],
+      );
+      const stream = open(net.summary.name, node.peerAddrPort);
+      const datagram = wireguardMessage(3);
+      stream.sendDatagrams([datagram]);
+      assert.deepEqual(await atUplink(newer, 1), [[node.tag, datagram]]);
+    });
+  });
+
+  describe(`${fixture.name}: isolation`, () => {
+    test("a node's datagrams reach only its own network's uplink, tagged with its own address", async () => {
+      const [red, blue] = [await network(), await network()];
+      const [a, b] = [await provisionNode(red), await provisionNode(red)];
+      const blueNode = await provisionNode(blue);
+      const [streamA, streamB] = [await connect(red, a), await connect(red, b)];
+      const blueStream = await connect(blue, blueNode);
+      const sent = [wireguardMessage(4, 101), wireguardMessage(4, 102)];
+      streamA.sendDatagrams(sent);
+      assert.deepEqual(
+        await atUplink(red.uplink, 2),
+        sent.map((datagram) => [a.tag, datagram]),
+      );
+      await nothingBefore(red, b, streamB);
+      const marker = wireguardMessage(4, 55);
+      blueStream.sendDatagrams([marker]);
+      assert.deepEqual(
+        await atUplink(blue.uplink, 1),
+        [[blueNode.tag, marker]],
+        "blue's uplink got the marker and nothing before it",
+      );
+    });
+
+    test("a node cannot address another node: a frame naming one reaches neither it nor the uplink", async () => {
+      const net = await network();
+      const [a, b] = [await provisionNode(net), await provisionNode(net)];
+      const [streamA, streamB] = [await connect(net, a), await connect(net, b)];
+      const forged = peerFrame([[b.tag, wireguardMessage(4, 201)]]);
+      const expected = fixture.taggedFrameEnding;
+      // On a transport without frames of its own (gRPC) the forged frame can only be a datagram.
+      if (expected) streamA.sendRaw(forged);
+      else streamA.sendDatagrams([forged]);
+      if (expected) {
+        const ending = await streamA.ended();
+        assert.equal(ending.code, expected.code, ending.reason);
+        assert.match(ending.reason, expected.reason);
+      } else {
+        await eventually(
+          "the frame dropped as not WireGuard",
+          async () => (await drops(net.summary, "not_wireguard")) === 1,
+        );
+      }
+      await nothingBefore(net, b, streamB);
+      const marker = wireguardMessage(4, 66);
+      streamB.sendDatagrams([marker]);
+      assert.deepEqual(
+        await atUplink(net.uplink, 1),
+        [[b.tag, marker]],
+        "the uplink got nothing from A before B's marker",
+      );
+    });
+
+    test("an uplink cannot reach another network's nodes, nor unknown tags: both drop as unknown_peer", async () => {
+      const [red, blue] = [await network(), await network()];
+      const redNode = await provisionNode(red);
+      const blueNode = await provisionNode(blue);
+      const redStream = await connect(red, redNode);
+      const blueStream = await connect(blue, blueNode);
+      blue.uplink.socket.send(
+        peerFrame([
+          [redNode.tag, wireguardMessage(4, 301)],
+          [ipv6Bytes("fdae:41e4:649b:9304::dead"), wireguardMessage(4, 302)],
+        ]),
+      );
+      await nothingBefore(blue, blueNode, blueStream);
+      assert.equal(await drops(blue.summary, "unknown_peer"), 2);
+      await nothingBefore(red, redNode, redStream);
+    });
+  });
+
+  describe(`${fixture.name}: frame errors`, () => {
+    for (const malformed of fixture.malformed) {
+      test(`${malformed.name} closes only the stream that sent it; the relay keeps serving`, async () => {
+        const net = await network();
+        const [offender, bystander] = [await provisionNode(net), await provisionNode(net)];
+        const offenderStream = await connect(net, offender);
+        const bystanderStream = await connect(net, bystander);
+        offenderStream.sendRaw(malformed.message);
+        const ending = await offenderStream.ended();
+        assert.equal(ending.code, malformed.code, `close reason: ${ending.reason}`);
+        assert.match(ending.reason, malformed.reason);
+        assert.equal(bystanderStream.isOpen, true, "the other node's stream stayed open");
+        assert.equal(net.uplink.socket.isOpen, true, "the uplink stayed open");
+        await nothingBefore(net, bystander, bystanderStream);
+        // The offender may come back on a new stream.
+        await connect(net, offender);
+      });
+    }
+
+    for (const [name, message, code, reason] of [
+      ["an unknown frame type", new Uint8Array([0x7f, 1, 2, 3]), 1007, /unknown frame type 0x7f/],
+      ["a message over the frame limit", new Uint8Array((1 << 20) + 1), 1009, /^$|frame too big/],
+    ] as const) {
+      test(`an uplink message with ${name} closes the uplink only; node streams carry on with a new uplink`, async () => {
+        const net = await network();
+        const node = await provisionNode(net);
+        const stream = await connect(net, node);
+        net.uplink.socket.send(message);
+        await net.uplink.socket.wantClosed(code, reason);
+        assert.equal(stream.isOpen, true, "a node stream closed with the uplink's bad frame");
+        const uplink = await uplinkFor(net.summary);
+        const datagram = wireguardMessage(4);
+        stream.sendDatagrams([datagram]);
+        assert.deepEqual(await atUplink(uplink, 1), [[node.tag, datagram]]);
+      });
+    }
+  });
+}

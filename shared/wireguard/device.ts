@@ -13,7 +13,8 @@
  * discarded packet by reason. Keys are raw 32-byte arrays; all work happens on the caller's
  * event loop, in the Tun's and Bind's handlers and in clock timers.
  */
-import { AllowedIps, parsePrefix } from "./allowed-ips.ts";
+import { parseNetworkPrefix } from "../net/ip.ts";
+import { AllowedIps } from "./allowed-ips.ts";
 import type { Bind, Endpoint } from "./bind.ts";
 import type { Clock } from "./clock.ts";
 import {
@@ -242,7 +243,9 @@ export class Device implements PeerHost {
       const endpoint = config.endpoint;
       peer.endpoint = typeof endpoint === "string" ? this.bind.parseEndpoint(endpoint) : endpoint;
     }
-    const prefixes = (config.allowedIps ?? []).map(parsePrefix);
+    const prefixes = (config.allowedIps ?? []).map((text) =>
+      parseNetworkPrefix(text, "allowedIps"),
+    );
     if (config.replaceAllowedIps) this.allowedIps.removeValue(peer);
     for (const prefix of prefixes) this.allowedIps.insert(prefix, peer);
     if (config.persistentKeepaliveInterval !== undefined) {

@@ -11,7 +11,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import type { NetworkSummary } from "../../relay/app/networks.ts";
 import type { RelayServer } from "../../relay/node/server.ts";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
-import { formatIPv6, parseAddrPort } from "../../shared/siderolink/ipv6.ts";
+import { formatIPv6, parseAddrPort } from "../../shared/net/ip.ts";
 import { createBatchEncoder } from "../../shared/tunnel/encode.ts";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
 import {

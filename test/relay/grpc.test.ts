@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { RelayServer } from "../../relay/node/server.ts";
-import { parseAddrPort } from "../../shared/siderolink/ipv6.ts";
+import { parseAddrPort } from "../../shared/net/ip.ts";
 import { eventually } from "../support/eventually.ts";
 import {
   base64,

@@ -5,7 +5,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import type { RelayServer } from "../../relay/node/server.ts";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
-import { parseAddrPort } from "../../shared/siderolink/ipv6.ts";
+import { parseAddrPort } from "../../shared/net/ip.ts";
 import { createBatchEncoder } from "../../shared/tunnel/encode.ts";
 import { CloseCode, FrameType, MAX_FRAME_SIZE } from "../../shared/tunnel/frame.ts";
 import { eventually } from "../support/eventually.ts";

@@ -4,9 +4,8 @@
  * `siderolink_sidecar_`.
  */
 import { createServer, type Server } from "node:http";
+import { formatLabels, PROMETHEUS_CONTENT_TYPE } from "../shared/prometheus.ts";
 import type { StatusSnapshot } from "./status.ts";
-
-export const MetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 export function renderMetrics(snapshot: StatusSnapshot, now: number): string {
   const out: string[] = [];
@@ -21,9 +20,7 @@ export function renderMetrics(snapshot: StatusSnapshot, now: number): string {
       `# TYPE siderolink_sidecar_${name} ${type}`,
     );
     for (const [labels, value] of samples) {
-      const text = Object.entries(labels)
-        .map(([key, v]) => `${key}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`)
-        .join(",");
+      const text = formatLabels(labels);
       out.push(`siderolink_sidecar_${name}${text ? `{${text}}` : ""} ${value}`);
     }
   };
@@ -92,7 +89,7 @@ export async function serveMetrics(
     snapshot().then(
       (value) =>
         response
-          .writeHead(200, { "content-type": MetricsContentType })
+          .writeHead(200, { "content-type": PROMETHEUS_CONTENT_TYPE })
           .end(renderMetrics(value, Date.now())),
       (error: unknown) => response.writeHead(500).end(`${String(error)}\n`),
     );

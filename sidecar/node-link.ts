@@ -4,9 +4,11 @@
  * 30 s; after 275 s without one the next server endpoint is tried, and when every endpoint
  * failed (or the relay forgot the node) the node provisions again.
  */
+
+import { parseAddrPort } from "../shared/net/ip.ts";
 import type { ApiUrl } from "../shared/siderolink/api-url.ts";
-import { parseAddrPort } from "../shared/siderolink/ipv6.ts";
 import { parseKey } from "../shared/siderolink/keys.ts";
+import { parseJoinToken } from "../shared/siderolink/relay-api.ts";
 import type { StreamEndpoint } from "../shared/wireguard/stream-bind.ts";
 import {
   type BackendKind,
@@ -261,12 +263,12 @@ export class NodeLink {
 
 /** The relay network a join token names: `<network>.<secret>`. */
 export function networkFromJoinToken(joinToken: string | undefined): string {
-  const dot = joinToken?.indexOf(".") ?? -1;
-  if (joinToken === undefined || dot <= 0) {
+  const token = joinToken === undefined ? undefined : parseJoinToken(joinToken);
+  if (token === undefined) {
     throw new SidecarError(
       ExitCode.BadUrl,
       "cannot tell the relay network from the join token (expected NETWORK.SECRET): pass --network, or --transport grpc",
     );
   }
-  return joinToken.slice(0, dot);
+  return token.network;
 }

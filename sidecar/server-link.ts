@@ -4,6 +4,7 @@
  * addresses, go to WireGuard through the tunnel endpoint of their tag.
  */
 import { VIRTUAL_PEER_PORT } from "../shared/siderolink/addressing.ts";
+import { uplinkPath } from "../shared/siderolink/relay-api.ts";
 import { CloseCode } from "../shared/tunnel/frame.ts";
 import type { StreamEndpoint } from "../shared/wireguard/stream-bind.ts";
 import {
@@ -120,7 +121,7 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
       backend: wg.kind,
       pid: process.pid,
       startedAt,
-      relay: `${relayUrl}/v1/networks/${network}/uplink`,
+      relay: `${relayUrl}${uplinkPath(network)}`,
       up: link.synced,
       transport: {
         kind: "websocket",

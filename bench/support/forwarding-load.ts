@@ -12,7 +12,8 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import WebSocket from "ws";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
-import { parseAddrPort } from "../../shared/siderolink/ipv6.ts";
+import { parseAddrPort } from "../../shared/net/ip.ts";
+import { PEER_ADDRESS_HEADER, tunnelPath, uplinkPath } from "../../shared/siderolink/relay-api.ts";
 import {
   decodeControl,
   decodeNodeDatagrams,
@@ -73,7 +74,7 @@ export function transportMessage(size: number): Uint8Array {
  * the server sidecar does once WireGuard has the peer. Resolves after the first peer list.
  */
 export async function openUplink(relay: RelayNetwork): Promise<WebSocket> {
-  const uplink = new WebSocket(webSocketUrl(relay.url, `/v1/networks/${relay.network}/uplink`), {
+  const uplink = new WebSocket(webSocketUrl(relay.url, uplinkPath(relay.network)), {
     headers: { authorization: `Bearer ${relay.adminSecret}` },
     perMessageDeflate: false,
   });
@@ -138,8 +139,8 @@ export class ForwardingPair {
       nodePublicKey: randomBytes(32).toString("base64"),
       joinToken: relay.joinToken,
     });
-    const node = new WebSocket(webSocketUrl(relay.url, `/v1/networks/${relay.network}/tunnel`), {
-      headers: { "x-siderolink-ipv6-addr": response.grpcPeerAddrPort },
+    const node = new WebSocket(webSocketUrl(relay.url, tunnelPath(relay.network)), {
+      headers: { [PEER_ADDRESS_HEADER]: response.grpcPeerAddrPort },
       perMessageDeflate: false,
     });
     node.binaryType = "nodebuffer";

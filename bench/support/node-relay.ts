@@ -16,12 +16,12 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { describeNetwork, initializeNetwork } from "../../relay/app/networks.ts";
 import { startRelayServer } from "../../relay/node/server.ts";
+import { formatIPv6 } from "../../shared/net/ip.ts";
 import {
   networkPrefix,
   randomNodeAddress,
   virtualNetworkPrefix,
 } from "../../shared/siderolink/addressing.ts";
-import { formatIPv6 } from "../../shared/siderolink/ipv6.ts";
 
 const [dataDir, network, seedText] = process.argv.slice(2);
 if (!dataDir || !network) {

@@ -10,6 +10,8 @@
  */
 import { readFileSync } from "node:fs";
 import WebSocket from "ws";
+import { VIRTUAL_PEER_PORT } from "../../shared/siderolink/addressing.ts";
+import { PEER_ADDRESS_HEADER, tunnelPath } from "../../shared/siderolink/relay-api.ts";
 import { PING_INTERVAL_MS, PING_TEXT } from "../../shared/tunnel/frame.ts";
 
 const [url, network, addressesFile, countText] = process.argv.slice(2);
@@ -22,7 +24,7 @@ if (!url || !network || !(count > 0) || count > addresses.length) {
   process.exit(2);
 }
 const Concurrency = 200;
-const target = new URL(`/v1/networks/${network}/tunnel`, url).href.replace(/^http/, "ws");
+const target = new URL(tunnelPath(network), url).href.replace(/^http/, "ws");
 const sockets: WebSocket[] = [];
 let failed = 0;
 const started = performance.now();
@@ -30,7 +32,7 @@ const started = performance.now();
 function open(address: string): Promise<void> {
   return new Promise((resolve) => {
     const ws = new WebSocket(target, {
-      headers: { "x-siderolink-ipv6-addr": `[${address}]:50888` },
+      headers: { [PEER_ADDRESS_HEADER]: `[${address}]:${VIRTUAL_PEER_PORT}` },
       perMessageDeflate: false,
     });
     ws.once("open", () => {

@@ -19,8 +19,10 @@
  * secret covers its own network.
  */
 import type { Context, Hono } from "hono";
-import { validateNetworkName } from "../store/store.ts";
-import { PROMETHEUS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import { PROMETHEUS_CONTENT_TYPE } from "../../shared/prometheus.ts";
+import { validateNetworkName } from "../../shared/siderolink/relay-api.ts";
+import { HttpError, InvalidInputError } from "./http-error.ts";
+import { renderMetrics } from "./metrics.ts";
 import {
   assignAddress,
   createToken,
@@ -45,14 +47,6 @@ export interface AdminOptions {
   readonly nodeBaseUrl?: string | undefined;
   /** Whether the runtime serves h2c gRPC, so that a plain HTTP request may yield grpc://. */
   readonly plainGrpc: boolean;
-}
-
-export class HttpError extends Error {
-  readonly status: 400 | 401 | 403 | 404 | 409;
-  constructor(status: 400 | 401 | 403 | 404 | 409, message: string) {
-    super(message);
-    this.status = status;
-  }
 }
 
 export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
@@ -136,7 +130,7 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
   app.put("/v1/networks/:network/addresses/:uuid", async (c) => {
     const body = await c.req.json().catch(() => undefined);
     if (typeof body?.address !== "string")
-      throw new HttpError(400, 'expected a JSON body {"address": "<IPv6 address>"}');
+      throw new InvalidInputError('expected a JSON body {"address": "<IPv6 address>"}');
     const nodeUuid = c.req.param("uuid");
     return c.json({
       nodeUuid,

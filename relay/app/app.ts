@@ -8,9 +8,11 @@
  */
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { SideroLinkError } from "../../shared/siderolink/errors.ts";
 import { NetworkNotFoundError, StoreConflictError, StoreUnavailableError } from "../store/store.ts";
-import { HttpError, registerAdminRoutes } from "./admin.ts";
+import { registerAdminRoutes } from "./admin.ts";
 import { createFetchRoutes } from "./connect.ts";
+import { HttpError } from "./http-error.ts";
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from "./limits.ts";
 import { createProvisionHandler, type ProvisionHandler } from "./provision.ts";
 import type { RelayDirectory } from "./runtime.ts";
@@ -78,13 +80,14 @@ export function createRelayApp(options: RelayAppOptions): RelayApp {
 
   app.onError((error, c) => {
     if (error instanceof HttpError) return c.json({ error: error.message }, error.status);
+    // Values checked by shared code (a network name, an address) name their field.
+    if (error instanceof SideroLinkError) return c.json({ error: error.message }, 400);
     if (error instanceof NetworkNotFoundError) return c.json({ error: error.message }, 404);
     if (error instanceof StoreConflictError) return c.json({ error: error.message }, 409);
     if (error instanceof StoreUnavailableError) {
       console.error(`relay: ${error.message}`);
       return c.json({ error: error.message }, 503);
     }
-    if (error instanceof RangeError) return c.json({ error: error.message }, 400);
     console.error("relay: unhandled error", error);
     return c.json({ error: "internal error; see the relay's log" }, 500);
   });

@@ -5,6 +5,8 @@
 import { fromBinary, fromJson } from "@bufbuild/protobuf";
 import { type ConnectRouter, createConnectRouter, createContextValues } from "@connectrpc/connect";
 import {
+  createEnvelopeReadableStream,
+  type EnvelopedMessage,
   universalServerRequestFromFetch,
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
@@ -12,9 +14,9 @@ import {
   ProvisionRequestSchema,
   ProvisionService,
 } from "../../shared/gen/sidero/link/provision_pb.ts";
+import { parseJoinToken } from "../../shared/siderolink/relay-api.ts";
 import { clientAddressKey } from "./limits.ts";
 import type { ProvisionHandler } from "./provision.ts";
-import { parseJoinToken } from "./secrets.ts";
 
 /** The largest Provision request read anywhere (a real one is a few hundred bytes). */
 export const MAX_PROVISION_REQUEST_BYTES = 64 * 1024;
@@ -82,10 +84,11 @@ export async function provisionNetwork(request: Request): Promise<string | undef
       body = Uint8Array.from(atob(new TextDecoder().decode(body)), (c) => c.charCodeAt(0));
     }
     if (contentType.startsWith("application/grpc")) {
-      // Envelope: u8 flags, u32 length, message. Compressed messages are not read here.
-      if (body.length < 5 || body[0] !== 0) return undefined;
-      const size = ((body[1] << 24) >>> 0) + (body[2] << 16) + (body[3] << 8) + body[4];
-      body = body.subarray(5, 5 + size);
+      // gRPC and gRPC-web wrap the request in an envelope; a compressed one (flags other than
+      // 0) is not read here.
+      const envelope = await firstEnvelope(body);
+      if (envelope === undefined || envelope.flags !== 0) return undefined;
+      body = envelope.data;
     }
     // Connect's unary JSON is application/json; gRPC and gRPC-web name it with a +json suffix.
     const json = contentType.startsWith("application/json") || /^[^;]*\+json/.test(contentType);
@@ -96,6 +99,20 @@ export async function provisionNetwork(request: Request): Promise<string | undef
   } catch {
     return undefined;
   }
+}
+
+/** The first enveloped message of a gRPC or gRPC-web body, read by connect-es's own decoder. */
+async function firstEnvelope(body: Uint8Array): Promise<EnvelopedMessage | undefined> {
+  const bytes = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(body);
+      controller.close();
+    },
+  });
+  const reader = createEnvelopeReadableStream(bytes).getReader();
+  const { value } = await reader.read();
+  await reader.cancel();
+  return value;
 }
 
 /**

@@ -1,9 +1,8 @@
 /** GET /metrics in the Prometheus text format (version 0.0.4). */
+import { formatLabels } from "../../shared/prometheus.ts";
 import { DROP_REASONS } from "../hub/metrics.ts";
 import type { ProvisionCounts } from "./provision.ts";
 import type { NetworkRuntime } from "./runtime.ts";
-
-export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 export function renderMetrics(
   runtimes: Iterable<NetworkRuntime>,
@@ -25,13 +24,7 @@ export function renderMetrics(
       family = { help, type, samples: [] };
       families.set(name, family);
     }
-    const text = Object.entries(labels)
-      .map(
-        ([key, v]) =>
-          `${key}="${v.replace(/[\\"\n]/g, (ch) => (ch === "\n" ? "\\n" : `\\${ch}`))}"`,
-      )
-      .join(",");
-    family.samples.push(`${name}{${text}} ${value}`);
+    family.samples.push(`${name}{${formatLabels(labels)}} ${value}`);
   };
 
   for (const runtime of runtimes) {

@@ -2,12 +2,15 @@
  * Network management shared by the admin API and the local CLI: create a network, describe it,
  * issue and revoke join tokens, list and revoke nodes.
  */
+
+import { formatIPv6, formatPrefix, parseIPv6, prefixContains } from "../../shared/net/ip.ts";
 import { networkPrefix, serverAddress } from "../../shared/siderolink/addressing.ts";
-import { formatIPv6, parseIPv6 } from "../../shared/siderolink/ipv6.ts";
+import { formatJoinToken } from "../../shared/siderolink/relay-api.ts";
 import type { JoinTokenRecord, NetworkRecord, PeerRecord } from "../store/store.ts";
 import { NetworkNotFoundError } from "../store/store.ts";
+import { InvalidInputError } from "./http-error.ts";
 import { type NetworkRuntime, peerEntry } from "./runtime.ts";
-import { constantTimeEqual, formatJoinToken, randomId, randomSecret } from "./secrets.ts";
+import { constantTimeEqual, randomId, randomSecret } from "./secrets.ts";
 
 /** What `network create/show --json` print: everything a sidecar needs to join or serve. */
 export interface NetworkSummary {
@@ -90,7 +93,7 @@ export async function describeNetwork(
     apiUrl: joinToken ? apiUrl(baseUrl, joinToken) : baseUrl,
     joinToken,
     adminSecret: network.adminSecret,
-    prefix: prefix.toString(),
+    prefix: formatPrefix(prefix),
     serverAddress: formatIPv6(serverAddress(prefix)),
     serverPublicKey: network.serverPublicKey,
     uplinkConnected: runtime.hub.hasUplink,
@@ -182,7 +185,7 @@ export async function assignAddress(
   address: string | undefined,
 ): Promise<string | undefined> {
   const network = await requireNetwork(runtime);
-  if (nodeUuid === "") throw new RangeError("node UUID is empty");
+  if (nodeUuid === "") throw new InvalidInputError("node UUID is empty");
   if (address === undefined) {
     await runtime.store.setPredefinedAddress(nodeUuid, undefined);
     return undefined;
@@ -191,12 +194,12 @@ export async function assignAddress(
   const bytes = parseIPv6(address, "address");
   const canonical = formatIPv6(bytes);
   if (
-    !prefix.contains(bytes) ||
+    !prefixContains(prefix, bytes) ||
     canonical === formatIPv6(serverAddress(prefix)) ||
     canonical === formatIPv6(prefix.address)
   ) {
-    throw new RangeError(
-      `address ${canonical} is not a node address of network ${network.name}: pick a host in ${prefix} other than ::0 and ::1`,
+    throw new InvalidInputError(
+      `address ${canonical} is not a node address of network ${network.name}: pick a host in ${formatPrefix(prefix)} other than ::0 and ::1`,
     );
   }
   await runtime.store.setPredefinedAddress(nodeUuid, canonical);

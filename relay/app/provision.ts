@@ -6,6 +6,7 @@
  */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
+import { formatAddrPort, formatIPv6, parseIPv6 } from "../../shared/net/ip.ts";
 import {
   networkPrefix,
   randomNodeAddress,
@@ -15,20 +16,15 @@ import {
 } from "../../shared/siderolink/addressing.ts";
 import { endpointsToWire } from "../../shared/siderolink/endpoints.ts";
 import { SideroLinkError } from "../../shared/siderolink/errors.ts";
-import { formatAddrPort, formatIPv6, parseIPv6 } from "../../shared/siderolink/ipv6.ts";
 import { parseKey } from "../../shared/siderolink/keys.ts";
-import { NoUplinkError } from "../hub/hub.ts";
-import {
-  type PeerRecord,
-  StoreConflictError,
-  StoreUnavailableError,
-  validateNetworkName,
-} from "../store/store.ts";
+import { isNetworkName, parseJoinToken } from "../../shared/siderolink/relay-api.ts";
+import { type AckResult, NoUplinkError } from "../hub/hub.ts";
+import { type PeerRecord, StoreConflictError, StoreUnavailableError } from "../store/store.ts";
 import { clientAddressKey, DEFAULT_RELAY_LIMITS, type RelayLimits } from "./limits.ts";
 import { createRateLimiter, type RateLimiter } from "./rate-limit.ts";
 import type { NetworkRuntime, RelayDirectory } from "./runtime.ts";
 import { peerEntry } from "./runtime.ts";
-import { constantTimeEqual, parseJoinToken } from "./secrets.ts";
+import { constantTimeEqual } from "./secrets.ts";
 
 /** Provisions by result, keyed by gRPC code name in snake case ("ok", "permission_denied"). */
 export type ProvisionCounts = Record<string, number>;
@@ -187,12 +183,16 @@ async function provisionPeer(
   if (existing && existing.publicKey !== publicKey) {
     runtime.hub.removePeer(peerEntry(existing), "node provisioned again with a new key");
   }
+  let ack: AckResult;
   try {
-    await runtime.hub.addPeer(peerEntry(peer));
+    ack = await runtime.hub.addPeer(peerEntry(peer));
   } catch (error) {
     if (error instanceof NoUplinkError) throw new ConnectError(error.message, Code.Unavailable);
     throw error;
   }
+  // Without the server's ACK the node would get a reply for a peer the server may not know: its
+  // handshakes would go unanswered. Unavailable makes it retry, which re-sends the peer.
+  if (ack !== "acked") throw new ConnectError(unconfirmed(network.name, ack), Code.Unavailable);
 
   const virtualEndpoint = formatAddrPort(parseIPv6(peer.virtualAddress), VIRTUAL_PEER_PORT);
   return {
@@ -215,17 +215,16 @@ function rateLimited(retryMs: number, who: string): void {
   );
 }
 
-function permissionDenied(): ConnectError {
-  return new ConnectError(INVALID_JOIN_TOKEN, Code.PermissionDenied);
+function unconfirmed(network: string, ack: Exclude<AckResult, "acked">): string {
+  const what =
+    ack === "timeout"
+      ? "the management server did not confirm the new peer in time"
+      : "the management server's uplink closed before it confirmed the new peer";
+  return `${what}; check that siderolink-sidecar serve is running for network ${JSON.stringify(network)} and try again`;
 }
 
-function isNetworkName(name: string): boolean {
-  try {
-    validateNetworkName(name);
-    return true;
-  } catch {
-    return false;
-  }
+function permissionDenied(): ConnectError {
+  return new ConnectError(INVALID_JOIN_TOKEN, Code.PermissionDenied);
 }
 
 /** `PermissionDenied` -> `permission_denied`. */

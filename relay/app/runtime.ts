@@ -4,7 +4,7 @@
  * Workers one Durable Object per network, whose directory knows only itself (relay/worker/).
  */
 
-import { parseIPv6 } from "../../shared/siderolink/ipv6.ts";
+import { parseIPv6 } from "../../shared/net/ip.ts";
 import { parseKey } from "../../shared/siderolink/keys.ts";
 import type { PeerEntry } from "../../shared/tunnel/decode.ts";
 import { Hub, type HubLimits } from "../hub/hub.ts";

@@ -1,8 +1,5 @@
 /** Secrets the relay hands out, and how they are compared. */
 
-/** A join token reads `<network>.<secret>`, so any edge can route it without a lookup table. */
-export const JOIN_TOKEN_SEPARATOR = ".";
-
 /**
  * 32 random bytes as unpadded base64url: safe in URLs, query strings and shell quotes. Drawn
  * again when it would start with '-' or '_', so no command line mistakes it for an option.
@@ -24,17 +21,6 @@ export function randomId(): string {
   const raw = new Uint8Array(4);
   crypto.getRandomValues(raw);
   return Array.from(raw, (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
-
-export function formatJoinToken(network: string, secret: string): string {
-  return `${network}${JOIN_TOKEN_SEPARATOR}${secret}`;
-}
-
-/** Splits a join token; undefined when it does not have the `<network>.<secret>` form. */
-export function parseJoinToken(token: string): { network: string; secret: string } | undefined {
-  const dot = token.indexOf(JOIN_TOKEN_SEPARATOR);
-  if (dot <= 0 || dot === token.length - 1) return undefined;
-  return { network: token.slice(0, dot), secret: token.slice(dot + 1) };
 }
 
 /**

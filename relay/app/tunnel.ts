@@ -1,33 +1,23 @@
 /**
- * The two WebSocket routes of a network:
- *
- *   GET /v1/networks/:network/tunnel   a node's stream. The `x-siderolink-ipv6-addr` header (or
- *                                      query parameter of the same name, for clients that cannot
- *                                      set headers) carries the node's `grpc_peer_addr_port`;
- *                                      its address must be a provisioned peer of the network.
- *   GET /v1/networks/:network/uplink   the management server's uplink, with
- *                                      `Authorization: Bearer <admin secret>`.
+ * The two WebSocket routes of a network (shared/siderolink/relay-api.ts): a node's tunnel, whose
+ * peer address must be a provisioned peer of the network, and the management server's uplink,
+ * which must present the network's admin secret.
  *
  * Refusals complete the upgrade and close at once with a code and reason (CloseCode in
  * shared/tunnel/frame.ts): WebSocket clients see those, not an HTTP status.
  */
 import type { Context, Hono } from "hono";
-import { formatIPv6, parseAddrPort, parseIPv6 } from "../../shared/siderolink/ipv6.ts";
+import {
+  canonicalPeerAddress,
+  PEER_ADDRESS_HEADER,
+  TUNNEL_ROUTE,
+  UPLINK_ROUTE,
+  validateNetworkName,
+} from "../../shared/siderolink/relay-api.ts";
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
-import { validateNetworkName } from "../store/store.ts";
 import { CLOSE_TRY_AGAIN_LATER } from "./limits.ts";
 import type { RelayDirectory } from "./runtime.ts";
 import { bearerToken, constantTimeEqual } from "./secrets.ts";
-
-export const PEER_ADDRESS_HEADER = "x-siderolink-ipv6-addr";
-
-export function tunnelPath(network: string): string {
-  return `/v1/networks/${network}/tunnel`;
-}
-
-export function uplinkPath(network: string): string {
-  return `/v1/networks/${network}/uplink`;
-}
 
 export function registerTunnelRoutes(
   app: Hono,
@@ -35,7 +25,7 @@ export function registerTunnelRoutes(
   now: () => number,
   maxTunnels: number,
 ): void {
-  app.get("/v1/networks/:network/tunnel", async (c) => {
+  app.get(TUNNEL_ROUTE, async (c) => {
     const refused = notUpgrade(c);
     if (refused) return refused;
     const name = c.req.param("network");
@@ -61,7 +51,7 @@ export function registerTunnelRoutes(
     });
   });
 
-  app.get("/v1/networks/:network/uplink", async (c) => {
+  app.get(UPLINK_ROUTE, async (c) => {
     const refused = notUpgrade(c);
     if (refused) return refused;
     const runtime = await directory.runtime(validateNetworkName(c.req.param("network")));
@@ -86,17 +76,6 @@ export function tunnelsFull(directory: RelayDirectory, maxTunnels: number): bool
   let open = 0;
   for (const runtime of directory.live()) open += runtime.hub.nodeCount;
   return open >= maxTunnels;
-}
-
-/** `[addr]:port` or a bare address, as canonical text; undefined when it is neither. */
-export function canonicalPeerAddress(value: string): string | undefined {
-  try {
-    return formatIPv6(
-      value.startsWith("[") ? parseAddrPort(value, PEER_ADDRESS_HEADER).address : parseIPv6(value),
-    );
-  } catch {
-    return undefined;
-  }
 }
 
 function notUpgrade(c: Context): Response | undefined {

@@ -14,7 +14,7 @@
  * hibernation calls `restore` with its accepted sockets and their attachments.
  */
 
-import { parseIPv6 } from "../../shared/siderolink/ipv6.ts";
+import { parseIPv6 } from "../../shared/net/ip.ts";
 import { formatKey } from "../../shared/siderolink/keys.ts";
 import {
   decodeControl,

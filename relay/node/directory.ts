@@ -3,13 +3,14 @@
  * hub) lives in this process from first use until shutdown. Timers here sweep dead streams and
  * write traffic counters to the store.
  */
+
+import { validateNetworkName } from "../../shared/siderolink/relay-api.ts";
 import type { NetworkRuntime, RelayDirectory } from "../app/runtime.ts";
 import { createNetworkRuntime } from "../app/runtime.ts";
 import type { HubLimits } from "../hub/hub.ts";
 import { listNetworkNames } from "../store/schema.ts";
 import type { SqlExecutor } from "../store/sql.ts";
 import { createSqlNetworkStore } from "../store/sql-store.ts";
-import { validateNetworkName } from "../store/store.ts";
 import type { WebSocketUpgrades } from "./websocket.ts";
 
 /** How often dead streams are looked for; with the 45 s timeout a dead peer goes within 55 s. */

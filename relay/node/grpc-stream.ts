@@ -9,10 +9,10 @@ import type {
   PeerPacket,
   WireGuardOverGRPCService,
 } from "../../shared/gen/sidero/link/wireguard_pb.ts";
+import { canonicalPeerAddress, PEER_ADDRESS_HEADER } from "../../shared/siderolink/relay-api.ts";
 import { decodeNodeDatagrams } from "../../shared/tunnel/decode.ts";
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
 import type { NetworkRuntime } from "../app/runtime.ts";
-import { canonicalPeerAddress, PEER_ADDRESS_HEADER } from "../app/tunnel.ts";
 import type { HubSocket } from "../hub/socket.ts";
 
 /** Finds the network runtime whose peer owns a virtual address. */

@@ -1,4 +1,5 @@
 /** NetworkStore over any SqlExecutor (schema in schema.ts). */
+import { validateNetworkName } from "../../shared/siderolink/relay-api.ts";
 import type { SqlExecutor, SqlRow } from "./sql.ts";
 import {
   type JoinTokenRecord,
@@ -8,7 +9,6 @@ import {
   type PeerRecord,
   StoreConflictError,
   type TrafficDelta,
-  validateNetworkName,
 } from "./store.ts";
 
 export function createSqlNetworkStore(sql: SqlExecutor, name: string): NetworkStore {

@@ -111,15 +111,3 @@ export class NetworkNotFoundError extends Error {
     this.network = network;
   }
 }
-
-const NETWORK_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
-
-/** Checks a network name; the message says what is allowed. */
-export function validateNetworkName(name: string): string {
-  if (!NETWORK_NAME.test(name)) {
-    throw new RangeError(
-      `network name ${JSON.stringify(name)} is not allowed: use 1-63 lower-case letters, digits and '-', starting with a letter or digit`,
-    );
-  }
-  return name;
-}

@@ -5,8 +5,8 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Context, Hono } from "hono";
+import { PROMETHEUS_CONTENT_TYPE } from "../../shared/prometheus.ts";
 import { createRelayApp } from "../app/app.ts";
-import { PROMETHEUS_CONTENT_TYPE } from "../app/metrics.ts";
 import type { RelayDirectory } from "../app/runtime.ts";
 import { bearerToken, constantTimeEqual } from "../app/secrets.ts";
 import { DIRECTORY_NAME, type Env } from "./env.ts";

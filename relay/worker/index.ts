@@ -11,8 +11,9 @@
  * What names no network (GET /healthz, GET /v1/networks, GET /metrics, a Provision whose token
  * cannot be read) is answered here by the same app over an edge directory (edge.ts).
  */
+
+import { isNetworkName, NETWORKS_PATH, networkInPath } from "../../shared/siderolink/relay-api.ts";
 import { provisionNetwork } from "../app/connect.ts";
-import { validateNetworkName } from "../store/store.ts";
 import { serveEdge } from "./edge.ts";
 import type { Env } from "./env.ts";
 
@@ -20,8 +21,6 @@ export { DirectoryObject } from "./directory-object.ts";
 export { NetworkObject } from "./network-object.ts";
 
 const PROVISION_PATH = "/sidero.link.ProvisionService/Provision";
-const NETWORKS_PATH = "/v1/networks";
-const NETWORK_PATH = /^\/v1\/networks\/([^/]+)(?:\/|$)/;
 
 export default {
   async fetch(request, env): Promise<Response> {
@@ -45,21 +44,7 @@ async function networkOf(request: Request): Promise<string | undefined> {
     const field = (body as { name?: unknown } | undefined)?.name;
     name = typeof field === "string" ? field : undefined;
   } else {
-    const match = NETWORK_PATH.exec(pathname);
-    try {
-      name = match ? decodeURIComponent(match[1]) : undefined;
-    } catch {
-      name = undefined;
-    }
+    name = networkInPath(pathname);
   }
   return name !== undefined && isNetworkName(name) ? name : undefined;
-}
-
-function isNetworkName(name: string): boolean {
-  try {
-    validateNetworkName(name);
-    return true;
-  } catch {
-    return false;
-  }
 }

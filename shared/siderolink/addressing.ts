@@ -1,5 +1,5 @@
 import { sha256 } from "@noble/hashes/sha2.js";
-import { IPV6_SIZE, type Prefix, prefixFrom } from "./ipv6.ts";
+import { IPV6_SIZE, maskAddress, type Prefix } from "../net/ip.ts";
 
 /**
  * Talos's ULA prefixes (RFC 4193, with a Talos twist): byte 0 is 0xfd, bytes 1-6 come from
@@ -42,7 +42,7 @@ function ulaPrefix(id: string, purpose: UlaPurpose): Prefix {
   const address = hash.slice(hash.length - IPV6_SIZE);
   address[0] = ULA_FIRST_BYTE;
   address[PURPOSE_BYTE] = purpose;
-  return prefixFrom(address, ULA_PREFIX_BITS).masked();
+  return { address: maskAddress(address, ULA_PREFIX_BITS), bits: ULA_PREFIX_BITS };
 }
 
 /** The SideroLink network of an installation: the server is ::1, nodes take random hosts. */
@@ -62,7 +62,7 @@ export function kubeSpanPrefix(clusterId: string): Prefix {
 
 /** The server's overlay address: the first host of the prefix. */
 export function serverAddress(prefix: Prefix): Uint8Array {
-  const address = prefix.masked().address;
+  const address = maskAddress(prefix.address, prefix.bits);
   address[IPV6_SIZE - 1] |= 1;
   return address;
 }
@@ -78,7 +78,7 @@ export function randomNodeAddress(
   if (prefix.bits > ULA_PREFIX_BITS) {
     throw new RangeError(`node addresses need a prefix of /64 or shorter, got /${prefix.bits}`);
   }
-  const network = prefix.masked().address;
+  const network = maskAddress(prefix.address, prefix.bits);
   const server = serverAddress(prefix);
   const address = network.slice();
   const host = address.subarray(NODE_BITS_START);

@@ -1,5 +1,5 @@
+import { formatIPv6, parseIPv6 } from "../net/ip.ts";
 import { SideroLinkError } from "./errors.ts";
-import { formatIPv6, parseIPv6 } from "./ipv6.ts";
 
 /**
  * Where and how to reach a SideroLink API, read from the kernel argument `siderolink.api` or a

@@ -7,13 +7,7 @@
  * Nodes without a value only join two diverging branches and vanish when no longer needed.
  */
 
-import { formatIP, maskAddress, parseIP } from "../net/ip.ts";
-
-export interface Prefix {
-  /** 4 or 16 bytes, host bits zero. */
-  readonly address: Uint8Array;
-  readonly bits: number;
-}
+import { formatIP, maskAddress, type Prefix, parseIP } from "../net/ip.ts";
 
 interface Node<T> {
   key: Uint8Array;
@@ -36,23 +30,6 @@ function commonBits(a: Uint8Array, b: Uint8Array, offset: number, limit: number)
     bits += 8;
   }
   return limit;
-}
-
-/** Parses "10.0.0.0/8", "fd00::1/128" or a bare address (a host prefix). Throws when invalid. */
-export function parsePrefix(text: string): Prefix {
-  const slash = text.indexOf("/");
-  const address = parseAddress(slash < 0 ? text : text.slice(0, slash));
-  const max = address.length * 8;
-  const lengthText = slash < 0 ? String(max) : text.slice(slash + 1);
-  const bits = Number(lengthText);
-  if (!/^\d{1,3}$/.test(lengthText) || bits > max) {
-    throw new RangeError(`invalid prefix length in ${JSON.stringify(text)}: expected 0-${max}`);
-  }
-  return { address: maskAddress(address, bits), bits };
-}
-
-export function formatPrefix(prefix: Prefix): string {
-  return `${formatAddress(prefix.address)}/${prefix.bits}`;
 }
 
 /** Parses dotted-quad IPv4 or RFC 4291 IPv6 text (with `::` and an embedded IPv4 tail). */

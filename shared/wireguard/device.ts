@@ -16,7 +16,8 @@
  * Packets move through send.ts (Tun to Bind) and receive.ts (Bind to Tun); this file holds
  * the configuration and what the peers share.
  */
-import { AllowedIps, parsePrefix } from "./allowed-ips.ts";
+import { parseNetworkPrefix } from "../net/ip.ts";
+import { AllowedIps } from "./allowed-ips.ts";
 import type { Bind, Endpoint } from "./bind.ts";
 import type { Clock } from "./clock.ts";
 import {
@@ -227,7 +228,9 @@ export class Device implements PeerHost {
       const endpoint = config.endpoint;
       peer.endpoint = typeof endpoint === "string" ? this.#bind.parseEndpoint(endpoint) : endpoint;
     }
-    const prefixes = (config.allowedIps ?? []).map(parsePrefix);
+    const prefixes = (config.allowedIps ?? []).map((text) =>
+      parseNetworkPrefix(text, "allowedIps"),
+    );
     if (config.replaceAllowedIps) this.allowedIps.removeValue(peer);
     for (const prefix of prefixes) this.allowedIps.insert(prefix, peer);
     if (config.persistentKeepaliveInterval !== undefined) {

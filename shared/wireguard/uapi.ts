@@ -12,7 +12,7 @@
  * protocol_version). Error codes are wireguard-go's: -EINVAL for a bad key or value, -EPROTO
  * for a line without '=', -EADDRINUSE when the port cannot be bound.
  */
-import { formatPrefix, parsePrefix } from "./allowed-ips.ts";
+import { formatPrefix, parseNetworkPrefix } from "../net/ip.ts";
 import type { Endpoint } from "./bind.ts";
 import type { Device, PeerConfig } from "./device.ts";
 import { fromHex, toHex } from "./hex.ts";
@@ -203,7 +203,7 @@ function setPeerKey(device: Device, section: PeerSection, key: string, value: st
       return;
     case "allowed_ip":
       try {
-        parsePrefix(value);
+        parseNetworkPrefix(value, "allowed_ip");
       } catch (error) {
         throw new UapiError(EINVAL, `failed to set allowed ip: ${(error as Error).message}`);
       }

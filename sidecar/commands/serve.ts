@@ -5,7 +5,7 @@
  * server link until SIGINT/SIGTERM.
  */
 import { readFileSync } from "node:fs";
-import { parsePrefix } from "../../shared/siderolink/ipv6.ts";
+import { parseInterfaceAddress } from "../../shared/net/ip.ts";
 import { formatKey, publicKey } from "../../shared/siderolink/keys.ts";
 import {
   DaemonOptionSpecs,
@@ -134,7 +134,7 @@ async function serve(args: string[], log: Logger): Promise<number> {
   const addressOverride = options.get("address");
   if (addressOverride !== undefined) {
     try {
-      parsePrefix(addressOverride, "--address");
+      parseInterfaceAddress(addressOverride, "--address");
     } catch (error) {
       throw new SidecarError(ExitCode.Usage, (error as Error).message);
     }

@@ -1,7 +1,7 @@
 /**
  * The node stream as Talos opens it: `sidero.link.WireGuardOverGRPCService/CreateStream`, a
- * bidirectional gRPC stream over HTTP/2 with the metadata `x-siderolink-ipv6-addr:
- * <grpc_peer_addr_port>`, one datagram per PeerPacket. PermissionDenied ("peer not allowed")
+ * bidirectional gRPC stream over HTTP/2 whose PEER_ADDRESS_HEADER metadata carries
+ * `grpc_peer_addr_port` (shared/siderolink/relay-api.ts), one datagram per PeerPacket. PermissionDenied ("peer not allowed")
  * and Aborted ("peer replaced") end it for good; anything else is retried.
  *
  * Outgoing datagrams wait in a short drop-oldest queue for the stream to take them: a deep
@@ -16,6 +16,7 @@ import {
   WireGuardOverGRPCService,
 } from "../../shared/gen/sidero/link/wireguard_pb.ts";
 import type { ApiUrl } from "../../shared/siderolink/api-url.ts";
+import { PEER_ADDRESS_HEADER } from "../../shared/siderolink/relay-api.ts";
 import { type TlsSettings, tlsOptions } from "../tls.ts";
 import {
   createReconnector,
@@ -24,7 +25,6 @@ import {
   type TransportHandlers,
   type TransportState,
 } from "./transport.ts";
-import { PeerAddressHeader } from "./websocket.ts";
 
 /** Outgoing datagrams held while the stream is busy; Talos keeps 100 per peer. */
 export const SendQueueLimit = 100;
@@ -96,7 +96,7 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
     };
     try {
       const responses: AsyncIterable<PeerPacket> = client.createStream(outgoing(controller), {
-        headers: { [PeerAddressHeader]: options.peerAddrPort },
+        headers: { [PEER_ADDRESS_HEADER]: options.peerAddrPort },
         signal: controller.signal,
         onHeader: markOpen,
       });

@@ -3,6 +3,7 @@
  * with `x-siderolink-ipv6-addr: <grpc_peer_addr_port>`. Binary messages are NODE_DATAGRAMS
  * frames both ways (shared/tunnel/frame.ts); the text pair ping/pong proves liveness.
  */
+import { PEER_ADDRESS_HEADER, tunnelPath } from "../../shared/siderolink/relay-api.ts";
 import { decodeNodeDatagrams } from "../../shared/tunnel/decode.ts";
 import { createBatchEncoder } from "../../shared/tunnel/encode.ts";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
@@ -15,7 +16,6 @@ import {
   type TransportHandlers,
 } from "./transport.ts";
 
-export const PeerAddressHeader = "x-siderolink-ipv6-addr";
 /** Close codes after which reconnecting is pointless: the relay no longer knows this node. */
 const TerminalCodes: ReadonlySet<number> = new Set([
   CloseCode.PeerNotAllowed,
@@ -25,7 +25,7 @@ const TerminalCodes: ReadonlySet<number> = new Set([
 
 /** `ws(s)://authority/v1/networks/<network>/tunnel` for an API origin (`http(s)://authority`). */
 export function tunnelUrl(origin: string, network: string): string {
-  return `${origin.replace(/^http/, "ws")}/v1/networks/${encodeURIComponent(network)}/tunnel`;
+  return `${origin.replace(/^http/, "ws")}${tunnelPath(network)}`;
 }
 
 export interface WebSocketTransportOptions extends TransportHandlers {
@@ -42,7 +42,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): No
   const views: Uint8Array[] = [];
   const stream = superviseWebSocket({
     url: options.url,
-    headers: { [PeerAddressHeader]: options.peerAddrPort },
+    headers: { [PEER_ADDRESS_HEADER]: options.peerAddrPort },
     tls: options.tls,
     log,
     stats,

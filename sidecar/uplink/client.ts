@@ -8,6 +8,7 @@
  * A refused admin secret or protocol version is fatal: `onFatal` reports it.
  */
 import { WebSocket } from "ws";
+import { uplinkPath } from "../../shared/siderolink/relay-api.ts";
 import { decodeControl, decodePeerDatagrams, frameType } from "../../shared/tunnel/decode.ts";
 import { createBatchEncoder, encodeAck, encodeHello } from "../../shared/tunnel/encode.ts";
 import { CloseCode, FrameType, PROTOCOL_VERSION } from "../../shared/tunnel/frame.ts";
@@ -56,7 +57,7 @@ const FatalCodes: ReadonlySet<number> = new Set([
 
 export function uplinkUrl(relayUrl: string, network: string): string {
   const base = relayUrl.replace(/\/+$/, "").replace(/^http/, "ws");
-  return `${base}/v1/networks/${encodeURIComponent(network)}/uplink`;
+  return `${base}${uplinkPath(network)}`;
 }
 
 export function connectUplink(options: UplinkOptions): Uplink {

@@ -8,7 +8,7 @@
  * not name are removed, missing or changed ones are set, unchanged ones are left alone, so a
  * reconnect never duplicates or churns a peer.
  */
-import { formatIPv6 } from "../../shared/siderolink/ipv6.ts";
+import { formatIPv6 } from "../../shared/net/ip.ts";
 import { formatKey } from "../../shared/siderolink/keys.ts";
 import type { ControlMessage, PeerEntry } from "../../shared/tunnel/decode.ts";
 import { FrameType } from "../../shared/tunnel/frame.ts";

@@ -1,6 +1,6 @@
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { parsePrefix } from "../../shared/siderolink/ipv6.ts";
+import { parseNetworkPrefix } from "../../shared/net/ip.ts";
 import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { type TlsSettings, tlsOptions } from "../tls.ts";
 
@@ -48,7 +48,7 @@ export function fetchServerAddress(
           }
           try {
             const summary = JSON.parse(body) as { prefix?: string; serverAddress?: string };
-            const bits = summary.prefix ? parsePrefix(summary.prefix).bits : 64;
+            const bits = summary.prefix ? parseNetworkPrefix(summary.prefix, "prefix").bits : 64;
             if (!summary.serverAddress) throw new Error("no serverAddress");
             resolve(`${summary.serverAddress}/${bits}`);
           } catch (error) {

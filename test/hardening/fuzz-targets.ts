@@ -18,10 +18,10 @@ import type { HubSocket } from "../../relay/hub/socket.ts";
 import { createNodeDirectory, type NodeDirectory } from "../../relay/node/directory.ts";
 import { openSqliteDatabase, type SqliteDatabase } from "../../relay/node/sqlite.ts";
 import { ProvisionRequestSchema } from "../../shared/gen/sidero/link/provision_pb.ts";
+import { parseAddrPort, parseInterfaceAddress, parseIPv6 } from "../../shared/net/ip.ts";
 import { parseApiUrl } from "../../shared/siderolink/api-url.ts";
 import { parseSideroLinkConfig } from "../../shared/siderolink/config.ts";
 import { SideroLinkError } from "../../shared/siderolink/errors.ts";
-import { parseAddrPort, parseIPv6, parsePrefix } from "../../shared/siderolink/ipv6.ts";
 import { parseKey } from "../../shared/siderolink/keys.ts";
 import {
   decodeControl,
@@ -456,7 +456,7 @@ const parsers: FuzzTarget = {
       fc.property(addressish, (text) => {
         parsesOrSideroLinkError(() => parseIPv6(text));
         parsesOrSideroLinkError(() => parseAddrPort(text));
-        parsesOrSideroLinkError(() => parsePrefix(text));
+        parsesOrSideroLinkError(() => parseInterfaceAddress(text));
         parsesOrSideroLinkError(() => parseKey(text, "key"));
       }),
       { numRuns: runs, seed },

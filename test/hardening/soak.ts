@@ -20,7 +20,8 @@ import http from "node:http";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { WebSocket } from "ws";
 import type { HubMetrics } from "../../relay/hub/metrics.ts";
-import { parseAddrPort } from "../../shared/siderolink/ipv6.ts";
+import { parseAddrPort } from "../../shared/net/ip.ts";
+import { PEER_ADDRESS_HEADER, tunnelPath, uplinkPath } from "../../shared/siderolink/relay-api.ts";
 import { decodeControl, decodePeerDatagrams } from "../../shared/tunnel/decode.ts";
 import { createBatchEncoder, encodeAck, encodeHello } from "../../shared/tunnel/encode.ts";
 import { FrameType, PING_TEXT, PROTOCOL_VERSION } from "../../shared/tunnel/frame.ts";
@@ -141,8 +142,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const connect = (node: Node) => {
       if (stopping) return;
       connections++;
-      const ws = new WebSocket(`${wsBase}/v1/networks/${NETWORK}/tunnel`, {
-        headers: { "x-siderolink-ipv6-addr": node.addrPort },
+      const ws = new WebSocket(`${wsBase}${tunnelPath(NETWORK)}`, {
+        headers: { [PEER_ADDRESS_HEADER]: node.addrPort },
         perMessageDeflate: false,
       });
       node.ws = ws;
@@ -336,7 +337,7 @@ async function openUplink(
   adminSecret: string,
   onDatagram: () => void,
 ): Promise<WebSocket> {
-  const ws = new WebSocket(`${wsBase}/v1/networks/${NETWORK}/uplink`, {
+  const ws = new WebSocket(`${wsBase}${uplinkPath(NETWORK)}`, {
     headers: { authorization: `Bearer ${adminSecret}` },
     perMessageDeflate: false,
   });

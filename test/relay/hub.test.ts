@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Hub, type HubLimits, NoUplinkError } from "../../relay/hub/hub.ts";
 import type { HubSocket, SocketAttachment } from "../../relay/hub/socket.ts";
-import { formatIPv6, parseIPv6 } from "../../shared/siderolink/ipv6.ts";
+import { formatIPv6, parseIPv6 } from "../../shared/net/ip.ts";
 import {
   decodeControl,
   decodeNodeDatagrams,

@@ -4,7 +4,7 @@ import { after, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
-import { formatIPv6, parseAddrPort } from "../../shared/siderolink/ipv6.ts";
+import { formatIPv6, parseAddrPort } from "../../shared/net/ip.ts";
 import { FrameType } from "../../shared/tunnel/frame.ts";
 import { eventually } from "../support/eventually.ts";
 import {

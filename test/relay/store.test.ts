@@ -51,7 +51,7 @@ test("networks, tokens, peers and counters, across a reopen of the file", async 
   assert.deepEqual(listNetworkNames(db), ["alpha", "beta"]);
   assert.throws(
     () => createSqlNetworkStore(db, "Bad.Name"),
-    /network name "Bad.Name" is not allowed/,
+    /network name: "Bad.Name" is not allowed/,
   );
 
   await alpha.addToken({ id: "t1", secret: "s1", createdAt: 10, revokedAt: null });

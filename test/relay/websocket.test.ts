@@ -9,7 +9,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import type { RelayServer } from "../../relay/node/server.ts";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
-import { parseAddrPort } from "../../shared/siderolink/ipv6.ts";
+import { parseAddrPort } from "../../shared/net/ip.ts";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
 import { eventually } from "../support/eventually.ts";
 import {

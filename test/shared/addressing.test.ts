@@ -2,6 +2,12 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 import {
+  formatIPv6,
+  formatPrefix,
+  parseInterfaceAddress,
+  prefixContains,
+} from "../../shared/net/ip.ts";
+import {
   kubeSpanPrefix,
   networkPrefix,
   type RandomSource,
@@ -9,7 +15,6 @@ import {
   serverAddress,
   virtualNetworkPrefix,
 } from "../../shared/siderolink/addressing.ts";
-import { formatIPv6, parsePrefix } from "../../shared/siderolink/ipv6.ts";
 
 /** Hands out the given 8-byte fills in order. */
 function sequence(...fills: number[][]): RandomSource & { calls: number } {
@@ -26,16 +31,16 @@ describe("SideroLink address derivation", () => {
   it("derives Talos's prefixes (known answers)", () => {
     const cases: [string, string][] = [
       // SideroLink's documented defaults for the empty installation id.
-      [networkPrefix("").toString(), "fdae:41e4:649b:9303::/64"],
-      [virtualNetworkPrefix().toString(), "fdae:41e4:649b:9304::/64"],
-      [kubeSpanPrefix("").toString(), "fdae:41e4:649b:9302::/64"],
+      [formatPrefix(networkPrefix("")), "fdae:41e4:649b:9303::/64"],
+      [formatPrefix(virtualNetworkPrefix()), "fdae:41e4:649b:9304::/64"],
+      [formatPrefix(kubeSpanPrefix("")), "fdae:41e4:649b:9302::/64"],
       // Talos's own KubeSpan known answer (pkg/machinery/resources/network ula_test).
       [
-        kubeSpanPrefix("8XuV9TZHW08DOk3bVxQjH9ih_TBKjnh-j44tsCLSBzo=").toString(),
+        formatPrefix(kubeSpanPrefix("8XuV9TZHW08DOk3bVxQjH9ih_TBKjnh-j44tsCLSBzo=")),
         "fd7f:175a:b97c:5602::/64",
       ],
       // SHA-256("abc") is FIPS 180-2's example: ...b00361a396177a9cb410ff61f20015ad.
-      [networkPrefix("abc").toString(), "fd03:61a3:9617:7a03::/64"],
+      [formatPrefix(networkPrefix("abc")), "fd03:61a3:9617:7a03::/64"],
     ];
     for (const [got, want] of cases) assert.equal(got, want);
   });
@@ -52,7 +57,7 @@ describe("SideroLink address derivation", () => {
 
   it("puts the server on the first host of the prefix", () => {
     assert.equal(formatIPv6(serverAddress(networkPrefix(""))), "fdae:41e4:649b:9303::1");
-    const written = parsePrefix("fdae:41e4:649b:9303:aaaa:bbbb:cccc:dddd/64");
+    const written = parseInterfaceAddress("fdae:41e4:649b:9303:aaaa:bbbb:cccc:dddd/64");
     assert.equal(formatIPv6(serverAddress(written)), "fdae:41e4:649b:9303::1");
   });
 
@@ -63,7 +68,7 @@ describe("SideroLink address derivation", () => {
       formatIPv6(randomNodeAddress(prefix, random)),
       "fdae:41e4:649b:9303:1234:5678:9abc:def0",
     );
-    const written = parsePrefix("fdae:41e4:649b:9303:ffff:ffff:ffff:ffff/64");
+    const written = parseInterfaceAddress("fdae:41e4:649b:9303:ffff:ffff:ffff:ffff/64");
     const again = randomNodeAddress(written, sequence([0, 0, 0, 0, 0, 0, 0, 2]));
     assert.equal(formatIPv6(again), "fdae:41e4:649b:9303::2");
   });
@@ -86,13 +91,16 @@ describe("SideroLink address derivation", () => {
     const seen = new Set<string>();
     for (let i = 0; i < 64; i++) {
       const address = randomNodeAddress(prefix);
-      assert.ok(prefix.contains(address));
+      assert.ok(prefixContains(prefix, address));
       seen.add(formatIPv6(address));
     }
     assert.equal(seen.size, 64);
   });
 
   it("refuses prefixes longer than /64", () => {
-    assert.throws(() => randomNodeAddress(parsePrefix("fd00::/65")), /\/64 or shorter, got \/65/);
+    assert.throws(
+      () => randomNodeAddress(parseInterfaceAddress("fd00::/65")),
+      /\/64 or shorter, got \/65/,
+    );
   });
 });

@@ -1,15 +1,19 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { SideroLinkError } from "../../shared/siderolink/errors.ts";
 import {
   formatAddrPort,
   formatIPv6,
+  formatPrefix,
+  maskPrefix,
   parseAddrPort,
+  parseInterfaceAddress,
   parseIPv6,
-  parsePrefix,
+  parseNetworkPrefix,
+  prefixContains,
   prefixFrom,
-} from "../../shared/siderolink/ipv6.ts";
+} from "../../shared/net/ip.ts";
+import { SideroLinkError } from "../../shared/siderolink/errors.ts";
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex");
 
@@ -97,7 +101,7 @@ describe("IPv6 text", () => {
   });
 });
 
-describe("IPv6 prefixes", () => {
+describe("prefixes: interface addresses and network prefixes", () => {
   it("tells which addresses share the prefix", () => {
     const cases: [string, string, boolean][] = [
       ["fdae:41e4:649b:9303::/64", "fdae:41e4:649b:9303:ffff:ffff:ffff:ffff", true],
@@ -113,39 +117,56 @@ describe("IPv6 prefixes", () => {
     ];
     for (const [prefix, address, want] of cases) {
       assert.equal(
-        parsePrefix(prefix).contains(parseIPv6(address)),
+        prefixContains(parseInterfaceAddress(prefix), parseIPv6(address)),
         want,
         `${prefix} ∋ ${address}`,
       );
     }
-    assert.equal(parsePrefix("::/0").contains(new Uint8Array(4)), false);
+    assert.equal(prefixContains(parseInterfaceAddress("::/0"), new Uint8Array(4)), false);
+    assert.equal(prefixContains(parseNetworkPrefix("0.0.0.0/0"), new Uint8Array(16)), false);
   });
 
-  it("keeps host bits as written and clears them when masked", () => {
-    const nodePrefix = parsePrefix("fdae:41e4:649b:9303:1234:5678:9abc:def0/64");
-    assert.equal(nodePrefix.toString(), "fdae:41e4:649b:9303:1234:5678:9abc:def0/64");
-    assert.equal(formatIPv6(nodePrefix.address), "fdae:41e4:649b:9303:1234:5678:9abc:def0");
-    assert.equal(nodePrefix.masked().toString(), "fdae:41e4:649b:9303::/64");
-    assert.equal(parsePrefix("fd00::ffff/116").masked().toString(), "fd00::f000/116");
+  it("keeps an interface address's host bits and clears a network prefix's", () => {
+    const nodeAddress = parseInterfaceAddress("fdae:41e4:649b:9303:1234:5678:9abc:def0/64");
+    assert.equal(formatPrefix(nodeAddress), "fdae:41e4:649b:9303:1234:5678:9abc:def0/64");
+    assert.equal(formatIPv6(nodeAddress.address), "fdae:41e4:649b:9303:1234:5678:9abc:def0");
+    assert.equal(formatPrefix(maskPrefix(nodeAddress)), "fdae:41e4:649b:9303::/64");
+    assert.equal(
+      formatPrefix(maskPrefix(parseInterfaceAddress("fd00::ffff/116"))),
+      "fd00::f000/116",
+    );
+    const network = parseNetworkPrefix("fdae:41e4:649b:9303:1234:5678:9abc:def0/64");
+    assert.equal(formatPrefix(network), "fdae:41e4:649b:9303::/64");
+    assert.equal(formatPrefix(parseNetworkPrefix("10.1.255.3/20")), "10.1.240.0/20");
+    assert.equal(formatPrefix(parseNetworkPrefix("fd00::1")), "fd00::1/128");
+    assert.equal(formatPrefix(parseNetworkPrefix("10.0.0.1")), "10.0.0.1/32");
   });
 
   it("copies the bytes it is given", () => {
     const bytes = parseIPv6("fd00::1");
     const prefix = prefixFrom(bytes, 64);
     bytes[0] = 0;
-    assert.equal(prefix.toString(), "fd00::1/64");
+    assert.equal(formatPrefix(prefix), "fd00::1/64");
   });
 
-  it("refuses lengths outside 0-128 and text without one", () => {
-    for (const bad of ["fd00::/129", "fd00::", "fd00::/", "fd00::/x", "fd00::/-1"]) {
+  it("refuses lengths outside the family's range and text without one, naming the field", () => {
+    for (const bad of ["fd00::/129", "fd00::", "fd00::/", "fd00::/x", "fd00::/-1", "10.0.0.0/8"]) {
       assert.throws(
-        () => parsePrefix(bad, "node_address_prefix"),
+        () => parseInterfaceAddress(bad, "node_address_prefix"),
         /^SideroLinkError: node_address_prefix: /,
         bad,
       );
     }
+    for (const bad of ["fd00::/129", "10.0.0.0/33", "fd00::/", "10.0.0/8", "fd00::g/64"]) {
+      assert.throws(
+        () => parseNetworkPrefix(bad, "allowed_ip"),
+        /^SideroLinkError: allowed_ip: (invalid IP address|invalid prefix length)/,
+        bad,
+      );
+    }
     assert.throws(() => prefixFrom(new Uint8Array(16), 129), RangeError);
-    assert.throws(() => prefixFrom(new Uint8Array(4), 32), RangeError);
+    assert.throws(() => prefixFrom(new Uint8Array(4), 33), RangeError);
+    assert.throws(() => prefixFrom(new Uint8Array(5), 8), RangeError);
   });
 });
 
@@ -153,7 +174,7 @@ describe("IPv6 address and port", () => {
   it("writes and reads the [address]:port form of grpc_peer_addr_port", () => {
     const address = parseIPv6("fdae:41e4:649b:9304:0:0:0:2");
     assert.equal(formatAddrPort(address, 50888), "[fdae:41e4:649b:9304::2]:50888");
-    const parsed = parseAddrPort("[fdae:41e4:649b:9304::2]:50888", "x-siderolink-ipv6-addr");
+    const parsed = parseAddrPort("[fdae:41e4:649b:9304::2]:50888", "grpc_peer_addr_port");
     assert.deepEqual(parsed, { address, port: 50888 });
   });
 
@@ -169,8 +190,8 @@ describe("IPv6 address and port", () => {
       "fdae::2]:1",
     ]) {
       assert.throws(
-        () => parseAddrPort(bad, "x-siderolink-ipv6-addr"),
-        /^SideroLinkError: x-siderolink-ipv6-addr: /,
+        () => parseAddrPort(bad, "grpc_peer_addr_port"),
+        /^SideroLinkError: grpc_peer_addr_port: /,
         bad,
       );
     }

@@ -16,8 +16,8 @@ import {
   type NetworkSummary,
 } from "../../relay/app/networks.ts";
 import { type RelayServer, startRelayServer } from "../../relay/node/server.ts";
+import { parseAddrPort } from "../../shared/net/ip.ts";
 import { type ApiUrl, parseApiUrl } from "../../shared/siderolink/api-url.ts";
-import { parseAddrPort } from "../../shared/siderolink/ipv6.ts";
 import { formatKey, generatePrivateKey, publicKey } from "../../shared/siderolink/keys.ts";
 import { ExitCode, SidecarError } from "../../sidecar/exit-codes.ts";
 import { createLogger } from "../../sidecar/log.ts";

@@ -1,16 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  AllowedIps,
-  formatAddress,
-  formatPrefix,
-  parseAddress,
-  parsePrefix,
-} from "../../shared/wireguard/allowed-ips.ts";
+import { formatPrefix, parseNetworkPrefix } from "../../shared/net/ip.ts";
+import { AllowedIps, formatAddress, parseAddress } from "../../shared/wireguard/allowed-ips.ts";
 
 const table = (entries: [string, string][]): AllowedIps<string> => {
   const ips = new AllowedIps<string>();
-  for (const [prefix, peer] of entries) ips.insert(parsePrefix(prefix), peer);
+  for (const [prefix, peer] of entries) ips.insert(parseNetworkPrefix(prefix), peer);
   return ips;
 };
 const find = (ips: AllowedIps<string>, address: string): string | null =>
@@ -54,7 +49,7 @@ describe("allowed IPs", () => {
   it("insert masks host bits and replaces the owner of an identical prefix", () => {
     const ips = table([["10.1.2.3/24", "a"]]);
     assert.deepEqual(entries(ips, "a"), ["10.1.2.0/24"]);
-    ips.insert(parsePrefix("10.1.2.0/24"), "b");
+    ips.insert(parseNetworkPrefix("10.1.2.0/24"), "b");
     assert.deepEqual(entries(ips, "a"), []);
     assert.equal(find(ips, "10.1.2.200"), "b");
   });
@@ -67,8 +62,8 @@ describe("allowed IPs", () => {
       ["10.2.0.0/16", "d"],
       ["fd00::/64", "b"],
     ]);
-    assert.equal(ips.remove(parsePrefix("10.1.0.0/16")), true);
-    assert.equal(ips.remove(parsePrefix("10.1.0.0/16")), false);
+    assert.equal(ips.remove(parseNetworkPrefix("10.1.0.0/16")), true);
+    assert.equal(ips.remove(parseNetworkPrefix("10.1.0.0/16")), false);
     assert.equal(find(ips, "10.1.0.1"), "a");
     assert.equal(find(ips, "10.1.200.1"), "c");
     assert.equal(find(ips, "10.2.0.1"), "d");
@@ -97,7 +92,7 @@ describe("allowed IPs", () => {
       const ips = new AllowedIps<number>();
       const list: { address: Uint8Array; bits: number; peer: number }[] = [];
       for (let i = 0; i < 60; i++) {
-        const prefix = parsePrefix(
+        const prefix = parseNetworkPrefix(
           `10.${random(4)}.${random(256)}.${random(256)}/${8 + random(25)}`,
         );
         ips.insert(prefix, i);
@@ -131,9 +126,9 @@ describe("allowed IPs", () => {
     assert.equal(formatAddress(parseAddress("::")), "::");
     assert.equal(formatAddress(parseAddress("1:0:0:2:0:0:0:3")), "1:0:0:2::3");
     assert.equal(formatAddress(parseAddress("1:0:2:3:4:5:6:7")), "1:0:2:3:4:5:6:7");
-    assert.throws(() => parsePrefix("10.0.0.0/33"), /prefix length/);
-    assert.throws(() => parsePrefix("10.0.0/8"), /invalid IP address/);
-    assert.throws(() => parsePrefix("fd00::g/64"), /invalid IP address/);
+    assert.throws(() => parseNetworkPrefix("10.0.0.0/33"), /prefix length/);
+    assert.throws(() => parseNetworkPrefix("10.0.0/8"), /invalid IP address/);
+    assert.throws(() => parseNetworkPrefix("fd00::g/64"), /invalid IP address/);
   });
 });
 

@@ -8,6 +8,7 @@
  * A refused admin secret or protocol version is fatal: `onFatal` reports it.
  */
 import { WebSocket } from "ws";
+import { createBatchSender } from "../../shared/tunnel/batch-sender.ts";
 import { decodeControl, decodePeerDatagrams, frameType } from "../../shared/tunnel/decode.ts";
 import { createBatchEncoder, encodeAck, encodeHello } from "../../shared/tunnel/encode.ts";
 import { CloseCode, FrameType, PROTOCOL_VERSION } from "../../shared/tunnel/frame.ts";
@@ -63,7 +64,6 @@ export function connectUplink(options: UplinkOptions): Uplink {
   const { log, reconciler } = options;
   const url = uplinkUrl(options.relayUrl, options.network);
   const stats = createTransportStats();
-  const encoder = createBatchEncoder(true);
   const tags: Uint8Array[] = [];
   const datagrams: Uint8Array[] = [];
   let synced = false;
@@ -125,6 +125,10 @@ export function connectUplink(options: UplinkOptions): Uplink {
     },
   });
 
+  const sender = createBatchSender(createBatchEncoder(true), (frame) =>
+    stream.openSocket()?.send(frame),
+  );
+
   return {
     get state() {
       return stream.state;
@@ -147,14 +151,11 @@ export function connectUplink(options: UplinkOptions): Uplink {
         return;
       }
       for (const datagram of batch) {
-        if (!encoder.add(datagram, tag)) {
-          ws.send(encoder.finish());
-          encoder.add(datagram, tag);
-        }
+        sender.add(datagram, tag);
         stats.txDatagrams++;
         stats.txBytes += datagram.length;
       }
-      if (encoder.count > 0) ws.send(encoder.finish());
+      sender.flush();
     },
     close: () => stream.close("server shutting down"),
   };

@@ -7,8 +7,9 @@
  * attachment (serializeAttachment), from which the hub's registry is rebuilt when the next
  * event constructs the object again. Pings are answered by the runtime without waking it.
  *
- * An alarm every SWEEP_INTERVAL_MS (or a quarter of a shorter liveness timeout), armed while
- * sockets are open, closes silent streams and writes the nodes' traffic counters to the store.
+ * An alarm every SWEEP_INTERVAL_MS (a quarter of a shorter liveness timeout: sweepIntervalMs,
+ * as on Node), armed while sockets are open, closes silent streams and writes the nodes'
+ * traffic counters to the store.
  *
  * Any name reaches an object (a join token may name a network that does not exist), so an
  * object whose request leaves no network behind deletes its storage again: guessing names
@@ -24,6 +25,7 @@ import {
   type NetworkRuntime,
   type RelayDirectory,
 } from "../app/runtime.ts";
+import { sweepIntervalMs } from "../hub/registry.ts";
 import { type HubSocket, isSocketAttachment, type SocketAttachment } from "../hub/socket.ts";
 import { listNetworkNames, migrate } from "../store/schema.ts";
 import type { SqlExecutor } from "../store/sql.ts";
@@ -32,9 +34,6 @@ import { durableSql } from "./durable-sql.ts";
 import { edgeClientAddress } from "./edge.ts";
 import { DIRECTORY_NAME, type Env } from "./env.ts";
 import { createDurableHubSocket } from "./hub-socket.ts";
-
-/** How often open streams are checked for silence and traffic counters stored, at most. */
-const SWEEP_INTERVAL_MS = 15_000;
 
 const NETWORKS_PATH = "/v1/networks";
 
@@ -55,7 +54,7 @@ export class NetworkObject extends DurableObject<Env> {
     super(ctx, env);
     this.#sql = durableSql(ctx.storage);
     this.#livenessTimeoutMs = livenessTimeout(env.RELAY_LIVENESS_TIMEOUT_MS);
-    this.#sweepIntervalMs = Math.min(SWEEP_INTERVAL_MS, this.#livenessTimeoutMs / 4);
+    this.#sweepIntervalMs = sweepIntervalMs(this.#livenessTimeoutMs);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_TEXT, PONG_TEXT));
   }
 
@@ -70,8 +69,7 @@ export class NetworkObject extends DurableObject<Env> {
       request.method === "POST" &&
       new URL(request.url).pathname === NETWORKS_PATH
     ) {
-      const directory = this.env.DIRECTORY.get(this.env.DIRECTORY.idFromName(DIRECTORY_NAME));
-      await directory.add(runtime.name);
+      await this.#created(runtime.name);
     }
     return response;
   }
@@ -103,6 +101,14 @@ export class NetworkObject extends DurableObject<Env> {
     if (this.ctx.getWebSockets().length > 0) {
       await this.ctx.storage.setAlarm(Date.now() + this.#sweepIntervalMs);
     }
+  }
+
+  /**
+   * This object's network was created: the relay's directory lists it from now on.
+   */
+  async #created(name: string): Promise<void> {
+    const directory = this.env.DIRECTORY.get(this.env.DIRECTORY.idFromName(DIRECTORY_NAME));
+    await directory.add(name);
   }
 
   /** The relay for this object's network, built on first use and after every eviction. */

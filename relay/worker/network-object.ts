@@ -13,7 +13,8 @@
  *
  * Any name reaches an object (a join token may name a network that does not exist), so an
  * object whose request leaves no network behind deletes its storage again: guessing names
- * costs the relay no storage.
+ * costs the relay no storage. A request that leaves a network where there was none created it,
+ * and the object adds the name to the relay's directory (directory-object.ts).
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Hono } from "hono";
@@ -34,8 +35,6 @@ import { durableSql } from "./durable-sql.ts";
 import { edgeClientAddress } from "./edge.ts";
 import { DIRECTORY_NAME, type Env } from "./env.ts";
 import { createDurableHubSocket } from "./hub-socket.ts";
-
-const NETWORKS_PATH = "/v1/networks";
 
 interface Relay {
   readonly runtime: NetworkRuntime;
@@ -60,15 +59,13 @@ export class NetworkObject extends DurableObject<Env> {
 
   override async fetch(request: Request): Promise<Response> {
     const { runtime, app } = this.#open();
+    const existed = (await runtime.store.network()) !== undefined;
     const response = await app.fetch(request);
-    if ((await runtime.store.network()) === undefined) {
+    const exists = (await runtime.store.network()) !== undefined;
+    if (!exists) {
       await this.ctx.storage.deleteAll();
       this.#migrated = false;
-    } else if (
-      response.status === 201 &&
-      request.method === "POST" &&
-      new URL(request.url).pathname === NETWORKS_PATH
-    ) {
+    } else if (!existed) {
       await this.#created(runtime.name);
     }
     return response;
@@ -104,7 +101,8 @@ export class NetworkObject extends DurableObject<Env> {
   }
 
   /**
-   * This object's network was created: the relay's directory lists it from now on.
+   * This object's network came to exist. Adding a name is idempotent, so requests that raced to
+   * create it may all announce it.
    */
   async #created(name: string): Promise<void> {
     const directory = this.env.DIRECTORY.get(this.env.DIRECTORY.idFromName(DIRECTORY_NAME));

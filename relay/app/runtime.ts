@@ -7,6 +7,7 @@
 import { parseIPv6 } from "../../shared/net/ip.ts";
 import { parseKey } from "../../shared/siderolink/keys.ts";
 import type { PeerEntry } from "../../shared/tunnel/decode.ts";
+import type { Clock } from "../../shared/wireguard/clock.ts";
 import { Hub, type HubLimits } from "../hub/hub.ts";
 import type { SocketAttachment } from "../hub/socket.ts";
 import type { NetworkStore, PeerRecord } from "../store/store.ts";
@@ -46,7 +47,7 @@ export interface NetworkRuntimeOptions {
   readonly store: NetworkStore;
   readonly acceptWebSocket: NetworkRuntime["acceptWebSocket"];
   readonly hubLimits?: Partial<HubLimits>;
-  readonly now?: () => number;
+  readonly clock?: Clock;
 }
 
 /** Builds a runtime whose hub reads and records the uplink's state through `store`. */
@@ -54,7 +55,7 @@ export function createNetworkRuntime(options: NetworkRuntimeOptions): NetworkRun
   const { store } = options;
   const hub = new Hub({
     limits: options.hubLimits,
-    now: options.now,
+    clock: options.clock,
     hooks: {
       async uplinkHello(serverPublicKey) {
         await store.setServerPublicKey(serverPublicKey);

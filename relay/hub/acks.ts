@@ -2,25 +2,28 @@
  * Waiting for the uplink's ACKs: each PEER_* message the hub sends carries a sequence number,
  * and whoever needs the peer applied (Provision) waits for its ACK, for a bounded time.
  */
+import type { Clock, TimerHandle } from "../../shared/wireguard/clock.ts";
 import type { AckResult } from "./hub.ts";
 
 interface Waiter {
   resolve(result: AckResult): void;
-  timer: ReturnType<typeof setTimeout>;
+  timer: TimerHandle;
 }
 
 export class AckWaiters {
   readonly #waiters = new Map<number, Waiter>();
+  readonly #clock: Clock;
   readonly #onTimeout: () => void;
 
-  constructor(onTimeout: () => void) {
+  constructor(clock: Clock, onTimeout: () => void) {
+    this.#clock = clock;
     this.#onTimeout = onTimeout;
   }
 
   /** Resolves with "acked" when `ack(seq)` comes, else "timeout" after `timeoutMs`. */
   wait(seq: number, timeoutMs: number): Promise<AckResult> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         this.#waiters.delete(seq);
         this.#onTimeout();
         resolve("timeout");
@@ -43,7 +46,7 @@ export class AckWaiters {
     const waiter = this.#waiters.get(seq);
     if (!waiter) return false;
     this.#waiters.delete(seq);
-    clearTimeout(waiter.timer);
+    this.#clock.clearTimeout(waiter.timer);
     waiter.resolve(result);
     return true;
   }

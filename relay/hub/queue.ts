@@ -72,6 +72,21 @@ export class DatagramQueue {
     this.#length--;
   }
 
+  /**
+   * Moves every entry, oldest first, into `datagrams` (and `tags`, where the entry has one) from
+   * index 0, and empties the queue; returns how many moved.
+   */
+  moveInto(datagrams: Uint8Array[], tags: Uint8Array[]): number {
+    const count = this.#length;
+    for (let i = 0; i < count; i++) {
+      datagrams[i] = this.peekData();
+      const tag = this.peekTag();
+      if (tag) tags[i] = tag;
+      this.shift();
+    }
+    return count;
+  }
+
   clear(): void {
     while (this.#length > 0) this.shift();
   }

@@ -4,10 +4,21 @@
  */
 export interface HubSocket {
   /**
-   * Sends one binary frame or one text message. The hub reuses `data`'s buffer after this
-   * returns: a runtime that sends later must copy it.
+   * Sends the first `count` of `datagrams`, framed the way the transport carries them: as
+   * NODE_DATAGRAMS on a node stream (`tags` undefined), as PEER_DATAGRAMS on the uplink with
+   * `tags[i]` the virtual address of the node of `datagrams[i]`. The arrays and the bytes they
+   * view are valid only during the call: a runtime that sends later must copy.
    */
-  send(data: Uint8Array | string): void;
+  sendDatagrams(
+    datagrams: readonly Uint8Array[],
+    tags: readonly Uint8Array[] | undefined,
+    count: number,
+  ): void;
+  /**
+   * Sends one control frame (PEER_* to the uplink) or one text message (the answer to a ping).
+   * The hub does not touch the frame again.
+   */
+  sendControl(message: Uint8Array | string): void;
   /** Closes with a WebSocket close code (CloseCode in shared/tunnel/frame.ts) and reason. */
   close(code: number, reason: string): void;
   /**
@@ -15,7 +26,7 @@ export interface HubSocket {
    * would have sent as dropped; undefined where the runtime cannot tell.
    */
   readonly writable?: boolean;
-  /** Bytes accepted by `send` and not yet written out; 0 where the runtime cannot tell. */
+  /** Bytes the send methods accepted and not yet written out; 0 where the runtime cannot tell. */
   readonly bufferedAmount: number;
   /**
    * Stores the attachment with the socket so the hub can be rebuilt from it (a Durable Object's

@@ -3,18 +3,17 @@
  * hub) lives in this process from first use until shutdown. Timers here sweep dead streams and
  * write traffic counters to the store.
  */
-
 import { validateNetworkName } from "../../shared/siderolink/relay-api.ts";
+import { LIVENESS_TIMEOUT_MS } from "../../shared/tunnel/frame.ts";
 import type { NetworkRuntime, RelayDirectory } from "../app/runtime.ts";
 import { createNetworkRuntime } from "../app/runtime.ts";
 import type { HubLimits } from "../hub/hub.ts";
+import { sweepIntervalMs } from "../hub/registry.ts";
 import { listNetworkNames } from "../store/schema.ts";
 import type { SqlExecutor } from "../store/sql.ts";
 import { createSqlNetworkStore } from "../store/sql-store.ts";
 import type { WebSocketUpgrades } from "./websocket.ts";
 
-/** How often dead streams are looked for; with the 45 s timeout a dead peer goes within 55 s. */
-export const SWEEP_INTERVAL_MS = 10_000;
 /** How often traffic counters reach the store. */
 export const TRAFFIC_FLUSH_INTERVAL_MS = 30_000;
 
@@ -31,6 +30,7 @@ export interface NodeDirectory extends RelayDirectory {
 
 export interface NodeDirectoryOptions {
   readonly hubLimits?: Partial<HubLimits>;
+  /** Overrides the sweep interval that follows from the liveness timeout (sweepIntervalMs). */
   readonly sweepIntervalMs?: number;
 }
 
@@ -60,9 +60,12 @@ export function createNodeDirectory(
     }
   };
 
+  const sweepEveryMs =
+    options.sweepIntervalMs ??
+    sweepIntervalMs(options.hubLimits?.livenessTimeoutMs ?? LIVENESS_TIMEOUT_MS);
   const sweep = setInterval(() => {
     for (const runtime of runtimes.values()) runtime.hub.sweep();
-  }, options.sweepIntervalMs ?? SWEEP_INTERVAL_MS);
+  }, sweepEveryMs);
   const flush = setInterval(() => {
     flushTraffic().catch((error: unknown) =>
       console.error("relay: writing traffic counters failed", error),

@@ -10,7 +10,6 @@ import type {
   WireGuardOverGRPCService,
 } from "../../shared/gen/sidero/link/wireguard_pb.ts";
 import { canonicalPeerAddress, PEER_ADDRESS_HEADER } from "../../shared/siderolink/relay-api.ts";
-import { decodeNodeDatagrams } from "../../shared/tunnel/decode.ts";
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
 import type { NetworkRuntime } from "../app/runtime.ts";
 import type { HubSocket } from "../hub/socket.ts";
@@ -67,10 +66,9 @@ export function createWireGuardOverGrpc(
   };
 }
 
-/** HubSocket that turns NODE_DATAGRAMS frames into PeerPackets on one gRPC response stream. */
+/** HubSocket that queues each datagram for a node as one PeerPacket on a gRPC response stream. */
 class GrpcHubSocket implements HubSocket {
   readonly #queue: Uint8Array[] = [];
-  readonly #views: Uint8Array[] = [];
   #queuedBytes = 0;
   #ended = false;
   #error: ConnectError | undefined;
@@ -88,16 +86,23 @@ class GrpcHubSocket implements HubSocket {
     return this.#queuedBytes;
   }
 
-  send(data: Uint8Array | string): void {
-    if (this.#ended || typeof data === "string") return;
-    const count = decodeNodeDatagrams(data, this.#views);
+  sendDatagrams(
+    datagrams: readonly Uint8Array[],
+    _tags: readonly Uint8Array[] | undefined,
+    count: number,
+  ): void {
+    if (this.#ended) return;
     for (let i = 0; i < count; i++) {
-      const datagram = this.#views[i].slice();
+      // The views last only for this call, and the packet is written later: copy.
+      const datagram = datagrams[i].slice();
       this.#queue.push(datagram);
       this.#queuedBytes += datagram.length;
     }
     this.#signal();
   }
+
+  /** A node stream gets no control frames, and gRPC has no text pings to answer. */
+  sendControl(): void {}
 
   close(code: number, reason: string): void {
     if (this.#ended) return;

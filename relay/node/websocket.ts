@@ -10,6 +10,7 @@ import { type WebSocket, WebSocketServer } from "ws";
 import { MAX_FRAME_SIZE } from "../../shared/tunnel/frame.ts";
 import type { Admission, NetworkRuntime } from "../app/runtime.ts";
 import type { HubSocket } from "../hub/socket.ts";
+import { webSocketDatagrams } from "../hub/websocket-batches.ts";
 
 interface PendingUpgrade {
   readonly runtime: NetworkRuntime;
@@ -105,11 +106,15 @@ function adopt(ws: WebSocket, { runtime, admission }: PendingUpgrade): void {
 
 /** HubSocket over a `ws` WebSocket. */
 export function wsHubSocket(ws: WebSocket): HubSocket {
+  // ws may write a frame after send returns, and the batch buffer is reused at once: copy.
+  const sendDatagrams = webSocketDatagrams((frame) => ws.send(Buffer.from(frame)));
   return {
-    send(data) {
-      if (ws.readyState !== ws.OPEN) return;
-      // The hub reuses its buffer once send returns, and ws may write later: copy.
-      ws.send(typeof data === "string" ? data : Buffer.from(data));
+    sendDatagrams(datagrams, tags, count) {
+      if (ws.readyState === ws.OPEN) sendDatagrams(datagrams, tags, count);
+    },
+    sendControl(message) {
+      // Control frames are the hub's to give away: no copy.
+      if (ws.readyState === ws.OPEN) ws.send(message);
     },
     close(code, reason) {
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);

@@ -1,20 +1,23 @@
 /** HubSocket over a hibernatable WebSocket that a Durable Object accepted. */
 import type { HubSocket, SocketAttachment } from "../hub/socket.ts";
+import { webSocketDatagrams } from "../hub/websocket-batches.ts";
 
 /**
- * Wraps `ws` for the hub. workerd copies the bytes inside `send`, so the hub may reuse its
- * buffer at once; the attachment rides with the socket through hibernation, and pings are
+ * Wraps `ws` for the hub. workerd copies the bytes inside `send`, so the batch buffer is free
+ * again at once; the attachment rides with the socket through hibernation, and pings are
  * answered by the runtime (`setWebSocketAutoResponse`), which records when.
  */
 export function createDurableHubSocket(ctx: DurableObjectState, ws: WebSocket): HubSocket {
+  const send = (message: Uint8Array | string): void => {
+    try {
+      ws.send(message);
+    } catch {
+      // Closing already: webSocketClose tells the hub, which then forgets the socket.
+    }
+  };
   return {
-    send(data: Uint8Array | string): void {
-      try {
-        ws.send(data);
-      } catch {
-        // Closing already: webSocketClose tells the hub, which then forgets the socket.
-      }
-    },
+    sendDatagrams: webSocketDatagrams(send),
+    sendControl: send,
     close(code: number, reason: string): void {
       try {
         ws.close(code, reason);

@@ -7,12 +7,14 @@
  * attachment (serializeAttachment), from which the hub's registry is rebuilt when the next
  * event constructs the object again. Pings are answered by the runtime without waking it.
  *
- * An alarm every SWEEP_INTERVAL_MS (or a quarter of a shorter liveness timeout), armed while
- * sockets are open, closes silent streams and writes the nodes' traffic counters to the store.
+ * An alarm every SWEEP_INTERVAL_MS (a quarter of a shorter liveness timeout: sweepIntervalMs,
+ * as on Node), armed while sockets are open, closes silent streams and writes the nodes'
+ * traffic counters to the store.
  *
  * Any name reaches an object (a join token may name a network that does not exist), so an
  * object whose request leaves no network behind deletes its storage again: guessing names
- * costs the relay no storage.
+ * costs the relay no storage. A request that leaves a network where there was none created it,
+ * and the object adds the name to the relay's directory (directory-object.ts).
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Hono } from "hono";
@@ -24,6 +26,7 @@ import {
   type NetworkRuntime,
   type RelayDirectory,
 } from "../app/runtime.ts";
+import { sweepIntervalMs } from "../hub/registry.ts";
 import { type HubSocket, isSocketAttachment, type SocketAttachment } from "../hub/socket.ts";
 import { listNetworkNames, migrate } from "../store/schema.ts";
 import type { SqlExecutor } from "../store/sql.ts";
@@ -32,11 +35,6 @@ import { durableSql } from "./durable-sql.ts";
 import { edgeClientAddress } from "./edge.ts";
 import { DIRECTORY_NAME, type Env } from "./env.ts";
 import { createDurableHubSocket } from "./hub-socket.ts";
-
-/** How often open streams are checked for silence and traffic counters stored, at most. */
-const SWEEP_INTERVAL_MS = 15_000;
-
-const NETWORKS_PATH = "/v1/networks";
 
 interface Relay {
   readonly runtime: NetworkRuntime;
@@ -55,23 +53,20 @@ export class NetworkObject extends DurableObject<Env> {
     super(ctx, env);
     this.#sql = durableSql(ctx.storage);
     this.#livenessTimeoutMs = livenessTimeout(env.RELAY_LIVENESS_TIMEOUT_MS);
-    this.#sweepIntervalMs = Math.min(SWEEP_INTERVAL_MS, this.#livenessTimeoutMs / 4);
+    this.#sweepIntervalMs = sweepIntervalMs(this.#livenessTimeoutMs);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_TEXT, PONG_TEXT));
   }
 
   override async fetch(request: Request): Promise<Response> {
     const { runtime, app } = this.#open();
+    const existed = (await runtime.store.network()) !== undefined;
     const response = await app.fetch(request);
-    if ((await runtime.store.network()) === undefined) {
+    const exists = (await runtime.store.network()) !== undefined;
+    if (!exists) {
       await this.ctx.storage.deleteAll();
       this.#migrated = false;
-    } else if (
-      response.status === 201 &&
-      request.method === "POST" &&
-      new URL(request.url).pathname === NETWORKS_PATH
-    ) {
-      const directory = this.env.DIRECTORY.get(this.env.DIRECTORY.idFromName(DIRECTORY_NAME));
-      await directory.add(runtime.name);
+    } else if (!existed) {
+      await this.#created(runtime.name);
     }
     return response;
   }
@@ -103,6 +98,15 @@ export class NetworkObject extends DurableObject<Env> {
     if (this.ctx.getWebSockets().length > 0) {
       await this.ctx.storage.setAlarm(Date.now() + this.#sweepIntervalMs);
     }
+  }
+
+  /**
+   * This object's network came to exist. Adding a name is idempotent, so requests that raced to
+   * create it may all announce it.
+   */
+  async #created(name: string): Promise<void> {
+    const directory = this.env.DIRECTORY.get(this.env.DIRECTORY.idFromName(DIRECTORY_NAME));
+    await directory.add(name);
   }
 
   /** The relay for this object's network, built on first use and after every eviction. */

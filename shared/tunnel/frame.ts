@@ -73,8 +73,18 @@ export const MAX_FRAME_SIZE = 1 << 20;
 export const PING_TEXT = "ping";
 export const PONG_TEXT = "pong";
 export const PING_INTERVAL_MS = 15_000;
-/** Three missed pings. With the relay checking every 10 s, a dead stream is gone within 55 s. */
+/**
+ * Three missed pings. With the relay checking every SWEEP_INTERVAL_MS, a dead stream is gone
+ * within 60 s.
+ */
 export const LIVENESS_TIMEOUT_MS = 45_000;
+/**
+ * How often the relay looks for streams silent past LIVENESS_TIMEOUT_MS, on Node and on Workers
+ * alike. One ping interval: a dead stream outlives the timeout by at most one missed ping, and a
+ * hibernating Durable Object, whose alarm runs the sweep, wakes no more often than its streams
+ * ping. A relay configured with a shorter liveness timeout sweeps four times per timeout.
+ */
+export const SWEEP_INTERVAL_MS = PING_INTERVAL_MS;
 
 /** WebSocket close codes (4000-4999 are the application's) used on both stream kinds. */
 export const CloseCode = {

@@ -4,6 +4,7 @@
  * frames both ways (shared/tunnel/frame.ts); the text pair ping/pong proves liveness.
  */
 import { PEER_ADDRESS_HEADER, tunnelPath } from "../../shared/siderolink/relay-api.ts";
+import { createBatchSender } from "../../shared/tunnel/batch-sender.ts";
 import { decodeNodeDatagrams } from "../../shared/tunnel/decode.ts";
 import { createBatchEncoder } from "../../shared/tunnel/encode.ts";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
@@ -38,7 +39,6 @@ export interface WebSocketTransportOptions extends TransportHandlers {
 export function createWebSocketTransport(options: WebSocketTransportOptions): NodeTransport {
   const { log } = options;
   const stats = createTransportStats();
-  const encoder = createBatchEncoder(false);
   const views: Uint8Array[] = [];
   const stream = superviseWebSocket({
     url: options.url,
@@ -63,6 +63,11 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): No
     },
   });
 
+  // ws masks a client frame into a fresh buffer, so the encoder's buffer is free on return.
+  const sender = createBatchSender(createBatchEncoder(false), (frame) =>
+    stream.openSocket()?.send(frame),
+  );
+
   return {
     kind: "websocket",
     get state() {
@@ -83,15 +88,11 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): No
         return;
       }
       for (const datagram of datagrams) {
-        if (!encoder.add(datagram)) {
-          ws.send(encoder.finish());
-          encoder.add(datagram);
-        }
+        sender.add(datagram);
         stats.txDatagrams++;
         stats.txBytes += datagram.length;
       }
-      // ws masks a client frame into a fresh buffer, so the encoder's buffer is free on return.
-      if (encoder.count > 0) ws.send(encoder.finish());
+      sender.flush();
     },
     close: () => stream.close("node shutting down"),
   };

@@ -9,6 +9,7 @@
  */
 import { WebSocket } from "ws";
 import { uplinkPath } from "../../shared/siderolink/relay-api.ts";
+import { createBatchSender } from "../../shared/tunnel/batch-sender.ts";
 import { decodeControl, decodePeerDatagrams, frameType } from "../../shared/tunnel/decode.ts";
 import { createBatchEncoder, encodeAck, encodeHello } from "../../shared/tunnel/encode.ts";
 import { CloseCode, FrameType, PROTOCOL_VERSION } from "../../shared/tunnel/frame.ts";
@@ -64,7 +65,6 @@ export function connectUplink(options: UplinkOptions): Uplink {
   const { log, reconciler } = options;
   const url = uplinkUrl(options.relayUrl, options.network);
   const stats = createTransportStats();
-  const encoder = createBatchEncoder(true);
   const tags: Uint8Array[] = [];
   const datagrams: Uint8Array[] = [];
   let synced = false;
@@ -126,6 +126,10 @@ export function connectUplink(options: UplinkOptions): Uplink {
     },
   });
 
+  const sender = createBatchSender(createBatchEncoder(true), (frame) =>
+    stream.openSocket()?.send(frame),
+  );
+
   return {
     get state() {
       return stream.state;
@@ -148,14 +152,11 @@ export function connectUplink(options: UplinkOptions): Uplink {
         return;
       }
       for (const datagram of batch) {
-        if (!encoder.add(datagram, tag)) {
-          ws.send(encoder.finish());
-          encoder.add(datagram, tag);
-        }
+        sender.add(datagram, tag);
         stats.txDatagrams++;
         stats.txBytes += datagram.length;
       }
-      if (encoder.count > 0) ws.send(encoder.finish());
+      sender.flush();
     },
     close: () => stream.close("server shutting down"),
   };

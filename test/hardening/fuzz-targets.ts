@@ -169,7 +169,10 @@ class RecordingHubSocket implements HubSocket {
   sent = 0;
   closedWith: number | undefined;
   bufferedAmount = 0;
-  send(): void {
+  sendDatagrams(): void {
+    this.sent++;
+  }
+  sendControl(): void {
     this.sent++;
   }
   close(code: number): void {

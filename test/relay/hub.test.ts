@@ -1,9 +1,10 @@
-/** The hub alone, over in-memory sockets and a hand-driven clock. */
+/** The hub alone, over in-memory sockets and a hand-driven clock (timers included). */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Hub, type HubLimits, NoUplinkError } from "../../relay/hub/hub.ts";
 import type { HubSocket, SocketAttachment } from "../../relay/hub/socket.ts";
 import { formatIPv6, parseIPv6 } from "../../shared/net/ip.ts";
+import { createBatchSender } from "../../shared/tunnel/batch-sender.ts";
 import {
   decodeControl,
   decodeNodeDatagrams,
@@ -18,17 +19,33 @@ import {
   PROTOCOL_VERSION,
 } from "../../shared/tunnel/frame.ts";
 import { eventually } from "../support/eventually.ts";
+import { FakeClock } from "../wireguard/support/fake-clock.ts";
 import { markerOf, transportMessage } from "./helpers.ts";
 
+/** Frames what the hub sends as a WebSocket runtime does, and keeps copies of the frames. */
 class MemorySocket implements HubSocket {
   readonly sent: (Uint8Array | string)[] = [];
   closed: { code: number; reason: string } | undefined;
   bufferedAmount = 0;
   attachment: SocketAttachment | undefined;
   lastPingAt: number | undefined;
+  readonly #record = (frame: Uint8Array): void => {
+    this.sent.push(frame.slice());
+  };
+  readonly #toNode = createBatchSender(createBatchEncoder(false), this.#record);
+  readonly #toUplink = createBatchSender(createBatchEncoder(true), this.#record);
 
-  send(data: Uint8Array | string): void {
-    this.sent.push(typeof data === "string" ? data : data.slice());
+  sendDatagrams(
+    datagrams: readonly Uint8Array[],
+    tags: readonly Uint8Array[] | undefined,
+    count: number,
+  ): void {
+    const sender = tags ? this.#toUplink : this.#toNode;
+    for (let i = 0; i < count; i++) sender.add(datagrams[i], tags?.[i]);
+    sender.flush();
+  }
+  sendControl(message: Uint8Array | string): void {
+    this.sent.push(message);
   }
   close(code: number, reason: string): void {
     this.closed ??= { code, reason };
@@ -74,18 +91,19 @@ const entry = (virtual: string, key = 1): PeerEntry => ({
 });
 
 function setup(limits: Partial<HubLimits> = {}) {
-  let clock = 1_000_000;
+  const clock = new FakeClock();
   const hub = new Hub({
     limits,
-    now: () => clock,
+    clock,
     hooks: { uplinkHello: async () => [entry(VIRTUAL_A)] },
   });
   return {
     hub,
+    /** Moves time on, running the hub's timers that fall due. */
     advance(ms: number) {
-      clock += ms;
+      clock.advance(ms);
     },
-    now: () => clock,
+    now: () => clock.wallNow(),
   };
 }
 
@@ -203,7 +221,7 @@ describe("hub", () => {
   });
 
   test("addPeer: refused without an uplink, waits for the ACK, gives up after the timeout", async () => {
-    const { hub, now } = setup({ ackTimeoutMs: 50 });
+    const { hub, now, advance } = setup({ ackTimeoutMs: 50 });
     assert.throws(() => hub.addPeer(entry(VIRTUAL_B)), NoUplinkError);
     const uplink = await readyUplink(hub, now());
     const acked = hub.addPeer(entry(VIRTUAL_B));
@@ -211,11 +229,38 @@ describe("hub", () => {
     assert.ok(added?.type === FrameType.PeerAdded);
     hub.message(uplink, encodeAck(added.seq));
     assert.equal(await acked, "acked");
-    assert.equal(await hub.addPeer(entry(VIRTUAL_B, 2)), "timeout");
+    const unanswered = hub.addPeer(entry(VIRTUAL_B, 2));
+    advance(50);
+    assert.equal(await unanswered, "timeout");
     assert.equal(hub.metrics.ackTimeouts, 1);
     const pending = hub.addPeer(entry(VIRTUAL_B, 3));
     hub.closed(uplink);
     assert.equal(await pending, "uplink_gone");
+  });
+
+  test("an ACK wait ends on the hub's clock: not before ackTimeoutMs, and an ACK after it is late", async () => {
+    const { hub, now, advance } = setup({ ackTimeoutMs: 5_000 });
+    const uplink = await readyUplink(hub, now());
+    let result: string | undefined;
+    const waiting = hub.addPeer(entry(VIRTUAL_B)).then((r) => {
+      result = r;
+    });
+    const added = uplink.control().find((m) => m.type === FrameType.PeerAdded);
+    assert.ok(added?.type === FrameType.PeerAdded);
+    // setImmediate runs after every settled promise's callbacks, and before any real timer.
+    const settled = () => new Promise((resolve) => setImmediate(resolve));
+    advance(4_999);
+    await settled();
+    assert.equal(result, undefined, "still waiting 1 ms before the timeout");
+    assert.equal(hub.metrics.ackTimeouts, 0);
+    advance(1);
+    await settled();
+    assert.equal(result, "timeout");
+    await waiting;
+    assert.equal(hub.metrics.ackTimeouts, 1);
+    hub.message(uplink, encodeAck(added.seq));
+    assert.equal(hub.metrics.acks, 0, "a late ACK settles nothing");
+    assert.equal(uplink.closed, undefined, "a late ACK is no protocol error");
   });
 
   test("removePeer tells the uplink and closes the node's stream", async () => {
@@ -232,7 +277,7 @@ describe("hub", () => {
   });
 
   test("a congested destination keeps a bounded drop-oldest backlog and drains it in order", async () => {
-    const { hub, now } = setup({
+    const { hub, now, advance } = setup({
       nodeQueue: { datagrams: 4, bytes: 1 << 20 },
       highWaterBytes: 1000,
       retryMs: 5,
@@ -246,8 +291,54 @@ describe("hub", () => {
     assert.equal(hub.metrics.drops.queue_full, 6);
     assert.deepEqual(node.datagrams(), []);
     node.bufferedAmount = 0;
-    await eventually("the backlog to drain", () => node.datagrams().length === 4 || undefined);
+    advance(5);
     assert.deepEqual(node.datagrams(), [6, 7, 8, 9]);
+    assert.equal(hub.queuedDatagrams, 0);
+  });
+
+  test("a congested uplink is retried every retryMs on the hub's clock, backlog first, tags kept", async () => {
+    const { hub, now, advance } = setup({ highWaterBytes: 1000, retryMs: 20 });
+    const uplink = await readyUplink(hub, now());
+    const nodeA = new MemorySocket();
+    const nodeB = new MemorySocket();
+    hub.attach(nodeA, { v: 1, role: "node", virtualAddress: VIRTUAL_A, connectedAt: now() });
+    hub.attach(nodeB, { v: 1, role: "node", virtualAddress: VIRTUAL_B, connectedAt: now() });
+    uplink.bufferedAmount = 5000;
+    hub.message(nodeA, batch([1, 2]));
+    hub.message(nodeB, batch([3]));
+    assert.equal(hub.queuedDatagrams, 3);
+    advance(19);
+    assert.deepEqual(uplink.tagged(), [], "nothing is retried before retryMs");
+    advance(1);
+    assert.deepEqual(uplink.tagged(), [], "a retry that finds the socket still congested waits");
+    assert.equal(hub.queuedDatagrams, 3);
+    uplink.bufferedAmount = 0;
+    advance(19);
+    assert.deepEqual(uplink.tagged(), []);
+    advance(1);
+    assert.deepEqual(uplink.tagged(), [
+      { tag: VIRTUAL_A, marker: 1 },
+      { tag: VIRTUAL_A, marker: 2 },
+      { tag: VIRTUAL_B, marker: 3 },
+    ]);
+    assert.equal(hub.queuedDatagrams, 0);
+    // Once drained, a message goes out at once, behind nothing.
+    hub.message(nodeB, batch([4]));
+    assert.deepEqual(uplink.tagged().at(-1), { tag: VIRTUAL_B, marker: 4 });
+    assert.equal(hub.metrics.drops.queue_full, 0);
+  });
+
+  test("a message to a congested destination whose socket frees up sends the backlog before it", async () => {
+    const { hub, now } = setup({ highWaterBytes: 1000, retryMs: 20 });
+    const uplink = await readyUplink(hub, now());
+    const node = new MemorySocket();
+    hub.attach(node, { v: 1, role: "node", virtualAddress: VIRTUAL_A, connectedAt: now() });
+    node.bufferedAmount = 5000;
+    hub.message(uplink, tagged([[VIRTUAL_A, 1]]));
+    node.bufferedAmount = 0;
+    hub.message(uplink, tagged([[VIRTUAL_A, 2]]));
+    assert.deepEqual(node.datagrams(), [1, 2]);
+    assert.equal(node.sent.length, 1, "backlog and new datagrams share one batch frame");
     assert.equal(hub.queuedDatagrams, 0);
   });
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
+import { createBatchSender } from "../../shared/tunnel/batch-sender.ts";
 import {
   decodeControl,
   decodeNodeDatagrams,
@@ -181,6 +182,75 @@ describe("datagram batches", () => {
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe("batch sender", () => {
+  test("sends a full batch before the datagram that does not fit, and the rest on flush", () => {
+    // Room for two 100-byte datagrams (1 + 2 * (2 + 100) = 205 bytes), not three.
+    const frames: Uint8Array[] = [];
+    const sender = createBatchSender(createBatchEncoder(false, 250), (frame) =>
+      frames.push(frame.slice()),
+    );
+    for (let i = 1; i <= 5; i++) sender.add(filled(100, i));
+    assert.equal(frames.length, 2, "two full batches went out while adding");
+    sender.flush();
+    assert.deepEqual(
+      frames.map((frame) => decodeAll(frame).map((d) => d[0])),
+      [[1, 2], [3, 4], [5]],
+    );
+    sender.flush();
+    assert.equal(frames.length, 3, "flushing an empty batch sends nothing");
+  });
+
+  test("keeps each datagram's tag, across frames", () => {
+    const frames: Uint8Array[] = [];
+    const sender = createBatchSender(createBatchEncoder(true, 300), (frame) =>
+      frames.push(frame.slice()),
+    );
+    for (let i = 1; i <= 3; i++) sender.add(filled(100, i), filled(16, 10 + i));
+    sender.flush();
+    const seen: [number, number][] = [];
+    for (const frame of frames) {
+      const tags: Uint8Array[] = [];
+      const datagrams: Uint8Array[] = [];
+      const count = decodePeerDatagrams(frame, tags, datagrams);
+      for (let i = 0; i < count; i++) seen.push([tags[i][0], datagrams[i][0]]);
+    }
+    assert.equal(frames.length, 2);
+    assert.deepEqual(seen, [
+      [11, 1],
+      [12, 2],
+      [13, 3],
+    ]);
+  });
+
+  test("two senders may share one encoder when each flushes before the other adds", () => {
+    const encoder = createBatchEncoder(false);
+    const a: Uint8Array[] = [];
+    const b: Uint8Array[] = [];
+    const toA = createBatchSender(encoder, (frame) => a.push(frame.slice()));
+    const toB = createBatchSender(encoder, (frame) => b.push(frame.slice()));
+    toA.add(bytes(1));
+    toA.flush();
+    toB.add(bytes(2));
+    toB.add(bytes(3));
+    toB.flush();
+    assert.deepEqual(a.map(decodeAll), [[bytes(1)]]);
+    assert.deepEqual(b.map(decodeAll), [[bytes(2), bytes(3)]]);
+  });
+
+  test("a datagram too big for an empty batch is refused by size, sending what was batched", () => {
+    const frames: Uint8Array[] = [];
+    const sender = createBatchSender(createBatchEncoder(false, 50), (frame) =>
+      frames.push(frame.slice()),
+    );
+    sender.add(bytes(7));
+    assert.throws(
+      () => sender.add(filled(60, 1)),
+      /datagram of 60 bytes does not fit an empty batch/,
+    );
+    assert.deepEqual(frames.map(decodeAll), [[bytes(7)]]);
   });
 });
 

@@ -9,6 +9,7 @@
  *     [--shards 1,2,4,8] [--results bench/results/DATE.json]
  */
 import { readdirSync, readFileSync } from "node:fs";
+import { relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DEFAULT_RELAY_LIMITS } from "../relay/app/limits.ts";
@@ -94,7 +95,7 @@ const traffic: Traffic = {
 };
 const network = networkOf(traffic, budget, measured);
 
-print(`costs from ${resultsPath}`);
+print(`costs from ${relative(process.cwd(), resultsPath) || resultsPath}`);
 printDerivation(measured);
 print("");
 print("per node and second (incoming messages include the pings the runtime answers):");
@@ -164,7 +165,7 @@ table(
       return [
         describe(profileTraffic),
         formatBudget(each),
-        ...LIMITS.map((limit) => round(capacity.byLimit[limit])),
+        ...LIMITS.map((limit) => round(Math.floor(capacity.byLimit[limit]))),
         capacity.binding,
         String(capacity.nodesPerObject),
       ];

@@ -274,7 +274,7 @@ describe("npm run edge-model", () => {
     assert.match(stdout, /=> per message 20\.0 us, per 1312-byte datagram 1\.500 us/);
     assert.match(stdout, /idle node: 0\.1233 messages in \(0\.0667 pings\)/);
     assert.match(stdout, /^ {2}10000 +1,233 +667 +1,233 .* messages +no$/m);
-    assert.match(stdout, /^ {2}idle +1000 +8,108 .* messages +8107$/m);
+    assert.match(stdout, /^ {2}idle +1000 +8,107 .* messages +8107$/m);
     assert.match(stdout, /^ {2}1 +8107 /m);
     assert.match(stdout, /^ {2}2 +16\d{3} /m);
   });

@@ -282,7 +282,10 @@ describe("network create --omni-prefix", () => {
       body: JSON.stringify({ name: "other", omniPrefix: "yes" }),
     });
     assert.equal(bad.status, 400);
-    assert.match((await bad.json()).error, /"omniPrefix" must be true or false, got "yes"/);
+    assert.match(
+      ((await bad.json()) as { error: string }).error,
+      /"omniPrefix" must be true or false, got "yes"/,
+    );
   });
 });
 

@@ -16,7 +16,13 @@
  * stall the machine's whole event stream.
  */
 import * as http2 from "node:http2";
-import { createRegistry, fromBinary, type Registry, toJson } from "@bufbuild/protobuf";
+import {
+  createRegistry,
+  fromBinary,
+  type JsonValue,
+  type Registry,
+  toJson,
+} from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -149,7 +155,7 @@ const Unknown = Symbol("unknown type");
 function decodeEvent(
   typeUrl: string,
   value: Uint8Array,
-): ReturnType<typeof toJson> | typeof Malformed | typeof Unknown {
+): JsonValue | typeof Malformed | typeof Unknown {
   const name = typeUrl.startsWith(TYPE_URL_PREFIX) ? typeUrl.slice(TYPE_URL_PREFIX.length) : "";
   const schema = name.startsWith(MACHINE_PACKAGE) ? eventTypes.getMessage(name) : undefined;
   if (schema === undefined) return Unknown;

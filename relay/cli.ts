@@ -11,6 +11,7 @@ import {
   initializeNetwork,
   listNodes,
   listTokens,
+  type NetworkCreation,
   type NetworkSummary,
   type NodeSummary,
   revokeNodes,
@@ -44,7 +45,11 @@ Run the relay:
       enables the admin API used by --relay below.
 
 Manage networks (a local data dir, or a remote relay with --relay URL):
-  network create NAME [--json]     create a network; prints {name, apiUrl, joinToken, adminSecret}
+  network create NAME [--json] [--omni-prefix]
+                                   create a network; prints {name, apiUrl, joinToken, adminSecret}.
+                                   --omni-prefix: the prefix Omni and SideroLink's agent use,
+                                   fdae:41e4:649b:9303::/64 (server ::1), so Omni-style kernel
+                                   arguments work unchanged; every such network shares it
   network show NAME [--json]       the same for an existing network
   network list [--json]
   token create NETWORK [--json]    a new join token
@@ -73,11 +78,12 @@ interface Options {
   readonly data: string;
   readonly relay: string | undefined;
   readonly publicUrl: string;
+  readonly omniPrefix: boolean;
 }
 
 /** Network operations, local or remote. */
 interface Manager {
-  createNetwork(name: string): Promise<NetworkSummary>;
+  createNetwork(name: string, creation: NetworkCreation): Promise<NetworkSummary>;
   showNetwork(name: string): Promise<NetworkSummary>;
   listNetworks(): Promise<string[]>;
   createToken(network: string): Promise<TokenSummary>;
@@ -104,6 +110,7 @@ async function main(argv: string[]): Promise<number> {
       "tls-key": { type: "string" },
       "operator-token": { type: "string" },
       "public-url": { type: "string" },
+      "omni-prefix": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -116,6 +123,7 @@ async function main(argv: string[]): Promise<number> {
     data: values.data ?? defaultDataDir(),
     relay: values.relay,
     publicUrl: values["public-url"] ?? (process.env[PUBLIC_URL_ENV] || `grpc://${DEFAULT_LISTEN}`),
+    omniPrefix: values["omni-prefix"],
   };
   const [command, verb, ...rest] = positionals;
 
@@ -166,8 +174,12 @@ async function manage(
     case "network create":
     case "network show": {
       const [name] = need(1, "NAME");
+      if (options.omniPrefix && verb !== "create")
+        throw new UsageError("--omni-prefix goes with network create");
       const network =
-        verb === "create" ? await manager.createNetwork(name) : await manager.showNetwork(name);
+        verb === "create"
+          ? await manager.createNetwork(name, { omniPrefix: options.omniPrefix })
+          : await manager.showNetwork(name);
       print(network, () => networkText(network));
       return 0;
     }
@@ -259,9 +271,9 @@ function localManager(options: Options): Manager {
       },
     });
   return {
-    async createNetwork(name) {
+    async createNetwork(name, creation) {
       const network = runtime(name);
-      await initializeNetwork(network);
+      await initializeNetwork(network, Date.now(), creation);
       return describeNetwork(network, options.publicUrl);
     },
     showNetwork: (name) => describeNetwork(runtime(name), options.publicUrl),
@@ -316,7 +328,8 @@ function remoteManager(relay: string): Manager {
   };
   const n = (network: string) => `v1/networks/${encodeURIComponent(network)}`;
   return {
-    createNetwork: (name) => call("POST", "v1/networks", { name }),
+    createNetwork: (name, creation) =>
+      call("POST", "v1/networks", creation.omniPrefix ? { name, omniPrefix: true } : { name }),
     showNetwork: (name) => call("GET", n(name)),
     listNetworks: async () => (await call<{ networks: string[] }>("GET", "v1/networks")).networks,
     createToken: (network) => call("POST", `${n(network)}/tokens`),

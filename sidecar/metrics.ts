@@ -68,6 +68,19 @@ export function renderMetrics(snapshot: StatusSnapshot, now: number): string {
       [{ peer: peer.publicKey, direction: "tx" }, peer.txBytes],
     ]),
   );
+  if (snapshot.records) {
+    metric(
+      "records_total",
+      "counter",
+      "Events and kernel log lines from nodes, by service and outcome.",
+      Object.entries(snapshot.records).flatMap(([service, outcomes]) =>
+        Object.entries(outcomes).map(([outcome, value]): [Record<string, string>, number] => [
+          { service, outcome },
+          value,
+        ]),
+      ),
+    );
+  }
   return `${out.join("\n")}\n`;
 }
 

@@ -18,6 +18,12 @@ import { ExitCode } from "./exit-codes.ts";
 import type { Shutdown } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
 import { ip, setLinkUp } from "./net/iproute2.ts";
+import { canonicalAddress, createNodeUuids, type NodeResolver } from "./services/nodes.ts";
+import {
+  type OverlayServices,
+  type OverlayServicesSettings,
+  startOverlayServices,
+} from "./services/overlay-services.ts";
 import { peerReport, type StatusSnapshot } from "./status.ts";
 import type { TlsSettings } from "./tls.ts";
 import { connectUplink, type Uplink } from "./uplink/client.ts";
@@ -37,6 +43,8 @@ export interface ServerLinkOptions {
   readonly tls: TlsSettings;
   readonly log: Logger;
   readonly shutdown: Shutdown;
+  /** The events sink and kernel log receiver for the nodes; absent: not served. */
+  readonly services?: OverlayServicesSettings;
 }
 
 export function createServerLink(options: ServerLinkOptions): RoleRuntime {
@@ -45,6 +53,26 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
   let backend: WireGuardBackend | undefined;
   let uplink: Uplink | undefined;
   let reconciler: PeerReconciler | undefined;
+  let services: OverlayServices | undefined;
+  const nodeUuids = createNodeUuids({
+    relayUrl,
+    network,
+    adminSecret: options.adminSecret,
+    tls: options.tls,
+    onError: (error) =>
+      log.warn("cannot read node UUIDs from the relay; records carry addresses only", {
+        error: error.message,
+      }),
+  });
+  /** A provisioned node's identity by source address: only WireGuard peers qualify. */
+  const resolveNode: NodeResolver = async (remoteAddress) => {
+    const address = canonicalAddress(remoteAddress);
+    if (address === undefined || reconciler === undefined) return undefined;
+    for (const peer of reconciler.peers.values()) {
+      if (peer.address === address) return { address, uuid: await nodeUuids.uuidOf(address) };
+    }
+    return undefined;
+  };
 
   async function start(): Promise<void> {
     const backendOptions = {
@@ -68,6 +96,7 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
           endpoint: wg.endpoint(peer.tag, VIRTUAL_PEER_PORT),
           persistentKeepalive: PersistentKeepaliveSeconds,
         });
+        nodeUuids.peersChanged();
         log.info("peer added", {
           publicKey: peer.publicKey,
           address: peer.address,
@@ -108,6 +137,14 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
         shutdown.stop(`uplink refused: ${reason}`, exitCode);
       },
     });
+    if (options.services) {
+      services = await startOverlayServices({
+        ...options.services,
+        host: address.split("/")[0],
+        resolveNode,
+        log: log.with({ service: "records" }),
+      });
+    }
   }
 
   async function snapshot(): Promise<StatusSnapshot> {
@@ -142,10 +179,12 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
         uplinkNotConnected: link.stats.dropsNotConnected,
         uplinkCongested: link.stats.dropsCongested,
       },
+      ...(services ? { records: services.counters } : {}),
     };
   }
 
   async function close(): Promise<void> {
+    await services?.close();
     await uplink?.close();
     await backend?.close();
   }

@@ -52,6 +52,11 @@ export interface StatusSnapshot {
   };
   readonly peers: readonly PeerReport[];
   readonly drops: Readonly<Record<string, number>>;
+  /**
+   * Server role with records on: per service ("events", "logs"), records by outcome
+   * (recorded, refused, malformed, oversized, unwritten).
+   */
+  readonly records?: Readonly<Record<string, Readonly<Record<string, number>>>>;
 }
 
 /** A backend peer as the snapshot reports it at `now`; `address` is the node's (server role). */

@@ -2,7 +2,7 @@
  * The admin API: what `siderolink-relay` does to a local data dir, over HTTP for a deployed
  * relay. JSON in and out; errors are `{ "error": "<what to do>" }`.
  *
- *   POST   /v1/networks                      {"name"} -> NetworkSummary (201)     operator
+ *   POST   /v1/networks                      {"name", "omniPrefix"?} -> NetworkSummary (201) operator
  *   GET    /v1/networks                      {"networks": [names]}                operator
  *   GET    /v1/networks/:network             NetworkSummary                        operator or admin secret
  *   GET    /v1/networks/:network/tokens      {"tokens": [TokenSummary]}            operator or admin secret
@@ -89,8 +89,14 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
     operator(c);
     const body = await c.req.json().catch(() => undefined);
     const name = typeof body?.name === "string" ? body.name : "";
+    const omniPrefix = body?.omniPrefix ?? false;
+    if (typeof omniPrefix !== "boolean")
+      throw new HttpError(
+        400,
+        `"omniPrefix" must be true or false, got ${JSON.stringify(omniPrefix)}`,
+      );
     const runtime = await directory.runtime(validateNetworkName(name));
-    await initializeNetwork(runtime);
+    await initializeNetwork(runtime, Date.now(), { omniPrefix });
     return c.json(await describeNetwork(runtime, baseUrl(c)), 201);
   });
   app.get("/v1/networks", async (c) => {

@@ -50,13 +50,27 @@ export interface NodeSummary {
   readonly txPackets: number;
 }
 
-/** Creates the network with a fresh installation id, admin secret and one join token. */
+export interface NetworkCreation {
+  /**
+   * Take the prefix SideroLink's agent and Omni use, the one of an empty installation id
+   * (fdae:41e4:649b:9303::/64, server ::1), so that kernel arguments written for Omni
+   * (`talos.events.sink=[fdae:41e4:649b:9303::1]:8090`, ...) reach this network's server.
+   * Every network created so shares that prefix.
+   */
+  readonly omniPrefix?: boolean;
+}
+
+/**
+ * Creates the network with an installation id (fresh, or the empty one with `omniPrefix`), an
+ * admin secret and one join token.
+ */
 export async function initializeNetwork(
   runtime: NetworkRuntime,
   now = Date.now(),
+  creation: NetworkCreation = {},
 ): Promise<NetworkRecord> {
   const network = await runtime.store.createNetwork({
-    installationId: crypto.randomUUID(),
+    installationId: creation.omniPrefix ? "" : crypto.randomUUID(),
     adminSecret: randomSecret(),
     createdAt: now,
   });

@@ -18,12 +18,20 @@ import {
 import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { retryWithBackoff, watchShutdown } from "../lifecycle.ts";
 import { type Logger, redactUrl } from "../log.ts";
-import { parseOptions } from "../options.ts";
+import { integerOption, type ParsedOptions, parseOptions } from "../options.ts";
 import { createServerLink } from "../server-link.ts";
+import {
+  DEFAULT_EVENT_SINK_PORT,
+  DEFAULT_LOG_RECEIVER_PORT,
+  type OverlayServicesSettings,
+} from "../services/overlay-services.ts";
+import { DEFAULT_RECORDS_KEEP, DEFAULT_RECORDS_MAX_BYTES } from "../services/records.ts";
 import { DefaultStateDirectory, ensureStateDirectory, loadOrCreateServerKey } from "../state.ts";
 import { DefaultRunDirectory } from "../status.ts";
 import { fetchServerAddress } from "../uplink/server-address.ts";
 import type { Command } from "./command.ts";
+
+const MiB = 1024 * 1024;
 
 const help = `Usage: siderolink-sidecar serve --relay URL --network NAME --admin-secret SECRET [OPTIONS]
 
@@ -55,6 +63,19 @@ Options (environment variable in brackets):
                                                                       [SIDEROLINK_METRICS_PORT]
   --connect-timeout SEC     give up (exit ${ExitCode.RelayUnreachable}) when the relay stays unreachable this long at
                             start; 0 retries forever (default)    [SIDEROLINK_CONNECT_TIMEOUT]
+
+Services for the nodes, on the server address only (on with --records-dir or --records-stdout):
+  --records-dir DIR         write what nodes send to DIR/events.jsonl and DIR/logs.jsonl, one
+                            JSON object per line              [SIDEROLINK_RECORDS_DIR]
+  --records-stdout          also (or only) write each record to standard output
+                                                                   [SIDEROLINK_RECORDS_STDOUT]
+  --event-sink-port PORT    Talos events sink, gRPC (talos.events.sink=[SERVER]:PORT);
+                            default ${DEFAULT_EVENT_SINK_PORT}, 0 off        [SIDEROLINK_EVENT_SINK_PORT]
+  --log-receiver-port PORT  kernel logs, JSON lines over TCP
+                            (talos.logging.kernel=tcp://[SERVER]:PORT); default ${DEFAULT_LOG_RECEIVER_PORT}, 0 off
+                                                                [SIDEROLINK_LOG_RECEIVER_PORT]
+  --records-max-mib N       rotate a records file at N MiB, keeping ${DEFAULT_RECORDS_KEEP} old ones (default ${DEFAULT_RECORDS_MAX_BYTES / MiB})
+                                                                   [SIDEROLINK_RECORDS_MAX_MIB]
   -h, --help                show this text
 
 Exit status: 0 after SIGINT/SIGTERM; ${ExitCode.Usage} bad option; ${ExitCode.NotRoot} not root; ${ExitCode.NoTun} no /dev/net/tun;
@@ -69,7 +90,69 @@ const OptionSpecs = [
   { name: "admin-secret", value: true, env: "SIDEROLINK_ADMIN_SECRET" },
   { name: "admin-secret-file", value: true, env: "SIDEROLINK_ADMIN_SECRET_FILE" },
   { name: "address", value: true, env: "SIDEROLINK_ADDRESS" },
+  { name: "records-dir", value: true, env: "SIDEROLINK_RECORDS_DIR" },
+  { name: "records-stdout", value: false, env: "SIDEROLINK_RECORDS_STDOUT" },
+  { name: "event-sink-port", value: true, env: "SIDEROLINK_EVENT_SINK_PORT" },
+  { name: "log-receiver-port", value: true, env: "SIDEROLINK_LOG_RECEIVER_PORT" },
+  { name: "records-max-mib", value: true, env: "SIDEROLINK_RECORDS_MAX_MIB" },
 ];
+
+/** The records services' settings, or undefined when neither records option is given. */
+function readServicesSettings(options: ParsedOptions): OverlayServicesSettings | undefined {
+  const recordsDir = options.get("records-dir");
+  const stdout = options.flag("records-stdout");
+  const eventSinkPort = integerOption(
+    options,
+    "event-sink-port",
+    DEFAULT_EVENT_SINK_PORT,
+    0,
+    65535,
+  );
+  const logReceiverPort = integerOption(
+    options,
+    "log-receiver-port",
+    DEFAULT_LOG_RECEIVER_PORT,
+    0,
+    65535,
+  );
+  const maxMib = integerOption(
+    options,
+    "records-max-mib",
+    DEFAULT_RECORDS_MAX_BYTES / MiB,
+    1,
+    1024 * 1024,
+  );
+  if (recordsDir === undefined && !stdout) {
+    for (const name of ["event-sink-port", "log-receiver-port", "records-max-mib"]) {
+      if (options.get(name) !== undefined)
+        throw new SidecarError(
+          ExitCode.Usage,
+          `--${name} needs --records-dir DIR or --records-stdout: where should the records go?`,
+        );
+    }
+    return undefined;
+  }
+  if (eventSinkPort === 0 && logReceiverPort === 0) {
+    throw new SidecarError(
+      ExitCode.Usage,
+      "--event-sink-port 0 and --log-receiver-port 0 leave nothing to record; drop --records-dir/--records-stdout or give a port",
+    );
+  }
+  if (eventSinkPort === logReceiverPort) {
+    throw new SidecarError(
+      ExitCode.Usage,
+      `--event-sink-port and --log-receiver-port are both ${eventSinkPort}; give them different ports`,
+    );
+  }
+  return {
+    eventSinkPort,
+    logReceiverPort,
+    recordsDir,
+    stdout,
+    maxFileBytes: maxMib * MiB,
+    keepFiles: DEFAULT_RECORDS_KEEP,
+  };
+}
 
 export const serveCommand: Command = daemonCommand(
   "serve",
@@ -131,6 +214,7 @@ async function serve(args: string[], log: Logger): Promise<number> {
     ? readSecret(secretFile)
     : required(options.get("admin-secret"), "admin-secret");
   const daemon = readDaemonSettings(options);
+  const services = readServicesSettings(options);
   const addressOverride = options.get("address");
   if (addressOverride !== undefined) {
     try {
@@ -181,6 +265,7 @@ async function serve(args: string[], log: Logger): Promise<number> {
     tls,
     log,
     shutdown,
+    services,
   });
   return runUntilShutdown(link, daemon, shutdown, log);
 }

@@ -8,6 +8,7 @@ import { Code, type ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import type { RelayServer } from "../../relay/node/server.ts";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
+import { parsePrefix } from "../../shared/siderolink/ipv6.ts";
 import { CloseCode, FrameType } from "../../shared/tunnel/frame.ts";
 import { eventually } from "../support/eventually.ts";
 import { base64, NodeStream, randomKey, startRelay, tempDir, Uplink } from "./helpers.ts";
@@ -222,6 +223,69 @@ describe("siderolink-relay --relay URL (admin API)", () => {
     });
     assert.equal(perNetwork.status, 200);
     assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
+  });
+});
+
+describe("network create --omni-prefix", () => {
+  // NetworkPrefix("") as SideroLink's agent and Omni compute it (an empty installation id):
+  // siderolabs/siderolink pkg/wireguard/address.go, the known answer in ARCHITECTURE.md.
+  const OMNI_PREFIX = "fdae:41e4:649b:9303::/64";
+  const OMNI_SERVER = "fdae:41e4:649b:9303::1";
+
+  test("on a data dir: the Omni prefix with the server at ::1; without the flag a prefix of its own", async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const data = ["--data", dir.path];
+    const omni = json(
+      await relayCli(["network", "create", "omni", "--omni-prefix", "--json", ...data]),
+    );
+    assert.equal(omni.prefix, OMNI_PREFIX);
+    assert.equal(omni.serverAddress, OMNI_SERVER);
+    const own = json(await relayCli(["network", "create", "own", "--json", ...data]));
+    assert.notEqual(own.prefix, OMNI_PREFIX);
+    const ownPrefix = parsePrefix(String(own.prefix));
+    assert.deepEqual(
+      [ownPrefix.address[0], ownPrefix.address[7], ownPrefix.bits],
+      [0xfd, 0x03, 64],
+    );
+    const misplaced = await relayCli(["network", "show", "omni", "--omni-prefix", ...data]);
+    assert.equal(misplaced.code, 2);
+    assert.match(misplaced.stderr, /--omni-prefix goes with network create/);
+
+    const server = await startRelay(dir.path);
+    cleanups.push(() => server.close());
+    const uplink = new Uplink(server, "omni", String(omni.adminSecret));
+    cleanups.push(() => uplink.close());
+    await uplink.ready();
+    const reply = await provision(server, String(omni.joinToken), "omni-node");
+    assert.equal(reply.serverAddress, OMNI_SERVER);
+    assert.ok(reply.nodeAddressPrefix.startsWith("fdae:41e4:649b:9303:"), reply.nodeAddressPrefix);
+  });
+
+  test("over the admin API (--relay): omniPrefix in the body, a non-boolean refused", async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const server = await startRelay(dir.path);
+    cleanups.push(() => server.close());
+    const env = { SIDEROLINK_RELAY_OPERATOR_TOKEN: "operator-test-token" };
+    const created = json(
+      await relayCli(
+        ["network", "create", "omni", "--omni-prefix", "--json", "--relay", server.url],
+        env,
+      ),
+    );
+    assert.equal(created.prefix, OMNI_PREFIX);
+    assert.equal(created.serverAddress, OMNI_SERVER);
+    const bad = await fetch(`${server.url}/v1/networks`, {
+      method: "POST",
+      headers: { authorization: "Bearer operator-test-token", "content-type": "application/json" },
+      body: JSON.stringify({ name: "other", omniPrefix: "yes" }),
+    });
+    assert.equal(bad.status, 400);
+    assert.match(
+      ((await bad.json()) as { error: string }).error,
+      /"omniPrefix" must be true or false, got "yes"/,
+    );
   });
 });
 

@@ -99,7 +99,8 @@ export interface Topology {
   readonly nodes: Readonly<Record<NodeName, Netns>>;
   readonly work: string;
   startRelay(kind: RelayKind): Promise<Relay>;
-  startServer(relay: Relay, iface: string): LabProcess;
+  /** `serve` in mgmt; `extraArgs` go after the suite's own options. */
+  startServer(relay: Relay, iface: string, extraArgs?: readonly string[]): LabProcess;
   startNode(relay: Relay, node: NodeName, iface: string, options: NodeOptions): LabProcess;
   /** The sidecar arguments of `join` for a node, for running it to completion with runCli. */
   joinArgs(relay: Relay, node: NodeName, iface: string, options: NodeOptions): string[];
@@ -231,7 +232,7 @@ export async function createTopology(prefix: string): Promise<Topology> {
       nodes,
       work,
       startRelay,
-      startServer(relay, iface) {
+      startServer(relay, iface, extraArgs = []) {
         return mgmt.spawn(nodeBinary, [
           cliPath,
           "serve",
@@ -249,6 +250,7 @@ export async function createTopology(prefix: string): Promise<Topology> {
           "--wireguard",
           "userspace",
           ...relay.tlsArgs,
+          ...extraArgs,
         ]);
       },
       startNode(relay, node, iface, options) {

@@ -14,7 +14,7 @@
  */
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { formatIPv6, parseIPv6 } from "../../shared/siderolink/ipv6.ts";
+import { formatIPv6, parseIPv6 } from "../../shared/net/ip.ts";
 import { type TlsSettings, tlsOptions } from "../tls.ts";
 
 export interface NodeIdentity {

@@ -8,7 +8,7 @@ import { Code, type ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import type { RelayServer } from "../../relay/node/server.ts";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
-import { parsePrefix } from "../../shared/siderolink/ipv6.ts";
+import { parseNetworkPrefix } from "../../shared/net/ip.ts";
 import { CloseCode, FrameType } from "../../shared/tunnel/frame.ts";
 import { eventually } from "../support/eventually.ts";
 import { base64, NodeStream, randomKey, startRelay, tempDir, Uplink } from "./helpers.ts";
@@ -243,7 +243,7 @@ describe("network create --omni-prefix", () => {
     assert.equal(omni.serverAddress, OMNI_SERVER);
     const own = json(await relayCli(["network", "create", "own", "--json", ...data]));
     assert.notEqual(own.prefix, OMNI_PREFIX);
-    const ownPrefix = parsePrefix(String(own.prefix));
+    const ownPrefix = parseNetworkPrefix(String(own.prefix));
     assert.deepEqual(
       [ownPrefix.address[0], ownPrefix.address[7], ownPrefix.bits],
       [0xfd, 0x03, 64],

@@ -3,6 +3,7 @@
  * is, through that interface's status socket. Exits 0 when the link is up, 1 when it is down or
  * no sidecar answers.
  */
+import { VERSION } from "../../shared/version.ts";
 import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { checkInterfaceName, parseOptions } from "../options.ts";
 import {
@@ -22,7 +23,7 @@ and drop counters.
 Options:
   --iface NAME    the interface the sidecar runs (default siderolink)    [SIDEROLINK_IFACE]
   --run-dir DIR   where its status socket is (default ${DefaultRunDirectory})  [SIDEROLINK_RUN_DIR]
-  --json          print the whole report as one JSON object
+  --json          print the whole report as one JSON object, with this program's "version"
   -h, --help      show this text
 
 Exit status: 0 when the link is up; 1 when it is down or no sidecar runs for NAME.
@@ -58,12 +59,16 @@ export const statusCommand: Command = {
     } catch (error) {
       const message = (error as Error).message;
       if (options.flag("json"))
-        process.stdout.write(`${JSON.stringify({ iface, up: false, error: message })}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ iface, up: false, error: message, version: VERSION })}\n`,
+        );
       else process.stderr.write(`siderolink-sidecar status: ${message}\n`);
       return ExitCode.Failure;
     }
     process.stdout.write(
-      options.flag("json") ? `${JSON.stringify(snapshot, null, 2)}\n` : formatStatus(snapshot),
+      options.flag("json")
+        ? `${JSON.stringify({ ...snapshot, version: VERSION }, null, 2)}\n`
+        : formatStatus(snapshot),
     );
     return snapshot.up ? ExitCode.Ok : ExitCode.Failure;
   },

@@ -3,6 +3,8 @@
  * is, through that interface's status socket. Exits 0 when the link is up, 1 when it is down or
  * no sidecar answers.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { VERSION } from "../../shared/version.ts";
 import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { checkInterfaceName, parseOptions } from "../options.ts";
@@ -22,7 +24,8 @@ and drop counters.
 
 Options:
   --iface NAME    the interface the sidecar runs (default siderolink)    [SIDEROLINK_IFACE]
-  --run-dir DIR   where its status socket is (default ${DefaultRunDirectory})  [SIDEROLINK_RUN_DIR]
+  --run-dir DIR   where its status socket is (default ${DefaultRunDirectory}, or
+                  ${DefaultRunDirectory}/NAME as the unit siderolink-sidecar@NAME sets it)  [SIDEROLINK_RUN_DIR]
   --json          print the whole report as one JSON object, with this program's "version"
   -h, --help      show this text
 
@@ -52,7 +55,11 @@ export const statusCommand: Command = {
       return error.exitCode;
     }
     const iface = checkInterfaceName(options.get("iface") ?? "siderolink");
-    const path = statusSocketPath(options.get("run-dir") ?? DefaultRunDirectory, iface);
+    const runDirectory = options.get("run-dir");
+    const path =
+      runDirectory === undefined
+        ? defaultStatusSocket(iface)
+        : statusSocketPath(runDirectory, iface);
     let snapshot: StatusSnapshot;
     try {
       snapshot = await readStatus(path);
@@ -73,6 +80,16 @@ export const statusCommand: Command = {
     return snapshot.up ? ExitCode.Ok : ExitCode.Failure;
   },
 };
+
+/**
+ * The status socket of a sidecar started by hand (all interfaces in one run directory) or by
+ * the unit siderolink-sidecar@IFACE (a run directory per interface).
+ */
+function defaultStatusSocket(iface: string): string {
+  const shared = statusSocketPath(DefaultRunDirectory, iface);
+  const perInterface = statusSocketPath(join(DefaultRunDirectory, iface), iface);
+  return existsSync(shared) || !existsSync(perInterface) ? shared : perInterface;
+}
 
 export function formatStatus(s: StatusSnapshot): string {
   const t = s.transport;

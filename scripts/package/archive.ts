@@ -5,7 +5,8 @@ import { run } from "./run.ts";
 /** Seconds since the epoch of the last commit, for file dates inside archives and packages. */
 export function sourceDateEpoch(repository: string): string {
   return (
-    process.env.SOURCE_DATE_EPOCH ?? run("git", ["-C", repository, "log", "-1", "--format=%ct"]).trim()
+    process.env.SOURCE_DATE_EPOCH ??
+    run("git", ["-C", repository, "log", "-1", "--format=%ct"]).trim()
   );
 }
 

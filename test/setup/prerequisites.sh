@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the suite drives (wireguard-go and wg for interop, iproute2 and
 # nftables for namespaces and the UDP block, iperf3 and ping for traffic, openssl for test
-# certificates). Run by `npm test`.
+# certificates, systemd for systemd-analyze on the packaged unit). Run by `npm test`.
 # As root it installs what is missing; otherwise it only reports, and the suites that need a
 # package fail with its name.
 set -euo pipefail
-packages=(wireguard-go wireguard-tools iproute2 nftables iperf3 iputils-ping openssl)
+packages=(wireguard-go wireguard-tools iproute2 nftables iperf3 iputils-ping openssl systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

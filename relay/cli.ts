@@ -4,6 +4,7 @@
  * remote relay through its admin API (--relay URL).
  */
 import { parseArgs } from "node:util";
+import { VERSION } from "../shared/version.ts";
 import {
   assignAddress,
   createToken,
@@ -68,6 +69,7 @@ Options:
                     $${PUBLIC_URL_ENV} or grpc://${DEFAULT_LISTEN})
   --json            machine-readable output
   -h, --help        this text
+  -V, --version     print the version
 
 With a relay running on the data dir, prefer --relay: revoking a node then also closes its
 stream and tells the management server at once.
@@ -112,8 +114,13 @@ async function main(argv: string[]): Promise<number> {
       "public-url": { type: "string" },
       "omni-prefix": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
+      version: { type: "boolean", short: "V", default: false },
     },
   });
+  if (values.version) {
+    process.stdout.write(`siderolink-relay ${VERSION}\n`);
+    return 0;
+  }
   if (values.help || positionals.length === 0) {
     process.stdout.write(USAGE);
     return values.help ? 0 : 2;

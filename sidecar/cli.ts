@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { VERSION } from "../shared/version.ts";
 import type { Command } from "./commands/command.ts";
 import { joinCommand } from "./commands/join.ts";
 import { serveCommand } from "./commands/serve.ts";
@@ -24,7 +25,8 @@ Puts this machine on a SideroLink management network, through a relay when UDP i
 Commands:
 ${list}
 
-Run "siderolink-sidecar COMMAND --help" for a command's options.
+Run "siderolink-sidecar COMMAND --help" for a command's options, and
+"siderolink-sidecar --version" for the version.
 `;
 }
 
@@ -33,6 +35,10 @@ async function main(argv: string[]): Promise<number> {
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     process.stdout.write(usage());
     return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-V" || name === "version") {
+    process.stdout.write(`siderolink-sidecar ${VERSION}\n`);
+    return 0;
   }
   const command = commands[name];
   if (command === undefined) {

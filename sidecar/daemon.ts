@@ -19,7 +19,7 @@ import {
   type OptionSpec,
   type ParsedOptions,
 } from "./options.ts";
-import { type BackendChoice, requireRoot, resolveBackend } from "./preflight.ts";
+import { type BackendChoice, requireNetAdmin, resolveBackend } from "./preflight.ts";
 import { DefaultStateDirectory } from "./state.ts";
 import {
   DefaultRunDirectory,
@@ -97,13 +97,13 @@ export function daemonCommand(
   };
 }
 
-/** Root, a usable WireGuard backend and the TLS settings, checked before anything is touched. */
+/** CAP_NET_ADMIN, a usable WireGuard backend and the TLS settings, checked before anything is touched. */
 export async function preflight(
   settings: DaemonSettings,
   options: ParsedOptions,
   log: Logger,
 ): Promise<{ backendKind: BackendKind; tls: TlsSettings }> {
-  requireRoot();
+  requireNetAdmin();
   const backendKind = await resolveBackend(settings.backendChoice, settings.wireguardGo);
   const tls = loadTlsSettings(options.get("ca-file"), options.flag("insecure"));
   if (tls.insecure) log.warn(InsecureWarning);

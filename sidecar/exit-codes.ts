@@ -1,6 +1,7 @@
 /**
  * Exit statuses of `join` and `serve`, distinct per cause so that systemd units and scripts can
- * tell a problem to fix (the URL, the token) from one to wait out (the relay).
+ * tell a problem to fix (the URL, the token, the installation) from one to wait out (the relay).
+ * The units list every "fix it first" status in RestartPreventExitStatus.
  */
 export const ExitCode = {
   Ok: 0,
@@ -8,8 +9,8 @@ export const ExitCode = {
   Failure: 1,
   /** Unknown option or missing argument. */
   Usage: 2,
-  /** Not running as root: TUN devices, addresses and routes need CAP_NET_ADMIN. */
-  NotRoot: 3,
+  /** Without CAP_NET_ADMIN (root has it; a unit can grant it): TUN devices, addresses, routes. */
+  NoNetAdmin: 3,
   /** /dev/net/tun is missing or not accessible (a container without the device). */
   NoTun: 4,
   /** The API URL, relay URL or SideroLinkConfig document is malformed. */
@@ -18,6 +19,8 @@ export const ExitCode = {
   BadCredentials: 6,
   /** The relay stayed unreachable for the whole --connect-timeout. */
   RelayUnreachable: 7,
+  /** The packet I/O addon (tun.node) is missing or does not load on this host. */
+  NoAddon: 8,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

@@ -2,17 +2,38 @@
  * Checks made before anything is touched, each ending the command with its own exit status
  * and a sentence saying what to do.
  */
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, readFileSync } from "node:fs";
 import type { BackendKind } from "./backend/backend.ts";
 import { kernelWireGuardAvailable } from "./backend/kernel.ts";
 import { ExitCode, SidecarError } from "./exit-codes.ts";
+import { loadPacketAddon } from "./native/addon.ts";
 
-export function requireRoot(): void {
-  if (process.getuid?.() !== 0) {
+/** CAP_NET_ADMIN's bit in the capability sets of /proc/PID/status (linux/capability.h). */
+const CAP_NET_ADMIN_BIT = 12n;
+
+/** Whether this process holds CAP_NET_ADMIN in its effective set (root does, unless dropped). */
+export function hasNetAdmin(statusFile = "/proc/self/status"): boolean {
+  const effective = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync(statusFile, "utf8"));
+  if (effective === null) throw new Error(`${statusFile} has no CapEff line`);
+  return ((BigInt(`0x${effective[1]}`) >> CAP_NET_ADMIN_BIT) & 1n) === 1n;
+}
+
+export function requireNetAdmin(): void {
+  if (!hasNetAdmin()) {
     throw new SidecarError(
-      ExitCode.NotRoot,
-      "must run as root: it creates a network interface, addresses and routes (run it with sudo, or from the systemd unit in sidecar/systemd/)",
+      ExitCode.NoNetAdmin,
+      "must run as root or with CAP_NET_ADMIN: it creates a network interface, addresses and routes " +
+        "(run it with sudo, or from the systemd unit, which grants the capability to its User=)",
     );
+  }
+}
+
+/** The userspace backend's TUN and UDP I/O need the addon: fail now, not after contacting the relay. */
+export function requirePacketAddon(): void {
+  try {
+    loadPacketAddon();
+  } catch (error) {
+    throw new SidecarError(ExitCode.NoAddon, (error as Error).message, { cause: error });
   }
 }
 
@@ -39,6 +60,7 @@ export async function resolveBackend(
 ): Promise<BackendKind> {
   if (choice === "userspace") {
     requireTunDevice();
+    requirePacketAddon();
     return "userspace";
   }
   if (choice === "kernel") {
@@ -53,5 +75,6 @@ export async function resolveBackend(
   }
   if (await kernelWireGuardAvailable()) return "kernel";
   requireTunDevice();
+  requirePacketAddon();
   return "userspace";
 }

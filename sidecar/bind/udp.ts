@@ -1,6 +1,6 @@
 import { parseIP } from "../../shared/net/ip.ts";
 import type { Bind, BindReceiveHandler, Endpoint } from "../../shared/wireguard/bind.ts";
-import { AddressRecordSize, loadPacketAddon, type PacketAddon } from "../tun/addon.ts";
+import { AddressRecordSize, loadPacketAddon, type PacketAddon } from "../native/addon.ts";
 import { parseUdpEndpoint, UdpEndpoint } from "./endpoint.ts";
 
 /**

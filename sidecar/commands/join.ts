@@ -79,9 +79,9 @@ Options (environment variable in brackets):
                             start; 0 retries forever (default)    [SIDEROLINK_CONNECT_TIMEOUT]
   -h, --help                show this text
 
-Exit status: 0 after SIGINT/SIGTERM; ${ExitCode.Usage} bad option; ${ExitCode.NotRoot} not root; ${ExitCode.NoTun} no /dev/net/tun;
+Exit status: 0 after SIGINT/SIGTERM; ${ExitCode.Usage} bad option; ${ExitCode.NoNetAdmin} no CAP_NET_ADMIN; ${ExitCode.NoTun} no /dev/net/tun;
 ${ExitCode.BadUrl} bad API URL or config; ${ExitCode.BadCredentials} join token refused; ${ExitCode.RelayUnreachable} relay unreachable for --connect-timeout;
-${ExitCode.Failure} anything else. Logs are JSON lines on standard error (LOG_LEVEL=debug for more).
+${ExitCode.NoAddon} packet I/O addon missing; ${ExitCode.Failure} anything else. Logs are JSON lines on standard error (LOG_LEVEL=debug for more).
 `;
 
 const OptionSpecs = [

@@ -78,9 +78,9 @@ Services for the nodes, on the server address only (on with --records-dir or --r
                                                                    [SIDEROLINK_RECORDS_MAX_MIB]
   -h, --help                show this text
 
-Exit status: 0 after SIGINT/SIGTERM; ${ExitCode.Usage} bad option; ${ExitCode.NotRoot} not root; ${ExitCode.NoTun} no /dev/net/tun;
+Exit status: 0 after SIGINT/SIGTERM; ${ExitCode.Usage} bad option; ${ExitCode.NoNetAdmin} no CAP_NET_ADMIN; ${ExitCode.NoTun} no /dev/net/tun;
 ${ExitCode.BadUrl} bad relay URL; ${ExitCode.BadCredentials} admin secret refused or no such network; ${ExitCode.RelayUnreachable} relay
-unreachable for --connect-timeout; ${ExitCode.Failure} anything else. Logs are JSON lines on standard error.
+unreachable for --connect-timeout; ${ExitCode.NoAddon} packet I/O addon missing; ${ExitCode.Failure} anything else. Logs are JSON lines on standard error.
 `;
 
 const OptionSpecs = [

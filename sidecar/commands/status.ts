@@ -3,6 +3,9 @@
  * is, through that interface's status socket. Exits 0 when the link is up, 1 when it is down or
  * no sidecar answers.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { VERSION } from "../../shared/version.ts";
 import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { checkInterfaceName, parseOptions } from "../options.ts";
 import {
@@ -21,8 +24,9 @@ and drop counters.
 
 Options:
   --iface NAME    the interface the sidecar runs (default siderolink)    [SIDEROLINK_IFACE]
-  --run-dir DIR   where its status socket is (default ${DefaultRunDirectory})  [SIDEROLINK_RUN_DIR]
-  --json          print the whole report as one JSON object
+  --run-dir DIR   where its status socket is (default ${DefaultRunDirectory}, or
+                  ${DefaultRunDirectory}/NAME as the unit siderolink-sidecar@NAME sets it)  [SIDEROLINK_RUN_DIR]
+  --json          print the whole report as one JSON object, with this program's "version"
   -h, --help      show this text
 
 Exit status: 0 when the link is up; 1 when it is down or no sidecar runs for NAME.
@@ -51,23 +55,41 @@ export const statusCommand: Command = {
       return error.exitCode;
     }
     const iface = checkInterfaceName(options.get("iface") ?? "siderolink");
-    const path = statusSocketPath(options.get("run-dir") ?? DefaultRunDirectory, iface);
+    const runDirectory = options.get("run-dir");
+    const path =
+      runDirectory === undefined
+        ? defaultStatusSocket(iface)
+        : statusSocketPath(runDirectory, iface);
     let snapshot: StatusSnapshot;
     try {
       snapshot = await readStatus(path);
     } catch (error) {
       const message = (error as Error).message;
       if (options.flag("json"))
-        process.stdout.write(`${JSON.stringify({ iface, up: false, error: message })}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ iface, up: false, error: message, version: VERSION })}\n`,
+        );
       else process.stderr.write(`siderolink-sidecar status: ${message}\n`);
       return ExitCode.Failure;
     }
     process.stdout.write(
-      options.flag("json") ? `${JSON.stringify(snapshot, null, 2)}\n` : formatStatus(snapshot),
+      options.flag("json")
+        ? `${JSON.stringify({ ...snapshot, version: VERSION }, null, 2)}\n`
+        : formatStatus(snapshot),
     );
     return snapshot.up ? ExitCode.Ok : ExitCode.Failure;
   },
 };
+
+/**
+ * The status socket of a sidecar started by hand (all interfaces in one run directory) or by
+ * the unit siderolink-sidecar@IFACE (a run directory per interface).
+ */
+function defaultStatusSocket(iface: string): string {
+  const shared = statusSocketPath(DefaultRunDirectory, iface);
+  const perInterface = statusSocketPath(join(DefaultRunDirectory, iface), iface);
+  return existsSync(shared) || !existsSync(perInterface) ? shared : perInterface;
+}
 
 export function formatStatus(s: StatusSnapshot): string {
   const t = s.transport;

@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { Device } from "../../shared/wireguard/device.ts";
 import { handleUapiRequest } from "../../shared/wireguard/uapi.ts";
 import { createUdpBind } from "../bind/udp.ts";
+import { selfArguments } from "../executable.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { watchLink } from "../net/link-watch.ts";
 import { DefaultMtu, openLinuxTun } from "../tun/tun-linux.ts";
@@ -144,22 +145,12 @@ async function runForeground(iface: string, log: Logger): Promise<number> {
 
 /** Starts this command again detached, in the foreground mode, and waits for it to be ready. */
 async function daemonize(iface: string): Promise<number> {
-  const script = process.argv[1];
   const keepOutput = process.env.LOG_LEVEL !== undefined;
-  const child = spawn(
-    process.execPath,
-    [...process.execArgv, script, "wireguard", "--foreground", iface],
-    {
-      detached: true,
-      stdio: [
-        "ignore",
-        keepOutput ? "inherit" : "ignore",
-        keepOutput ? "inherit" : "ignore",
-        "ipc",
-      ],
-      env: { ...process.env, [DaemonChildVariable]: String(process.pid) },
-    },
-  );
+  const child = spawn(process.execPath, [...selfArguments(), "wireguard", "--foreground", iface], {
+    detached: true,
+    stdio: ["ignore", keepOutput ? "inherit" : "ignore", keepOutput ? "inherit" : "ignore", "ipc"],
+    env: { ...process.env, [DaemonChildVariable]: String(process.pid) },
+  });
   const outcome = await new Promise<string | null>((resolve) => {
     const timer = setTimeout(
       () => resolve(`no ready report within ${DaemonStartTimeoutMs} ms`),

@@ -1,5 +1,5 @@
 import type { Tun, TunReadHandler } from "../../shared/wireguard/tun.ts";
-import { loadPacketAddon, type PacketAddon } from "./addon.ts";
+import { loadPacketAddon, type PacketAddon } from "../native/addon.ts";
 
 /** Default MTU of a new interface, as wireguard-go sets it (1500 minus IPv6 and WireGuard overhead). */
 export const DefaultMtu = 1420;

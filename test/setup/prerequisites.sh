@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the suite drives (wireguard-go and wg for interop, iproute2 and
 # nftables for namespaces and the UDP block, iperf3 and ping for traffic, openssl for test
-# certificates). Run by `npm test`.
+# certificates, systemd for systemd-analyze on the packaged unit, the arm64 cross compiler and
+# qemu-user to build and smoke-test the arm64 release). Run by `npm test`.
 # As root it installs what is missing; otherwise it only reports, and the suites that need a
 # package fail with its name.
 set -euo pipefail
-packages=(wireguard-go wireguard-tools iproute2 nftables iperf3 iputils-ping openssl)
+packages=(wireguard-go wireguard-tools iproute2 nftables iperf3 iputils-ping openssl systemd
+  gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

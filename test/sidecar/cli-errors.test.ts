@@ -4,7 +4,7 @@
  * refused join token is not retried.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -133,13 +133,52 @@ describe("sidecar CLI errors", { timeout: 120_000 }, () => {
     assert.match(result.stderr, /this host has no WireGuard kernel module; .*--wireguard-go/);
   });
 
-  it("without root it exits with the not-root status before doing anything", async () => {
+  it("without root or CAP_NET_ADMIN it exits with its own status before doing anything", async () => {
     const result = await runCli(["join", relay.apiUrl, ...common("p")], {
       netns: edge.name,
       wrap: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
     });
-    assert.equal(result.code, ExitCode.NotRoot, result.stderr);
-    assert.match(result.stderr, /must run as root/);
+    assert.equal(result.code, ExitCode.NoNetAdmin, result.stderr);
+    assert.match(result.stderr, /must run as root or with CAP_NET_ADMIN/);
+  });
+
+  it("as another user with CAP_NET_ADMIN (User= with AmbientCapabilities) it passes preflight", async () => {
+    // The unit's way: uid nobody holding only CAP_NET_ADMIN, its own state directory (as
+    // StateDirectory= makes it), /dev/net/tun as hosts ship it (0666) in a private mount
+    // namespace. A closed relay port then ends the run after preflight, with the
+    // unreachable-relay status rather than the capability one.
+    const own = mkdtempSync(join(tmpdir(), "sidecar-capability-"));
+    chownSync(own, 65534, 65534);
+    const url = "grpc://127.0.0.1:9?jointoken=edge.secret&grpc_tunnel=true";
+    const result = await runCli(
+      [
+        "join",
+        url,
+        ...["--iface", `slec${process.pid % 10000}`, "--wireguard", "userspace"],
+        ...["--state", own, "--run-dir", own, "--connect-timeout", "1"],
+      ],
+      {
+        netns: edge.name,
+        wrap: [
+          "unshare",
+          "--mount",
+          "--propagation",
+          "private",
+          "sh",
+          "-c",
+          'mount -t tmpfs none /dev/net && mknod -m 0666 /dev/net/tun c 10 200 && exec "$@"',
+          "sh",
+          "setpriv",
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          "--inh-caps=+net_admin",
+          "--ambient-caps=+net_admin",
+        ],
+      },
+    );
+    rmSync(own, { recursive: true, force: true });
+    assert.equal(result.code, ExitCode.RelayUnreachable, result.stderr);
   });
 
   it("without /dev/net/tun the userspace backend exits with its own status", async () => {

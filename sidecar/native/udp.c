@@ -105,13 +105,13 @@ napi_value udp_open(napi_env env, napi_callback_info cbinfo) {
   uint16_t bound = ntohs(family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
                                            : ((struct sockaddr_in6 *)&ss)->sin6_port);
   napi_value result, jfd, jport, jfamily;
-  CHECK(env, napi_create_object(env, &result));
-  CHECK(env, napi_create_int32(env, fd, &jfd));
-  CHECK(env, napi_create_uint32(env, bound, &jport));
-  CHECK(env, napi_create_uint32(env, family == AF_INET ? 4 : 6, &jfamily));
-  CHECK(env, napi_set_named_property(env, result, "fd", jfd));
-  CHECK(env, napi_set_named_property(env, result, "port", jport));
-  CHECK(env, napi_set_named_property(env, result, "family", jfamily));
+  CHECK_OR_RELEASE(env, napi_create_object(env, &result), close(fd));
+  CHECK_OR_RELEASE(env, napi_create_int32(env, fd, &jfd), close(fd));
+  CHECK_OR_RELEASE(env, napi_create_uint32(env, bound, &jport), close(fd));
+  CHECK_OR_RELEASE(env, napi_create_uint32(env, family == AF_INET ? 4 : 6, &jfamily), close(fd));
+  CHECK_OR_RELEASE(env, napi_set_named_property(env, result, "fd", jfd), close(fd));
+  CHECK_OR_RELEASE(env, napi_set_named_property(env, result, "port", jport), close(fd));
+  CHECK_OR_RELEASE(env, napi_set_named_property(env, result, "family", jfamily), close(fd));
   return result;
 }
 

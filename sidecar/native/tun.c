@@ -46,11 +46,12 @@ napi_value tun_open(napi_env env, napi_callback_info cbinfo) {
   }
 
   napi_value result, jfd, jname;
-  CHECK(env, napi_create_object(env, &result));
-  CHECK(env, napi_create_int32(env, fd, &jfd));
-  CHECK(env, napi_create_string_utf8(env, ifr.ifr_name, NAPI_AUTO_LENGTH, &jname));
-  CHECK(env, napi_set_named_property(env, result, "fd", jfd));
-  CHECK(env, napi_set_named_property(env, result, "name", jname));
+  CHECK_OR_RELEASE(env, napi_create_object(env, &result), close(fd));
+  CHECK_OR_RELEASE(env, napi_create_int32(env, fd, &jfd), close(fd));
+  CHECK_OR_RELEASE(env, napi_create_string_utf8(env, ifr.ifr_name, NAPI_AUTO_LENGTH, &jname),
+                   close(fd));
+  CHECK_OR_RELEASE(env, napi_set_named_property(env, result, "fd", jfd), close(fd));
+  CHECK_OR_RELEASE(env, napi_set_named_property(env, result, "name", jname), close(fd));
   return result;
 }
 

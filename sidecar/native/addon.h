@@ -12,6 +12,17 @@
     }                                                                          \
   } while (0)
 
+// CHECK for a call made while holding a resource (an fd, a reader): after the Error is thrown,
+// `release` gives the resource back, so that a failing N-API call does not leak it.
+#define CHECK_OR_RELEASE(env, call, release)                                   \
+  do {                                                                         \
+    if ((call) != napi_ok) {                                                   \
+      throw_last(env, #call);                                                  \
+      release;                                                                 \
+      return NULL;                                                             \
+    }                                                                          \
+  } while (0)
+
 // Throws an Error for the last failed N-API call, unless one is already pending.
 void throw_last(napi_env env, const char *what);
 // Throws an Error whose code is the errno name ("EPERM") and whose message is

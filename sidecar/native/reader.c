@@ -61,7 +61,14 @@ static void reader_stop(reader_t *r) {
     if (r->refs[i] != NULL) napi_delete_reference(r->env, r->refs[i]);
     r->refs[i] = NULL;
   }
-  napi_async_destroy(r->env, r->async_context);
+  if (r->async_context != NULL) napi_async_destroy(r->env, r->async_context);
+}
+
+// Undoes a reader_start that failed after uv_poll_init: no JS handle will ever be finalized,
+// so the reader is freed once its poll handle has closed.
+static void reader_abandon(reader_t *r) {
+  reader_stop(r);
+  r->finalized = true;
 }
 
 static void make_callback(napi_env env, napi_async_context ctx, napi_value fn, napi_value arg) {
@@ -216,6 +223,8 @@ napi_value reader_start(napi_env env, napi_callback_info cbinfo) {
     }
   }
 
+  uv_loop_t *loop;
+  CHECK(env, napi_get_uv_event_loop(env, &loop));
   reader_t *r = calloc(1, sizeof *r);
   if (r == NULL) return throw_errno(env, ENOMEM, "startReader", "");
   r->env = env;
@@ -242,9 +251,7 @@ napi_value reader_start(napi_env env, napi_callback_info cbinfo) {
       r->msgs[i].msg_hdr.msg_name = &r->names[i];
     }
   }
-  uv_loop_t *loop;
   napi_value resource_name, external;
-  CHECK(env, napi_get_uv_event_loop(env, &loop));
   int rc = uv_poll_init(loop, &r->poll, fd);
   if (rc < 0) {
     r->handle_closed = r->finalized = true;
@@ -259,17 +266,22 @@ napi_value reader_start(napi_env env, napi_callback_info cbinfo) {
                        : i == REF_ON_GONE  ? argv[5]
                        : udp               ? argv[6]
                                            : NULL;
-    if (value != NULL) napi_create_reference(env, value, 1, &r->refs[i]);
+    if (value != NULL) {
+      CHECK_OR_RELEASE(env, napi_create_reference(env, value, 1, &r->refs[i]), reader_abandon(r));
+    }
   }
-  napi_create_string_utf8(env, "PacketReader", NAPI_AUTO_LENGTH, &resource_name);
-  napi_async_init(env, NULL, resource_name, &r->async_context);
+  CHECK_OR_RELEASE(
+      env, napi_create_string_utf8(env, "PacketReader", NAPI_AUTO_LENGTH, &resource_name),
+      reader_abandon(r));
+  CHECK_OR_RELEASE(env, napi_async_init(env, NULL, resource_name, &r->async_context),
+                   reader_abandon(r));
   rc = uv_poll_start(&r->poll, UV_READABLE, on_readable);
   if (rc < 0) {
-    reader_stop(r);
-    r->finalized = true;
+    reader_abandon(r);
     return throw_errno(env, -rc, "uv_poll_start", "fd");
   }
-  CHECK(env, napi_create_external(env, r, reader_finalize, NULL, &external));
+  CHECK_OR_RELEASE(env, napi_create_external(env, r, reader_finalize, NULL, &external),
+                   reader_abandon(r));
   return external;
 }
 

@@ -19,6 +19,9 @@ import {
 } from "./app/networks.ts";
 import { createNetworkRuntime, type NetworkRuntime } from "./app/runtime.ts";
 import {
+  CONNECTION_FLAG_OPTIONS,
+  CONNECTION_FLAG_USAGE,
+  connectionLimitsFromFlags,
   DATA_DIR_ENV,
   DEFAULT_LISTEN,
   defaultDataDir,
@@ -38,10 +41,13 @@ Relays SideroLink (Talos's WireGuard management overlay) for machines whose netw
 
 Run the relay:
   serve [--listen HOST:PORT] [--data DIR] [--tls-cert FILE --tls-key FILE]
-        [--operator-token TOKEN] [--public-url URL]
+        [--operator-token TOKEN] [--public-url URL] [connection limits]
       Serves gRPC (h2c, or TLS with ALPN h2), Connect, gRPC-web and WebSockets on one port.
       Default listen ${DEFAULT_LISTEN}. The operator token (or $${OPERATOR_TOKEN_ENV})
-      enables the admin API used by --relay below.
+      enables the admin API used by --relay below. Connection limits (HTTP/2 streams are
+      per connection; a Provision or a first CreateStream message later than its deadline
+      fails DEADLINE_EXCEEDED; a connection with no stream open closes after the idle timeout):
+${CONNECTION_FLAG_USAGE}
 
 Manage networks (a local data dir, or a remote relay with --relay URL):
   network create NAME [--json]     create a network; prints {name, apiUrl, joinToken, adminSecret}
@@ -104,6 +110,7 @@ async function main(argv: string[]): Promise<number> {
       "tls-key": { type: "string" },
       "operator-token": { type: "string" },
       "public-url": { type: "string" },
+      ...CONNECTION_FLAG_OPTIONS,
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -132,6 +139,7 @@ async function main(argv: string[]): Promise<number> {
       tls: cert && key ? { certFile: cert, keyFile: key } : undefined,
       operatorToken: values["operator-token"] ?? (process.env[OPERATOR_TOKEN_ENV] || undefined),
       nodeBaseUrl: values["public-url"],
+      connections: connectionLimitsFromFlags(values),
     });
     process.stderr.write(
       `siderolink-relay: listening on ${server.url}; data in ${server.database.path}\n`,

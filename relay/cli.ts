@@ -32,6 +32,7 @@ import {
 import { openSqliteDatabase, type SqliteDatabase } from "./node/sqlite.ts";
 import { listNetworkNames } from "./store/schema.ts";
 import { createSqlNetworkStore } from "./store/sql-store.ts";
+import { printable } from "./terminal-text.ts";
 
 const PUBLIC_URL_ENV = "SIDEROLINK_RELAY_PUBLIC_URL";
 
@@ -50,11 +51,12 @@ Run the relay:
 ${CONNECTION_FLAG_USAGE}
 
 Manage networks (a local data dir, or a remote relay with --relay URL):
-  network create NAME [--json]     create a network; prints {name, apiUrl, joinToken, adminSecret}
-  network show NAME [--json]       the same for an existing network
+  network create NAME [--json]     create a network; prints {name, apiUrl, joinToken, adminSecret}:
+                                   the only time the relay shows these secrets (it keeps hashes)
+  network show NAME [--json]       an existing network, without its secrets
   network list [--json]
-  token create NETWORK [--json]    a new join token
-  token list NETWORK [--json]
+  token create NETWORK [--json]    a new join token (shown once)
+  token list NETWORK [--json]      ids and states, not the secrets
   token revoke NETWORK ID|TOKEN    provisioning with it fails from now on
   node list NETWORK [--json]
   node revoke NETWORK NODE         NODE: node UUID, address, virtual address or public key
@@ -196,7 +198,7 @@ async function manage(
         tokens
           .map(
             (t) =>
-              `${t.id}  ${t.revokedAt ? `revoked ${t.revokedAt}` : "active"}  ${t.joinToken}\n`,
+              `${t.id}  ${t.revokedAt ? `revoked ${t.revokedAt}` : "active"}  created ${t.createdAt}\n`,
           )
           .join(""),
       );
@@ -214,7 +216,7 @@ async function manage(
         nodes
           .map(
             (n) =>
-              `${n.nodeUuid}  ${n.address}  ${n.connected ? "connected" : "offline"}  last seen ${n.lastSeen}\n`,
+              `${printable(n.nodeUuid)}  ${n.address}  ${n.connected ? "connected" : "offline"}  last seen ${n.lastSeen}\n`,
           )
           .join(""),
       );
@@ -224,7 +226,7 @@ async function manage(
       const [network, node] = need(2, "NETWORK NODE");
       const revoked = await manager.revokeNode(network, node);
       print({ revoked }, () =>
-        revoked.map((n) => `revoked ${n.nodeUuid} (${n.address})\n`).join(""),
+        revoked.map((n) => `revoked ${printable(n.nodeUuid)} (${n.address})\n`).join(""),
       );
       return 0;
     }
@@ -232,7 +234,9 @@ async function manage(
       const [network, nodeUuid, address] = need(3, "NETWORK UUID ADDRESS|-");
       await manager.assignAddress(network, nodeUuid, address === "-" ? undefined : address);
       print({ nodeUuid, address: address === "-" ? null : address }, () =>
-        address === "-" ? `${nodeUuid}: assignment removed\n` : `${nodeUuid} -> ${address}\n`,
+        address === "-"
+          ? `${printable(nodeUuid)}: assignment removed\n`
+          : `${printable(nodeUuid)} -> ${printable(address)}\n`,
       );
       return 0;
     }
@@ -244,11 +248,17 @@ async function manage(
 }
 
 function networkText(network: NetworkSummary): string {
+  const secrets =
+    network.adminSecret === null
+      ? `secrets:      shown once, at creation; a new join token: siderolink-relay token create ${network.name}
+`
+      : `joinToken:    ${network.joinToken}
+adminSecret:  ${network.adminSecret}
+              (shown only now: the relay keeps hashes; store the admin secret in a 0600 file)
+`;
   return `network:      ${network.name}
 apiUrl:       ${network.apiUrl}
-joinToken:    ${network.joinToken ?? "(none active)"}
-adminSecret:  ${network.adminSecret}
-prefix:       ${network.prefix} (server ${network.serverAddress})
+${secrets}prefix:       ${network.prefix} (server ${network.serverAddress})
 server key:   ${network.serverPublicKey ?? "(no uplink yet)"}
 `;
 }
@@ -269,8 +279,8 @@ function localManager(options: Options): Manager {
   return {
     async createNetwork(name) {
       const network = runtime(name);
-      await initializeNetwork(network);
-      return describeNetwork(network, options.publicUrl);
+      const created = await initializeNetwork(network);
+      return describeNetwork(network, options.publicUrl, created);
     },
     showNetwork: (name) => describeNetwork(runtime(name), options.publicUrl),
     listNetworks: async () => listNetworkNames(db()),

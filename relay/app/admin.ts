@@ -19,6 +19,7 @@
  * secret covers its own network.
  */
 import type { Context, Hono } from "hono";
+import { hashSecret } from "../store/secret-hash.ts";
 import { validateNetworkName } from "../store/store.ts";
 import { PROMETHEUS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 import {
@@ -76,7 +77,11 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
     const runtime = await directory.runtime(validateNetworkName(c.req.param("network") ?? ""));
     const token = bearerToken(c.req.header("authorization"));
     const record = await runtime.store.network();
-    if (token !== undefined && record && constantTimeEqual(token, record.adminSecret))
+    if (
+      token !== undefined &&
+      record &&
+      constantTimeEqual(hashSecret(token), record.adminSecretHash)
+    )
       return runtime;
     operator(c);
     await requireNetwork(runtime);
@@ -96,8 +101,8 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
     const body = await c.req.json().catch(() => undefined);
     const name = typeof body?.name === "string" ? body.name : "";
     const runtime = await directory.runtime(validateNetworkName(name));
-    await initializeNetwork(runtime);
-    return c.json(await describeNetwork(runtime, baseUrl(c)), 201);
+    const created = await initializeNetwork(runtime);
+    return c.json(await describeNetwork(runtime, baseUrl(c), created), 201);
   });
   app.get("/v1/networks", async (c) => {
     operator(c);

@@ -18,6 +18,7 @@ import { SideroLinkError } from "../../shared/siderolink/errors.ts";
 import { formatAddrPort, formatIPv6, parseIPv6 } from "../../shared/siderolink/ipv6.ts";
 import { parseKey } from "../../shared/siderolink/keys.ts";
 import { NoUplinkError } from "../hub/hub.ts";
+import { hashSecret } from "../store/secret-hash.ts";
 import {
   type PeerRecord,
   StoreConflictError,
@@ -118,8 +119,10 @@ async function provisionPeer(
   if (!network) throw permissionDenied();
   // Compare against every active token, without stopping early, so timing reveals nothing.
   let valid = false;
+  const presented = hashSecret(secret);
   for (const candidate of await runtime.store.tokens()) {
-    if (candidate.revokedAt === null && constantTimeEqual(candidate.secret, secret)) valid = true;
+    if (candidate.revokedAt === null && constantTimeEqual(candidate.secretHash, presented))
+      valid = true;
   }
   if (!valid) throw permissionDenied();
   // After the token check, so strangers cannot spend a network's budget.

@@ -14,6 +14,7 @@
 import type { Context, Hono } from "hono";
 import { formatIPv6, parseAddrPort, parseIPv6 } from "../../shared/siderolink/ipv6.ts";
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
+import { hashSecret } from "../store/secret-hash.ts";
 import { validateNetworkName } from "../store/store.ts";
 import { CLOSE_TRY_AGAIN_LATER } from "./limits.ts";
 import type { RelayDirectory } from "./runtime.ts";
@@ -67,11 +68,16 @@ export function registerTunnelRoutes(
     const runtime = await directory.runtime(validateNetworkName(c.req.param("network")));
     const network = await runtime.store.network();
     const secret = bearerToken(c.req.header("authorization"));
-    if (!network || secret === undefined || !constantTimeEqual(secret, network.adminSecret)) {
+    if (
+      !network ||
+      secret === undefined ||
+      !constantTimeEqual(hashSecret(secret), network.adminSecretHash)
+    ) {
       return runtime.acceptWebSocket(c.req.raw, {
         refuse: {
           code: CloseCode.Unauthorized,
-          reason: "invalid admin secret for this network (see siderolink-relay network show)",
+          reason:
+            "invalid admin secret for this network (shown once by siderolink-relay network create)",
         },
       });
     }

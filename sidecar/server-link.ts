@@ -4,6 +4,7 @@
  * addresses, go to WireGuard through the tunnel endpoint of their tag.
  */
 import { VIRTUAL_PEER_PORT } from "../shared/siderolink/addressing.ts";
+import { parseIPv6 } from "../shared/siderolink/ipv6.ts";
 import { CloseCode } from "../shared/tunnel/frame.ts";
 import type { StreamEndpoint } from "../shared/wireguard/stream-bind.ts";
 import {
@@ -51,6 +52,7 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
       privateKey: options.serverKey,
       sink: (datagrams: readonly Uint8Array[], to: StreamEndpoint) =>
         uplink?.send(datagrams, to.addressBytes),
+      serverAddress: parseIPv6(address.split("/")[0], "server address"),
       log: (message: string) => log.debug(message),
     };
     backend = await createBackend(options.backendKind, backendOptions, options.wireguardGo);

@@ -83,6 +83,7 @@ export interface Status {
     rxBytes: number;
     txBytes: number;
   }[];
+  drops: Record<string, number>;
 }
 
 export interface NodeOptions {
@@ -99,7 +100,8 @@ export interface Topology {
   readonly nodes: Readonly<Record<NodeName, Netns>>;
   readonly work: string;
   startRelay(kind: RelayKind): Promise<Relay>;
-  startServer(relay: Relay, iface: string): LabProcess;
+  /** The server sidecar on the management host (userspace WireGuard unless told otherwise). */
+  startServer(relay: Relay, iface: string, backend?: "userspace" | "kernel"): LabProcess;
   startNode(relay: Relay, node: NodeName, iface: string, options: NodeOptions): LabProcess;
   /** The sidecar arguments of `join` for a node, for running it to completion with runCli. */
   joinArgs(relay: Relay, node: NodeName, iface: string, options: NodeOptions): string[];
@@ -231,7 +233,7 @@ export async function createTopology(prefix: string): Promise<Topology> {
       nodes,
       work,
       startRelay,
-      startServer(relay, iface) {
+      startServer(relay, iface, backend = "userspace") {
         return mgmt.spawn(nodeBinary, [
           cliPath,
           "serve",
@@ -247,7 +249,8 @@ export async function createTopology(prefix: string): Promise<Topology> {
           "--run-dir",
           runDir,
           "--wireguard",
-          "userspace",
+          backend,
+          ...(backend === "kernel" ? ["--wireguard-go", "wireguard-go"] : []),
           ...relay.tlsArgs,
         ]);
       },

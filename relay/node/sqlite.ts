@@ -1,5 +1,5 @@
 /** SqlExecutor over node:sqlite: the relay's embedded store on Node (one file, every network). */
-import { chmodSync, mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { migrate } from "../store/schema.ts";
@@ -41,7 +41,7 @@ export interface SqliteDatabase extends SqlExecutor {
  */
 export function openSqliteDatabase(dataDir: string, options: SqliteOptions = {}): SqliteDatabase {
   mkdirSync(dataDir, { recursive: true, mode: DATA_DIR_MODE });
-  chmodSync(dataDir, DATA_DIR_MODE);
+  restrict(dataDir, DATA_DIR_MODE);
   const path = join(dataDir, DATABASE_FILE);
   const unavailable = (error: unknown): unknown => storeError(error, path);
   let db: DatabaseSync;
@@ -116,12 +116,31 @@ export function openSqliteDatabase(dataDir: string, options: SqliteOptions = {})
 }
 
 function restrictDatabaseFiles(path: string): void {
-  for (const suffix of DATABASE_SUFFIXES) {
-    try {
-      chmodSync(`${path}${suffix}`, DATABASE_MODE);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-    }
+  for (const suffix of DATABASE_SUFFIXES) restrict(`${path}${suffix}`, DATABASE_MODE);
+}
+
+/**
+ * Gives `path` exactly `mode` when it has another (a file that does not exist is left alone).
+ * Only a change is attempted, so a store already right on a read-only mount still opens as far
+ * as SQLite goes, and reports itself read-only there.
+ */
+function restrict(path: string, mode: number): void {
+  let current: number;
+  try {
+    current = statSync(path).mode & 0o777;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw error;
+  }
+  if (current === mode) return;
+  try {
+    chmodSync(path, mode);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new StoreUnavailableError(
+      `the relay's store ${path} is mode 0${current.toString(8)} and cannot be made 0${mode.toString(8)} (${code}): run the relay as the owner of its data dir, on a writable file system`,
+      { cause: error },
+    );
   }
 }
 

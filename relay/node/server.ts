@@ -177,8 +177,8 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
   } else {
     front = net.createServer();
   }
-  // Registered before the TLS server's own listener would see the socket (it listens on
-  // "secureConnection"), so a connection over a cap costs neither a handshake nor a parser.
+  // A connection over a cap is destroyed in the tick it arrives: before any HTTP parser, HTTP/2
+  // session or TLS handshake has read from it.
   front.on("connection", (socket: net.Socket) => {
     if (!gate.admit(socket)) return;
     sockets.add(socket);

@@ -21,6 +21,9 @@ import {
 } from "./app/networks.ts";
 import { createNetworkRuntime, type NetworkRuntime } from "./app/runtime.ts";
 import {
+  CONNECTION_FLAG_OPTIONS,
+  CONNECTION_FLAG_USAGE,
+  connectionLimitsFromFlags,
   DATA_DIR_ENV,
   DEFAULT_LISTEN,
   defaultDataDir,
@@ -31,6 +34,7 @@ import {
 import { openSqliteDatabase, type SqliteDatabase } from "./node/sqlite.ts";
 import { listNetworkNames } from "./store/schema.ts";
 import { createSqlNetworkStore } from "./store/sql-store.ts";
+import { printable } from "./terminal-text.ts";
 
 const PUBLIC_URL_ENV = "SIDEROLINK_RELAY_PUBLIC_URL";
 
@@ -40,21 +44,25 @@ Relays SideroLink (Talos's WireGuard management overlay) for machines whose netw
 
 Run the relay:
   serve [--listen HOST:PORT] [--data DIR] [--tls-cert FILE --tls-key FILE]
-        [--operator-token TOKEN] [--public-url URL]
+        [--operator-token TOKEN] [--public-url URL] [connection limits]
       Serves gRPC (h2c, or TLS with ALPN h2), Connect, gRPC-web and WebSockets on one port.
       Default listen ${DEFAULT_LISTEN}. The operator token (or $${OPERATOR_TOKEN_ENV})
-      enables the admin API used by --relay below.
+      enables the admin API used by --relay below. Connection limits (HTTP/2 streams are
+      per connection; a Provision or a first CreateStream message later than its deadline
+      fails DEADLINE_EXCEEDED; a connection with no stream open closes after the idle timeout):
+${CONNECTION_FLAG_USAGE}
 
 Manage networks (a local data dir, or a remote relay with --relay URL):
   network create NAME [--json] [--omni-prefix]
-                                   create a network; prints {name, apiUrl, joinToken, adminSecret}.
+                                   create a network; prints {name, apiUrl, joinToken, adminSecret}:
+                                   the only time the relay shows these secrets (it keeps hashes).
                                    --omni-prefix: the prefix Omni and SideroLink's agent use,
                                    fdae:41e4:649b:9303::/64 (server ::1), so Omni-style kernel
                                    arguments work unchanged; every such network shares it
-  network show NAME [--json]       the same for an existing network
+  network show NAME [--json]       an existing network, without its secrets
   network list [--json]
-  token create NETWORK [--json]    a new join token
-  token list NETWORK [--json]
+  token create NETWORK [--json]    a new join token (shown once)
+  token list NETWORK [--json]      ids and states, not the secrets
   token revoke NETWORK ID|TOKEN    provisioning with it fails from now on
   node list NETWORK [--json]
   node revoke NETWORK NODE         NODE: node UUID, address, virtual address or public key
@@ -113,6 +121,7 @@ async function main(argv: string[]): Promise<number> {
       "operator-token": { type: "string" },
       "public-url": { type: "string" },
       "omni-prefix": { type: "boolean", default: false },
+      ...CONNECTION_FLAG_OPTIONS,
       help: { type: "boolean", short: "h", default: false },
       version: { type: "boolean", short: "V", default: false },
     },
@@ -147,6 +156,7 @@ async function main(argv: string[]): Promise<number> {
       tls: cert && key ? { certFile: cert, keyFile: key } : undefined,
       operatorToken: values["operator-token"] ?? (process.env[OPERATOR_TOKEN_ENV] || undefined),
       nodeBaseUrl: values["public-url"],
+      connections: connectionLimitsFromFlags(values),
     });
     process.stderr.write(
       `siderolink-relay: listening on ${server.url}; data in ${server.database.path}\n`,
@@ -207,7 +217,7 @@ async function manage(
         tokens
           .map(
             (t) =>
-              `${t.id}  ${t.revokedAt ? `revoked ${t.revokedAt}` : "active"}  ${t.joinToken}\n`,
+              `${t.id}  ${t.revokedAt ? `revoked ${t.revokedAt}` : "active"}  created ${t.createdAt}\n`,
           )
           .join(""),
       );
@@ -225,7 +235,7 @@ async function manage(
         nodes
           .map(
             (n) =>
-              `${n.nodeUuid}  ${n.address}  ${n.connected ? "connected" : "offline"}  last seen ${n.lastSeen}\n`,
+              `${printable(n.nodeUuid)}  ${n.address}  ${n.connected ? "connected" : "offline"}  last seen ${n.lastSeen}\n`,
           )
           .join(""),
       );
@@ -235,7 +245,7 @@ async function manage(
       const [network, node] = need(2, "NETWORK NODE");
       const revoked = await manager.revokeNode(network, node);
       print({ revoked }, () =>
-        revoked.map((n) => `revoked ${n.nodeUuid} (${n.address})\n`).join(""),
+        revoked.map((n) => `revoked ${printable(n.nodeUuid)} (${n.address})\n`).join(""),
       );
       return 0;
     }
@@ -243,7 +253,9 @@ async function manage(
       const [network, nodeUuid, address] = need(3, "NETWORK UUID ADDRESS|-");
       await manager.assignAddress(network, nodeUuid, address === "-" ? undefined : address);
       print({ nodeUuid, address: address === "-" ? null : address }, () =>
-        address === "-" ? `${nodeUuid}: assignment removed\n` : `${nodeUuid} -> ${address}\n`,
+        address === "-"
+          ? `${printable(nodeUuid)}: assignment removed\n`
+          : `${printable(nodeUuid)} -> ${printable(address)}\n`,
       );
       return 0;
     }
@@ -255,11 +267,17 @@ async function manage(
 }
 
 function networkText(network: NetworkSummary): string {
+  const secrets =
+    network.adminSecret === null
+      ? `secrets:      shown once, at creation; a new join token: siderolink-relay token create ${network.name}
+`
+      : `joinToken:    ${network.joinToken}
+adminSecret:  ${network.adminSecret}
+              (shown only now: the relay keeps hashes; store the admin secret in a 0600 file)
+`;
   return `network:      ${network.name}
 apiUrl:       ${network.apiUrl}
-joinToken:    ${network.joinToken ?? "(none active)"}
-adminSecret:  ${network.adminSecret}
-prefix:       ${network.prefix} (server ${network.serverAddress})
+${secrets}prefix:       ${network.prefix} (server ${network.serverAddress})
 server key:   ${network.serverPublicKey ?? "(no uplink yet)"}
 `;
 }
@@ -280,8 +298,8 @@ function localManager(options: Options): Manager {
   return {
     async createNetwork(name, creation) {
       const network = runtime(name);
-      await initializeNetwork(network, Date.now(), creation);
-      return describeNetwork(network, options.publicUrl);
+      const created = await initializeNetwork(network, Date.now(), creation);
+      return describeNetwork(network, options.publicUrl, created);
     },
     showNetwork: (name) => describeNetwork(runtime(name), options.publicUrl),
     listNetworks: async () => listNetworkNames(db()),

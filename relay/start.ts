@@ -1,9 +1,10 @@
 /**
  * `npm start`: the Node relay on 127.0.0.1:8787 (or $SIDEROLINK_RELAY_LISTEN) with its store in
- * ./data (or $SIDEROLINK_RELAY_DATA). The first start creates the network `default`; every
- * start prints how to put sidecars on it.
+ * ./data (or $SIDEROLINK_RELAY_DATA). The first start creates the network `default`, writes its
+ * admin secret to a 0600 file beside the store and prints the join token, once: the store keeps
+ * only hashes. Every start prints how to put sidecars on it, with no secret on a command line.
  */
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describeNetwork, initializeNetwork, type NetworkSummary } from "./app/networks.ts";
 import {
@@ -25,26 +26,41 @@ const server = await runRelay({
   operatorToken: process.env[OPERATOR_TOKEN_ENV] || undefined,
 });
 const runtime = await server.directory.runtime(NETWORK);
-const created = (await runtime.store.network()) === undefined;
-if (created) await initializeNetwork(runtime);
-const summary = await describeNetwork(await server.directory.runtime(NETWORK), server.nodeBaseUrl);
 const secretFile = join(dataDir, `${NETWORK}.admin-secret`);
-writeFileSync(secretFile, `${summary.adminSecret}\n`, { mode: 0o600 });
-process.stdout.write(banner(summary, created, secretFile));
+const created =
+  (await runtime.store.network()) === undefined ? await initializeNetwork(runtime) : undefined;
+if (created) writeFileSync(secretFile, `${created.adminSecret}\n`, { mode: 0o600 });
+const summary = await describeNetwork(
+  await server.directory.runtime(NETWORK),
+  server.nodeBaseUrl,
+  created,
+);
+process.stdout.write(banner(summary));
 
-function banner(network: NetworkSummary, isNew: boolean, secretPath: string): string {
+function banner(network: NetworkSummary): string {
+  const mint = `siderolink-relay token create ${network.name} --data ${dataDir}`;
+  const token = network.joinToken
+    ? `join token:   ${network.joinToken}
+              (shown this once: the relay keeps only its hash; more with: ${mint})`
+    : `join token:   shown when the network was created; a new one: ${mint}`;
+  const secret = existsSync(secretFile)
+    ? `admin secret: in ${secretFile} (0600)`
+    : `admin secret: ${secretFile} is gone; the relay keeps only its hash (recreate the network to get a new one)`;
+  const nodeUrl = network.joinToken
+    ? network.apiUrl
+    : `${network.apiUrl}?jointoken=JOIN_TOKEN&grpc_tunnel=true`;
   return `siderolink-relay listening on ${server.url} (gRPC, Connect, gRPC-web, WebSocket)
 data: ${server.database.path}
-network "${network.name}" ${isNew ? "created" : "ready"}: prefix ${network.prefix}, server ${network.serverAddress}
+network "${network.name}" ${created ? "created" : "ready"}: prefix ${network.prefix}, server ${network.serverAddress}
 
-join token:   ${network.joinToken ?? "(all revoked: siderolink-relay token create default)"}
-admin secret: in ${secretPath} (and: siderolink-relay network show default --json)
+${token}
+${secret}
 
 management server (server role, holds the WireGuard server key):
-  siderolink-sidecar serve --relay ${server.url} --network ${network.name} --admin-secret "$(cat ${secretPath})"
+  siderolink-sidecar serve --relay ${server.url} --network ${network.name} --admin-secret-file ${secretFile}
 
-each node (node role; Talos: siderolink.api=${network.apiUrl}):
-  siderolink-sidecar join '${network.apiUrl}'
+each node (node role; Talos: siderolink.api=${nodeUrl}):
+  siderolink-sidecar join '${nodeUrl}'
 
 Ctrl-C stops the relay; state stays in ${dataDir}.
 `;

@@ -3,6 +3,8 @@
  * Peers come and go as the relay reports them; node datagrams, tagged with their virtual
  * addresses, go to WireGuard through the tunnel endpoint of their tag.
  */
+
+import { parseIPv6 } from "../shared/net/ip.ts";
 import { VIRTUAL_PEER_PORT } from "../shared/siderolink/addressing.ts";
 import { uplinkPath } from "../shared/siderolink/relay-api.ts";
 import { CloseCode } from "../shared/tunnel/frame.ts";
@@ -80,6 +82,7 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
       privateKey: options.serverKey,
       sink: (datagrams: readonly Uint8Array[], to: StreamEndpoint) =>
         uplink?.send(datagrams, to.addressBytes),
+      serverAddress: parseIPv6(address.split("/")[0], "server address"),
       log: (message: string) => log.debug(message),
     };
     backend = await createBackend(options.backendKind, backendOptions, options.wireguardGo);

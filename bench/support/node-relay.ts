@@ -14,7 +14,13 @@
  * SIGUSR2 runs a full garbage collection and prints { rss, heapUsed, external } as a JSON line.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { describeNetwork, initializeNetwork } from "../../relay/app/networks.ts";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  describeNetwork,
+  initializeNetwork,
+  type NetworkSecrets,
+} from "../../relay/app/networks.ts";
 import { startRelayServer } from "../../relay/node/server.ts";
 import { formatIPv6 } from "../../shared/net/ip.ts";
 import {
@@ -47,7 +53,18 @@ const options = {
 };
 const server = await startRelayServer(options);
 const runtime = await server.directory.runtime(network);
-const record = (await runtime.store.network()) ?? (await initializeNetwork(runtime));
+// The relay keeps only hashes of secrets: the bench keeps the clear ones for its restarts.
+const secretsFile = join(dataDir, `${network}.bench-secrets.json`);
+let record = await runtime.store.network();
+let secrets: NetworkSecrets;
+if (record) {
+  secrets = JSON.parse(readFileSync(secretsFile, "utf8")) as NetworkSecrets;
+} else {
+  const created = await initializeNetwork(runtime);
+  record = created.network;
+  secrets = { adminSecret: created.adminSecret, joinToken: created.joinToken };
+  writeFileSync(secretsFile, JSON.stringify(secrets), { mode: 0o600 });
+}
 const prefix = networkPrefix(record.installationId);
 const virtualAddresses: string[] = [];
 const now = Date.now();
@@ -69,7 +86,11 @@ for (let i = 0; i < seedPeers; i++) {
   });
   virtualAddresses.push(virtualAddress);
 }
-const summary = await describeNetwork(await server.directory.runtime(network), server.nodeBaseUrl);
+const summary = await describeNetwork(
+  await server.directory.runtime(network),
+  server.nodeBaseUrl,
+  secrets,
+);
 process.stdout.write(
   `${JSON.stringify({
     url: server.url,

@@ -21,6 +21,7 @@
 import type { Context, Hono } from "hono";
 import { PROMETHEUS_CONTENT_TYPE } from "../../shared/prometheus.ts";
 import { validateNetworkName } from "../../shared/siderolink/relay-api.ts";
+import { hashSecret } from "../store/secret-hash.ts";
 import { HttpError, InvalidInputError } from "./http-error.ts";
 import { renderMetrics } from "./metrics.ts";
 import {
@@ -70,7 +71,11 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
     const runtime = await directory.runtime(validateNetworkName(c.req.param("network") ?? ""));
     const token = bearerToken(c.req.header("authorization"));
     const record = await runtime.store.network();
-    if (token !== undefined && record && constantTimeEqual(token, record.adminSecret))
+    if (
+      token !== undefined &&
+      record &&
+      constantTimeEqual(hashSecret(token), record.adminSecretHash)
+    )
       return runtime;
     operator(c);
     await requireNetwork(runtime);
@@ -96,8 +101,8 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
         `"omniPrefix" must be true or false, got ${JSON.stringify(omniPrefix)}`,
       );
     const runtime = await directory.runtime(validateNetworkName(name));
-    await initializeNetwork(runtime, Date.now(), { omniPrefix });
-    return c.json(await describeNetwork(runtime, baseUrl(c)), 201);
+    const created = await initializeNetwork(runtime, Date.now(), { omniPrefix });
+    return c.json(await describeNetwork(runtime, baseUrl(c), created), 201);
   });
   app.get("/v1/networks", async (c) => {
     operator(c);

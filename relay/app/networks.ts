@@ -5,21 +5,31 @@
 
 import { formatIPv6, formatPrefix, parseIPv6, prefixContains } from "../../shared/net/ip.ts";
 import { networkPrefix, serverAddress } from "../../shared/siderolink/addressing.ts";
-import { formatJoinToken } from "../../shared/siderolink/relay-api.ts";
+import { formatJoinToken, parseJoinToken } from "../../shared/siderolink/relay-api.ts";
+import { hashSecret } from "../store/secret-hash.ts";
 import type { JoinTokenRecord, NetworkRecord, PeerRecord } from "../store/store.ts";
 import { NetworkNotFoundError } from "../store/store.ts";
 import { InvalidInputError } from "./http-error.ts";
 import { type NetworkRuntime, peerEntry } from "./runtime.ts";
 import { constantTimeEqual, randomId, randomSecret } from "./secrets.ts";
 
-/** What `network create/show --json` print: everything a sidecar needs to join or serve. */
+/**
+ * What `network create/show --json` print: everything a sidecar needs to join or serve. The
+ * store keeps only hashes of secrets, so the secrets are in the answer that created the network
+ * and null in every later one.
+ */
 export interface NetworkSummary {
   readonly name: string;
-  /** For nodes: `siderolink-sidecar join '<apiUrl>'`, or Talos's `siderolink.api`. */
+  /**
+   * For nodes: `siderolink-sidecar join '<apiUrl>'`, or Talos's `siderolink.api`. With the join
+   * token when it is known (at creation); otherwise the relay's base URL, to which a token from
+   * `token create` is added.
+   */
   readonly apiUrl: string;
-  /** The oldest active join token, or null when all are revoked. */
+  /** The first join token, at creation only. */
   readonly joinToken: string | null;
-  readonly adminSecret: string;
+  /** The network's admin secret, at creation only. */
+  readonly adminSecret: string | null;
   readonly prefix: string;
   readonly serverAddress: string;
   readonly serverPublicKey: string | null;
@@ -29,7 +39,8 @@ export interface NetworkSummary {
 
 export interface TokenSummary {
   readonly id: string;
-  readonly joinToken: string;
+  /** `<network>.<secret>` when the token was just created; null in listings. */
+  readonly joinToken: string | null;
   readonly createdAt: string;
   readonly revokedAt: string | null;
 }
@@ -60,6 +71,16 @@ export interface NetworkCreation {
   readonly omniPrefix?: boolean;
 }
 
+/** A network's secrets in clear: they exist only when it is created, and with their holders. */
+export interface NetworkSecrets {
+  readonly adminSecret: string;
+  readonly joinToken: string;
+}
+
+export interface CreatedNetwork extends NetworkSecrets {
+  readonly network: NetworkRecord;
+}
+
 /**
  * Creates the network with an installation id (fresh, or the empty one with `omniPrefix`), an
  * admin secret and one join token.
@@ -68,19 +89,21 @@ export async function initializeNetwork(
   runtime: NetworkRuntime,
   now = Date.now(),
   creation: NetworkCreation = {},
-): Promise<NetworkRecord> {
+): Promise<CreatedNetwork> {
+  const adminSecret = randomSecret();
+  const tokenSecret = randomSecret();
   const network = await runtime.store.createNetwork({
     installationId: creation.omniPrefix ? "" : crypto.randomUUID(),
-    adminSecret: randomSecret(),
+    adminSecretHash: hashSecret(adminSecret),
     createdAt: now,
   });
   await runtime.store.addToken({
     id: randomId(),
-    secret: randomSecret(),
+    secretHash: hashSecret(tokenSecret),
     createdAt: now,
     revokedAt: null,
   });
-  return network;
+  return { network, adminSecret, joinToken: formatJoinToken(network.name, tokenSecret) };
 }
 
 /** The network's record; rejects with NetworkNotFoundError when it does not exist. */
@@ -92,21 +115,22 @@ export async function requireNetwork(runtime: NetworkRuntime): Promise<NetworkRe
 
 /**
  * `baseUrl` is how nodes reach this relay (`grpc://host:port`, `https://host`); the API URL
- * adds the join token and asks for the tunnel, as Talos's `siderolink.api` expects.
+ * adds the join token and asks for the tunnel, as Talos's `siderolink.api` expects. `created`
+ * (from initializeNetwork, in the same call) puts the new secrets in the summary.
  */
 export async function describeNetwork(
   runtime: NetworkRuntime,
   baseUrl: string,
+  created?: NetworkSecrets,
 ): Promise<NetworkSummary> {
   const network = await requireNetwork(runtime);
-  const active = (await runtime.store.tokens()).find((token) => token.revokedAt === null);
-  const joinToken = active ? formatJoinToken(network.name, active.secret) : null;
+  const joinToken = created?.joinToken ?? null;
   const prefix = networkPrefix(network.installationId);
   return {
     name: network.name,
     apiUrl: joinToken ? apiUrl(baseUrl, joinToken) : baseUrl,
     joinToken,
-    adminSecret: network.adminSecret,
+    adminSecret: created?.adminSecret ?? null,
     prefix: formatPrefix(prefix),
     serverAddress: formatIPv6(serverAddress(prefix)),
     serverPublicKey: network.serverPublicKey,
@@ -127,19 +151,20 @@ export async function createToken(
   now = Date.now(),
 ): Promise<TokenSummary> {
   await requireNetwork(runtime);
+  const secret = randomSecret();
   const token: JoinTokenRecord = {
     id: randomId(),
-    secret: randomSecret(),
+    secretHash: hashSecret(secret),
     createdAt: now,
     revokedAt: null,
   };
   await runtime.store.addToken(token);
-  return tokenSummary(runtime.name, token);
+  return tokenSummary(token, formatJoinToken(runtime.name, secret));
 }
 
 export async function listTokens(runtime: NetworkRuntime): Promise<TokenSummary[]> {
   await requireNetwork(runtime);
-  return (await runtime.store.tokens()).map((token) => tokenSummary(runtime.name, token));
+  return (await runtime.store.tokens()).map((token) => tokenSummary(token, null));
 }
 
 /** Revokes by id or by the whole `<network>.<secret>` text; false when no active token matched. */
@@ -150,11 +175,13 @@ export async function revokeToken(
 ): Promise<boolean> {
   await requireNetwork(runtime);
   const tokens = await runtime.store.tokens();
-  // The whole token is a secret: compared in constant time, like every secret.
+  const parsed = parseJoinToken(idOrToken);
+  const presented = parsed?.network === runtime.name ? hashSecret(parsed.secret) : undefined;
+  // Digests compared in constant time, like every secret.
   const match = tokens.find(
     (token) =>
       token.id === idOrToken ||
-      constantTimeEqual(formatJoinToken(runtime.name, token.secret), idOrToken),
+      (presented !== undefined && constantTimeEqual(token.secretHash, presented)),
   );
   return match ? runtime.store.revokeToken(match.id, now) : false;
 }
@@ -220,10 +247,10 @@ export async function assignAddress(
   return canonical;
 }
 
-function tokenSummary(network: string, token: JoinTokenRecord): TokenSummary {
+function tokenSummary(token: JoinTokenRecord, joinToken: string | null): TokenSummary {
   return {
     id: token.id,
-    joinToken: formatJoinToken(network, token.secret),
+    joinToken,
     createdAt: new Date(token.createdAt).toISOString(),
     revokedAt: token.revokedAt === null ? null : new Date(token.revokedAt).toISOString(),
   };

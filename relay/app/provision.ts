@@ -19,6 +19,7 @@ import { SideroLinkError } from "../../shared/siderolink/errors.ts";
 import { parseKey } from "../../shared/siderolink/keys.ts";
 import { isNetworkName, parseJoinToken } from "../../shared/siderolink/relay-api.ts";
 import { type AckResult, NoUplinkError } from "../hub/hub.ts";
+import { hashSecret } from "../store/secret-hash.ts";
 import { type PeerRecord, StoreConflictError, StoreUnavailableError } from "../store/store.ts";
 import { clientAddressKey, DEFAULT_RELAY_LIMITS, type RelayLimits } from "./limits.ts";
 import { createRateLimiter, type RateLimiter } from "./rate-limit.ts";
@@ -114,8 +115,10 @@ async function provisionPeer(
   if (!network) throw permissionDenied();
   // Compare against every active token, without stopping early, so timing reveals nothing.
   let valid = false;
+  const presented = hashSecret(secret);
   for (const candidate of await runtime.store.tokens()) {
-    if (candidate.revokedAt === null && constantTimeEqual(candidate.secret, secret)) valid = true;
+    if (candidate.revokedAt === null && constantTimeEqual(candidate.secretHash, presented))
+      valid = true;
   }
   if (!valid) throw permissionDenied();
   // After the token check, so strangers cannot spend a network's budget.

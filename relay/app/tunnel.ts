@@ -15,6 +15,7 @@ import {
   validateNetworkName,
 } from "../../shared/siderolink/relay-api.ts";
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
+import { hashSecret } from "../store/secret-hash.ts";
 import { CLOSE_TRY_AGAIN_LATER } from "./limits.ts";
 import type { RelayDirectory } from "./runtime.ts";
 import { bearerToken, constantTimeEqual } from "./secrets.ts";
@@ -57,11 +58,16 @@ export function registerTunnelRoutes(
     const runtime = await directory.runtime(validateNetworkName(c.req.param("network")));
     const network = await runtime.store.network();
     const secret = bearerToken(c.req.header("authorization"));
-    if (!network || secret === undefined || !constantTimeEqual(secret, network.adminSecret)) {
+    if (
+      !network ||
+      secret === undefined ||
+      !constantTimeEqual(hashSecret(secret), network.adminSecretHash)
+    ) {
       return runtime.acceptWebSocket(c.req.raw, {
         refuse: {
           code: CloseCode.Unauthorized,
-          reason: "invalid admin secret for this network (see siderolink-relay network show)",
+          reason:
+            "invalid admin secret for this network (shown once by siderolink-relay network create)",
         },
       });
     }

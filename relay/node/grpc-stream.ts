@@ -19,11 +19,19 @@ export type PeerLocator = (virtualAddress: string) => Promise<NetworkRuntime | u
 /** Whether a stream for this peer may open now (the relay's tunnel cap). */
 export type TunnelAdmission = (runtime: NetworkRuntime, virtualAddress: string) => boolean;
 
+export interface GrpcStreamOptions {
+  /** A stream whose first PeerPacket has not arrived this long after it opened is closed. */
+  readonly firstMessageDeadlineMs?: number;
+  readonly now?: () => number;
+}
+
 export function createWireGuardOverGrpc(
   locate: PeerLocator,
   admit: TunnelAdmission = () => true,
-  now: () => number = Date.now,
+  options: GrpcStreamOptions = {},
 ): ServiceImpl<typeof WireGuardOverGRPCService> {
+  const now = options.now ?? Date.now;
+  const firstMessageDeadlineMs = options.firstMessageDeadlineMs;
   return {
     async *createStream(requests: AsyncIterable<PeerPacket>, context: HandlerContext) {
       const virtualAddress = canonicalPeerAddress(
@@ -40,6 +48,18 @@ export function createWireGuardOverGrpc(
 
       const socket = new GrpcHubSocket(context.signal);
       const { hub } = runtime;
+      // A stream that never speaks would hold its slot (and replace the node's real stream).
+      const silent =
+        firstMessageDeadlineMs === undefined
+          ? undefined
+          : setTimeout(
+              () =>
+                socket.close(
+                  CloseCode.LivenessTimeout,
+                  `no first message within ${firstMessageDeadlineMs} ms`,
+                ),
+              firstMessageDeadlineMs,
+            );
       hub.attach(socket, { v: 1, role: "node", virtualAddress, connectedAt: now() });
       const one: Uint8Array[] = [];
       // Reads until the client half-closes or the call ends; the response side may end first
@@ -47,12 +67,14 @@ export function createWireGuardOverGrpc(
       void (async () => {
         try {
           for await (const packet of requests) {
+            clearTimeout(silent);
             one[0] = packet.Data;
             if (packet.Data.length > 0) hub.nodeDatagrams(socket, one, 1);
           }
         } catch {
           // The client went away; the stream ends below.
         } finally {
+          clearTimeout(silent);
           socket.end();
         }
       })();

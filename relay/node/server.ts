@@ -19,8 +19,14 @@ import { MAX_PROVISION_REQUEST_BYTES, registerProvision } from "../app/connect.t
 import { clientAddressKey, DEFAULT_RELAY_LIMITS, type RelayLimits } from "../app/limits.ts";
 import { tunnelsFull } from "../app/tunnel.ts";
 import type { HubLimits } from "../hub/hub.ts";
+import {
+  type ConnectionLimits,
+  createConnectionGate,
+  resolveConnectionLimits,
+} from "./connection-limits.ts";
 import { createNodeDirectory, type NodeDirectory } from "./directory.ts";
 import { createWireGuardOverGrpc } from "./grpc-stream.ts";
+import { closeWhenIdle, withStreamDeadlines } from "./http2-deadlines.ts";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite.ts";
 import { createWebSocketUpgrades } from "./websocket.ts";
 
@@ -42,6 +48,8 @@ export interface RelayServerOptions {
   readonly headersTimeoutMs?: number;
   /** How long a store write waits for another process's lock. */
   readonly storeBusyTimeoutMs?: number;
+  /** Connection, HTTP/2 session and stream caps; defaults in connection-limits.ts. */
+  readonly connections?: Partial<ConnectionLimits>;
 }
 
 /** Default time a client has to send its request headers. */
@@ -75,6 +83,7 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
   });
   const limits: RelayLimits = { ...DEFAULT_RELAY_LIMITS, ...options.limits };
   const headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  const connectionLimits = resolveConnectionLimits(options.connections);
   const directory = createNodeDirectory(database, {
     hubLimits: options.hubLimits,
     sweepIntervalMs: options.sweepIntervalMs,
@@ -103,6 +112,7 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
           (address) => directory.locatePeer(address),
           (runtime, address) =>
             runtime.hub.hasNode(address) || !tunnelsFull(directory, limits.maxTunnels),
+          { firstMessageDeadlineMs: connectionLimits.firstMessageDeadlineMs },
         ),
       );
     },
@@ -131,18 +141,29 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
   // http1 never listens itself (the front server hands it sockets), and Node starts the timer
   // that enforces headersTimeout and requestTimeout on "listening": start it here.
   http1.emit("listening");
-  const h2 = http2.createServer({ settings: { maxHeaderListSize: MAX_HEADER_BYTES } }, grpcHandler);
+  const h2 = http2.createServer(
+    {
+      settings: {
+        maxHeaderListSize: MAX_HEADER_BYTES,
+        maxConcurrentStreams: connectionLimits.maxConcurrentStreams,
+      },
+      maxSessionMemory: connectionLimits.maxSessionMemoryMb,
+    },
+    withStreamDeadlines(grpcHandler, connectionLimits),
+  );
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
+    closeWhenIdle(session, connectionLimits.idleSessionTimeoutMs);
   });
 
   const dispatch = (socket: net.Socket, http2Wanted: boolean): void => {
     (http2Wanted ? h2 : http1).emit("connection", socket);
   };
 
+  const gate = createConnectionGate(connectionLimits);
   let front: net.Server;
   if (options.tls) {
     front = tls.createServer(
@@ -154,11 +175,15 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
       (socket) => dispatch(socket, socket.alpnProtocol === "h2"),
     );
   } else {
-    front = net.createServer((socket) => sniff(socket, dispatch, headersTimeoutMs));
+    front = net.createServer();
   }
+  // A connection over a cap is destroyed in the tick it arrives: before any HTTP parser, HTTP/2
+  // session or TLS handshake has read from it.
   front.on("connection", (socket: net.Socket) => {
+    if (!gate.admit(socket)) return;
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
+    if (!options.tls) sniff(socket, dispatch, headersTimeoutMs);
   });
 
   await new Promise<void>((resolve, reject) => {

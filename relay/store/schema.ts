@@ -1,10 +1,14 @@
 /**
  * The relay's SQLite schema, shared by node:sqlite (one file for every network) and Durable
- * Objects (one database per network). Migrations are append-only: a new version adds an entry.
+ * Objects (one database per network). Migrations are append-only: a new version adds an entry,
+ * its statements or, where SQL alone cannot do it, a function run in the same transaction.
  */
+import { hashSecret } from "./secret-hash.ts";
 import type { SqlExecutor } from "./sql.ts";
 
-const MIGRATIONS: readonly (readonly string[])[] = [
+type Migration = readonly string[] | ((sql: SqlExecutor) => void);
+
+const MIGRATIONS: readonly Migration[] = [
   [
     `CREATE TABLE networks (
       name TEXT PRIMARY KEY,
@@ -46,7 +50,33 @@ const MIGRATIONS: readonly (readonly string[])[] = [
       PRIMARY KEY (network, node_uuid)
     )`,
   ],
+  // Version 2: secrets at rest become SHA-256 digests; the clear ones are hashed in place.
+  hashStoredSecrets,
 ];
+
+function hashStoredSecrets(sql: SqlExecutor): void {
+  sql.all("ALTER TABLE networks RENAME COLUMN admin_secret TO admin_secret_sha256");
+  sql.all("ALTER TABLE join_tokens RENAME COLUMN secret TO secret_sha256");
+  for (const row of sql.all<{ name: string; secret: string }>(
+    "SELECT name, admin_secret_sha256 AS secret FROM networks",
+  )) {
+    sql.all(
+      "UPDATE networks SET admin_secret_sha256 = ? WHERE name = ?",
+      hashSecret(row.secret),
+      row.name,
+    );
+  }
+  for (const row of sql.all<{ network: string; id: string; secret: string }>(
+    "SELECT network, id, secret_sha256 AS secret FROM join_tokens",
+  )) {
+    sql.all(
+      "UPDATE join_tokens SET secret_sha256 = ? WHERE network = ? AND id = ?",
+      hashSecret(row.secret),
+      row.network,
+      row.id,
+    );
+  }
+}
 
 /** Brings the database to the newest schema; safe to call on every start. */
 export function migrate(sql: SqlExecutor): void {
@@ -57,11 +87,12 @@ export function migrate(sql: SqlExecutor): void {
     "SELECT MAX(version) AS version FROM schema_migrations",
   );
   const current = row?.version ?? 0;
-  MIGRATIONS.forEach((statements, index) => {
+  MIGRATIONS.forEach((migration, index) => {
     const version = index + 1;
     if (version <= current) return;
     sql.transaction(() => {
-      for (const statement of statements) sql.all(statement);
+      if (typeof migration === "function") migration(sql);
+      else for (const statement of migration) sql.all(statement);
       sql.all(
         "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
         version,

@@ -18,14 +18,14 @@ export function createSqlNetworkStore(sql: SqlExecutor, name: string): NetworkSt
 interface NetworkRow extends SqlRow {
   name: string;
   installation_id: string;
-  admin_secret: string;
+  admin_secret_sha256: string;
   server_public_key: string | null;
   created_at: number;
 }
 
 interface TokenRow extends SqlRow {
   id: string;
-  secret: string;
+  secret_sha256: string;
   created_at: number;
   revoked_at: number | null;
 }
@@ -66,11 +66,11 @@ class SqlNetworkStore implements NetworkStore {
     init: Omit<NetworkRecord, "name" | "serverPublicKey">,
   ): Promise<NetworkRecord> {
     const rows = this.#sql.all<NetworkRow>(
-      `INSERT INTO networks (name, installation_id, admin_secret, server_public_key, created_at)
+      `INSERT INTO networks (name, installation_id, admin_secret_sha256, server_public_key, created_at)
        VALUES (?, ?, ?, NULL, ?) ON CONFLICT (name) DO NOTHING RETURNING *`,
       this.name,
       init.installationId,
-      init.adminSecret,
+      init.adminSecretHash,
       init.createdAt,
     );
     if (rows.length === 0)
@@ -91,12 +91,12 @@ class SqlNetworkStore implements NetworkStore {
   async tokens(): Promise<JoinTokenRecord[]> {
     return this.#sql
       .all<TokenRow>(
-        "SELECT id, secret, created_at, revoked_at FROM join_tokens WHERE network = ? ORDER BY created_at, id",
+        "SELECT id, secret_sha256, created_at, revoked_at FROM join_tokens WHERE network = ? ORDER BY created_at, id",
         this.name,
       )
       .map((row) => ({
         id: row.id,
-        secret: row.secret,
+        secretHash: row.secret_sha256,
         createdAt: row.created_at,
         revokedAt: row.revoked_at,
       }));
@@ -105,11 +105,11 @@ class SqlNetworkStore implements NetworkStore {
   async addToken(token: JoinTokenRecord): Promise<void> {
     this.#requireNetwork();
     const rows = this.#sql.all(
-      `INSERT INTO join_tokens (network, id, secret, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)
+      `INSERT INTO join_tokens (network, id, secret_sha256, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (network, id) DO NOTHING RETURNING id`,
       this.name,
       token.id,
-      token.secret,
+      token.secretHash,
       token.createdAt,
       token.revokedAt,
     );
@@ -271,7 +271,7 @@ function toNetwork(row: NetworkRow): NetworkRecord {
   return {
     name: row.name,
     installationId: row.installation_id,
-    adminSecret: row.admin_secret,
+    adminSecretHash: row.admin_secret_sha256,
     serverPublicKey: row.server_public_key,
     createdAt: row.created_at,
   };

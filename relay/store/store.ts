@@ -13,17 +13,23 @@ export interface NetworkRecord {
   readonly name: string;
   /** Seeds the address prefix (NetworkPrefix(installationId)). */
   readonly installationId: string;
-  /** Authenticates the server uplink and this network's admin calls. */
-  readonly adminSecret: string;
+  /**
+   * SHA-256 (hashSecret) of the secret that authenticates the server uplink and this network's
+   * admin calls; the secret itself is shown once, when the network is created.
+   */
+  readonly adminSecretHash: string;
   /** The management server's WireGuard public key, once an uplink has said HELLO. */
   readonly serverPublicKey: string | null;
   readonly createdAt: number;
 }
 
-/** A join token reads `<network>.<secret>`; `id` names it for listing and revoking. */
+/**
+ * A join token reads `<network>.<secret>`; `id` names it for listing and revoking. Only the
+ * secret's SHA-256 (hashSecret) is kept: the token is shown once, when it is created.
+ */
 export interface JoinTokenRecord {
   readonly id: string;
-  readonly secret: string;
+  readonly secretHash: string;
   readonly createdAt: number;
   readonly revokedAt: number | null;
 }

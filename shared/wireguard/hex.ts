@@ -6,11 +6,16 @@ export function toHex(bytes: Uint8Array): string {
   return out;
 }
 
-/** Parses exactly `length` bytes of hex (either case); throws naming `field` otherwise. */
+/**
+ * Parses exactly `length` bytes of hex (either case); throws naming `field` otherwise. The error
+ * gives the text's shape, never the text: a malformed private key is still most of the key.
+ */
 export function fromHex(text: string, length: number, field: string): Uint8Array {
   if (text.length !== length * 2 || !/^[0-9a-fA-F]*$/.test(text)) {
+    const bad = text.search(/[^0-9a-fA-F]/);
+    const where = bad >= 0 ? `, not hex at position ${bad}` : "";
     throw new RangeError(
-      `expected ${length * 2} hex digits for ${field}, got ${JSON.stringify(text)}`,
+      `expected ${length * 2} hex digits for ${field}, got ${text.length} characters${where}`,
     );
   }
   const out = new Uint8Array(length);

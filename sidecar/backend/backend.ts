@@ -61,5 +61,11 @@ export interface BackendOptions {
   readonly sink: (datagrams: readonly Uint8Array[], to: StreamEndpoint) => void;
   /** Use a UDP socket instead of the tunnel (Provision answered without a tunnel). */
   readonly udp?: boolean;
+  /**
+   * Server role: the server's overlay address (16 bytes). Nodes then reach only the server,
+   * never each other through it: the userspace device sends peers only packets from this
+   * address, and the kernel backend has nftables drop what the host would forward between them.
+   */
+  readonly serverAddress?: Uint8Array;
   readonly log: (message: string) => void;
 }

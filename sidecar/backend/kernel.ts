@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { formatKey } from "../../shared/siderolink/keys.ts";
 import type { StreamEndpoint } from "../../shared/wireguard/stream-bind.ts";
 import { createStreamEndpoints } from "../bind/stream-endpoints.ts";
+import { type ForwardFilter, installForwardFilter } from "../net/forward-filter.ts";
 import { deleteLink, getLink, ip, setLinkUp, setMtu } from "../net/iproute2.ts";
 import { uapiSocketPath } from "../wireguard/uapi-socket.ts";
 import { type BackendOptions, LinkMtu, type PeerStatus, type WireGuardBackend } from "./backend.ts";
@@ -96,7 +97,9 @@ export async function createKernelBackend(
     if (error) sendErrors++;
   };
 
+  let forwardFilter: ForwardFilter | undefined;
   const removeInterface = async (): Promise<void> => {
+    await forwardFilter?.remove().catch(() => undefined);
     await deleteLink(iface).catch(() => undefined);
     if (options.wireguardGo) {
       // wireguard-go exits when its interface goes and removes its socket then.
@@ -107,6 +110,8 @@ export async function createKernelBackend(
   };
 
   try {
+    // Before the interface is up, so no packet is forwarded between nodes in between.
+    if (options.serverAddress) forwardFilter = await installForwardFilter(iface);
     await setPrivateKey(iface, options.privateKey);
     await setMtu(iface, LinkMtu);
     await setLinkUp(iface);

@@ -13,12 +13,17 @@ import { nodeClock } from "../wireguard/clock-node.ts";
 import { createNodeCryptoProvider } from "../wireguard/crypto-node.ts";
 import { serveUapi } from "../wireguard/uapi-socket.ts";
 import { type BackendOptions, LinkMtu, type WireGuardBackend } from "./backend.ts";
+import { filterTunSource } from "./source-filter.ts";
 
 export async function createUserspaceBackend(options: BackendOptions): Promise<WireGuardBackend> {
   const streamBind = createStreamBind();
   streamBind.attach(options.sink);
   const endpoints = createStreamEndpoints();
-  const tun = openLinuxTun({ name: options.iface, mtu: LinkMtu });
+  const linuxTun = openLinuxTun({ name: options.iface, mtu: LinkMtu });
+  const filtered = options.serverAddress
+    ? filterTunSource(linuxTun, options.serverAddress)
+    : undefined;
+  const tun = filtered ?? linuxTun;
   const device = new Device({
     tun,
     bind: options.udp ? createUdpBind({ port: 0 }) : streamBind,
@@ -68,8 +73,9 @@ export async function createUserspaceBackend(options: BackendOptions): Promise<W
     drops() {
       return {
         ...device.drops,
-        tunWrite: tun.writeDrops,
+        tunWrite: linuxTun.writeDrops,
         streamBind: streamBind.drops,
+        ...(filtered ? { notFromServer: filtered.notFromServer } : {}),
       };
     },
     async close() {

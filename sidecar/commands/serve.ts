@@ -43,9 +43,10 @@ SIGINT or SIGTERM, then removes the interface, its routes and its sockets.
 Options (environment variable in brackets):
   --relay URL               the relay's base URL, http(s)://host:port           [SIDEROLINK_RELAY]
   --network NAME            the relay network to serve                        [SIDEROLINK_NETWORK]
-  --admin-secret SECRET     the network's admin secret (siderolink-relay network show NAME)
-                                                                        [SIDEROLINK_ADMIN_SECRET]
-  --admin-secret-file FILE  read the admin secret from FILE instead  [SIDEROLINK_ADMIN_SECRET_FILE]
+  --admin-secret SECRET     the network's admin secret (printed once by siderolink-relay network
+                            create NAME); visible to other users in ps  [SIDEROLINK_ADMIN_SECRET]
+  --admin-secret-file FILE  read the admin secret from FILE instead (preferred)
+                                                                   [SIDEROLINK_ADMIN_SECRET_FILE]
   --address CIDR            the server address to use (default: asked from the relay)
                                                                         [SIDEROLINK_ADDRESS]
   --iface NAME              interface to create (default siderolink)            [SIDEROLINK_IFACE]

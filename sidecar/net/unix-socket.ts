@@ -3,9 +3,12 @@
  * configuration): the file is root-only, removed on close and at process exit, and a file left
  * by a process that died is replaced.
  */
-import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { dirname } from "node:path";
+
+/** Leaves the socket file 0600: owner read and write (connect needs write), nothing else. */
+const SOCKET_UMASK = 0o177;
 
 export interface UnixSocketServer {
   readonly path: string;
@@ -39,13 +42,18 @@ export async function serveUnixSocket(options: UnixSocketOptions): Promise<UnixS
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(path, () => {
-      server.off("error", reject);
-      resolve();
-    });
+    // Root only from the moment the file exists: these sockets name peers and addresses, and
+    // one of them configures keys. listen() binds synchronously, so the umask covers the bind.
+    const umask = process.umask(SOCKET_UMASK);
+    try {
+      server.listen(path, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    } finally {
+      process.umask(umask);
+    }
   });
-  // Root only: these sockets name peers and addresses, and one of them configures keys.
-  chmodSync(path, 0o600);
   const removeAtExit = (): void => rmSync(path, { force: true });
   process.on("exit", removeAtExit);
   return {

@@ -76,17 +76,19 @@ describe("the server's events sink and kernel log receiver over the overlay (Nod
       c.serverAddress = c.relay.info.serverAddress;
       c.recordsDir = join(c.topology.work, "records");
       c.serverIface = `vm${suffix}`;
-      c.server = c.topology.startServer(c.relay, c.serverIface, [
-        "--records-dir",
-        c.recordsDir,
-        "--records-stdout",
-        "--event-sink-port",
-        String(EVENT_PORT),
-        "--log-receiver-port",
-        String(LOG_PORT),
-        "--metrics-port",
-        String(METRICS_PORT),
-      ]);
+      c.server = c.topology.startServer(c.relay, c.serverIface, {
+        extraArgs: [
+          "--records-dir",
+          c.recordsDir,
+          "--records-stdout",
+          "--event-sink-port",
+          String(EVENT_PORT),
+          "--log-receiver-port",
+          String(LOG_PORT),
+          "--metrics-port",
+          String(METRICS_PORT),
+        ],
+      });
       await c.server.waitFor(/"msg":"ready"/, 30_000);
       c.nodeUuid = nodeUuid();
       const iface = `va${suffix}`;

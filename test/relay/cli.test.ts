@@ -1,6 +1,7 @@
 /** siderolink-relay and npm start as child processes, against a data dir and a running relay. */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { promisify } from "node:util";
@@ -71,7 +72,7 @@ describe("siderolink-relay on a data dir", () => {
     assert.match(bad.stderr, /unknown command "network frobnicate"/);
   });
 
-  test("network create/show --json, and a revoked token stops provisioning", async () => {
+  test("network create/show --json (secrets only at creation), and a revoked token stops provisioning", async () => {
     const dir = tempDir();
     cleanups.push(dir.remove);
     const data = ["--data", dir.path];
@@ -85,9 +86,15 @@ describe("siderolink-relay on a data dir", () => {
     );
     const shown = json(await relayCli(["network", "show", "lab", "--json", ...data]));
     assert.deepEqual(
-      [shown.name, shown.apiUrl, shown.joinToken, shown.adminSecret],
-      [created.name, created.apiUrl, created.joinToken, created.adminSecret],
+      [shown.name, shown.apiUrl, shown.joinToken, shown.adminSecret, shown.prefix],
+      [created.name, "grpc://127.0.0.1:8787", null, null, created.prefix],
     );
+    const shownText = await relayCli(["network", "show", "lab", ...data]);
+    assert.match(
+      shownText.stdout,
+      /shown once, at creation; a new join token: siderolink-relay token create lab/,
+    );
+    assert.ok(!shownText.stdout.includes(String(created.adminSecret)));
     const again = await relayCli(["network", "create", "lab", ...data]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /network "lab" already exists/);
@@ -98,10 +105,16 @@ describe("siderolink-relay on a data dir", () => {
     );
 
     const second = json(await relayCli(["token", "create", "lab", "--json", ...data]));
+    assert.match(String(second.joinToken), /^lab\.[A-Za-z0-9_-]{43}$/);
     const listed = json(await relayCli(["token", "list", "lab", "--json", ...data])) as {
-      tokens: { id: string }[];
+      tokens: { id: string; joinToken: unknown }[];
     };
     assert.equal(listed.tokens.length, 2);
+    assert.deepEqual(
+      listed.tokens.map((t) => t.joinToken),
+      [null, null],
+      "listings show no secrets",
+    );
     const first = listed.tokens.find((t) => t.id !== second.id)!;
     assert.equal(
       json(await relayCli(["token", "revoke", "lab", first.id, "--json", ...data])).revoked,
@@ -152,8 +165,9 @@ describe("siderolink-relay --relay URL (admin API)", () => {
     assert.deepEqual(json(await relayCli(["network", "list", "--json", ...remote], env)), {
       networks: ["edge"],
     });
+    assert.match(String(created.adminSecret), /^[A-Za-z0-9_-]{43}$/);
     const shown = json(await relayCli(["network", "show", "edge", "--json", ...remote], env));
-    assert.equal(shown.adminSecret, created.adminSecret);
+    assert.equal(shown.adminSecret, null);
 
     const uplink = new Uplink(server, "edge", String(created.adminSecret));
     cleanups.push(() => uplink.close());
@@ -309,7 +323,7 @@ describe("processes", () => {
     return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
   }
 
-  test("npm start creates the default network, prints the sidecar commands, and stops cleanly on SIGTERM", async () => {
+  test("npm start creates the default network, prints the sidecar commands with no secret in them, and stops cleanly on SIGTERM", async () => {
     const dir = tempDir();
     cleanups.push(dir.remove);
     const env = {
@@ -329,10 +343,16 @@ describe("processes", () => {
         `siderolink-sidecar join 'grpc://127\\.0\\.0\\.1:\\d+\\?jointoken=${token.replace(".", "\\.")}&grpc_tunnel=true'`,
       ),
     );
-    assert.match(
-      output,
-      /siderolink-sidecar serve --relay http:\/\/127\.0\.0\.1:\d+ --network default --admin-secret "\$\(cat .*default\.admin-secret\)"/,
+    const secretFile = join(dir.path, "default.admin-secret");
+    const serveLine = output.split("\n").find((line) => line.includes("siderolink-sidecar serve"));
+    assert.equal(
+      serveLine?.trim(),
+      `siderolink-sidecar serve --relay ${/listening on (\S+)/.exec(output)?.[1]} --network default --admin-secret-file ${secretFile}`,
     );
+    assert.equal(statSync(secretFile).mode & 0o777, 0o600);
+    const adminSecret = readFileSync(secretFile, "utf8").trim();
+    assert.match(adminSecret, /^[A-Za-z0-9_-]{43}$/);
+    assert.ok(!output.includes(adminSecret), "the admin secret is not printed");
     const code = exited(child);
     child.kill("SIGTERM");
     assert.equal(await code, 0);
@@ -341,7 +361,13 @@ describe("processes", () => {
     cleanups.push(() => again.kill("SIGKILL"));
     const second = await started(again, /Ctrl-C stops the relay/);
     assert.match(second, /network "default" ready/);
-    assert.ok(second.includes(token), "the same join token after a restart");
+    assert.ok(!second.includes(token), "the join token is shown only at creation");
+    assert.match(
+      second,
+      /join token: +shown when the network was created; a new one: siderolink-relay token create default/,
+    );
+    assert.ok(second.includes(`admin secret: in ${secretFile}`), second);
+    assert.equal(readFileSync(secretFile, "utf8").trim(), adminSecret, "the secret file is kept");
     const code2 = exited(again);
     again.kill("SIGINT");
     assert.equal(await code2, 0);

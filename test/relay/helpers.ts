@@ -11,6 +11,7 @@ import { WebSocket } from "ws";
 import {
   describeNetwork,
   initializeNetwork,
+  type NetworkSecrets,
   type NetworkSummary,
 } from "../../relay/app/networks.ts";
 import {
@@ -48,10 +49,19 @@ export async function startRelay(
   });
 }
 
-export async function createNetwork(server: RelayServer, name: string): Promise<NetworkSummary> {
+/** Creates the network; the summary carries its secrets, as only the creating call's does. */
+export async function createNetwork(
+  server: RelayServer,
+  name: string,
+): Promise<NetworkSummary & NetworkSecrets> {
   const runtime = await server.directory.runtime(name);
-  await initializeNetwork(runtime);
-  return describeNetwork(await server.directory.runtime(name), server.nodeBaseUrl);
+  const created = await initializeNetwork(runtime);
+  const summary = await describeNetwork(
+    await server.directory.runtime(name),
+    server.nodeBaseUrl,
+    created,
+  );
+  return { ...summary, adminSecret: created.adminSecret, joinToken: created.joinToken };
 }
 
 export function randomKey(): Uint8Array {

@@ -34,18 +34,22 @@ test("networks, tokens, peers and counters, across a reopen of the file", async 
   const db = openSqliteDatabase(dir.path);
   const alpha = createSqlNetworkStore(db, "alpha");
   await assert.rejects(
-    alpha.addToken({ id: "t", secret: "s", createdAt: 1, revokedAt: null }),
+    alpha.addToken({ id: "t", secretHash: "s", createdAt: 1, revokedAt: null }),
     NetworkNotFoundError,
   );
-  await alpha.createNetwork({ installationId: "install-a", adminSecret: "secret", createdAt: 5 });
+  await alpha.createNetwork({
+    installationId: "install-a",
+    adminSecretHash: "secret",
+    createdAt: 5,
+  });
   await assert.rejects(
-    alpha.createNetwork({ installationId: "x", adminSecret: "y", createdAt: 6 }),
+    alpha.createNetwork({ installationId: "x", adminSecretHash: "y", createdAt: 6 }),
     (error: Error) =>
       error instanceof StoreConflictError && /network "alpha" already exists/.test(error.message),
   );
   await createSqlNetworkStore(db, "beta").createNetwork({
     installationId: "install-b",
-    adminSecret: "s",
+    adminSecretHash: "s",
     createdAt: 7,
   });
   assert.deepEqual(listNetworkNames(db), ["alpha", "beta"]);
@@ -54,7 +58,7 @@ test("networks, tokens, peers and counters, across a reopen of the file", async 
     /network name: "Bad.Name" is not allowed/,
   );
 
-  await alpha.addToken({ id: "t1", secret: "s1", createdAt: 10, revokedAt: null });
+  await alpha.addToken({ id: "t1", secretHash: "s1", createdAt: 10, revokedAt: null });
   assert.equal(await alpha.revokeToken("t1", 20), true);
   assert.equal(await alpha.revokeToken("t1", 30), false, "a token is revoked once");
 

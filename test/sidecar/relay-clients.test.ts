@@ -13,6 +13,7 @@ import { after, before, describe, it } from "node:test";
 import {
   describeNetwork,
   initializeNetwork,
+  type NetworkSecrets,
   type NetworkSummary,
 } from "../../relay/app/networks.ts";
 import { type RelayServer, startRelayServer } from "../../relay/node/server.ts";
@@ -66,7 +67,7 @@ class RecordingTable implements PeerTable {
 describe("sidecar clients against the Node relay", { timeout: 60_000 }, () => {
   let dataDir: string;
   let server: RelayServer;
-  let network: NetworkSummary;
+  let network: NetworkSummary & NetworkSecrets;
   let api: ApiUrl;
   let uplink: Uplink | undefined;
   const table = new RecordingTable();
@@ -118,8 +119,8 @@ describe("sidecar clients against the Node relay", { timeout: 60_000 }, () => {
     dataDir = mkdtempSync(join(tmpdir(), "sidecar-clients-"));
     await startRelay();
     const runtime = await server.directory.runtime("edge");
-    await initializeNetwork(runtime);
-    network = await describeNetwork(runtime, server.nodeBaseUrl);
+    const created = await initializeNetwork(runtime);
+    network = { ...(await describeNetwork(runtime, server.nodeBaseUrl, created)), ...created };
     api = parseApiUrl(network.apiUrl);
   });
 

@@ -83,6 +83,13 @@ export interface Status {
     rxBytes: number;
     txBytes: number;
   }[];
+  drops: Record<string, number>;
+}
+
+export interface ServerOptions {
+  readonly backend?: "userspace" | "kernel";
+  /** More `serve` options, after the suite's own. */
+  readonly extraArgs?: readonly string[];
 }
 
 export interface NodeOptions {
@@ -99,8 +106,8 @@ export interface Topology {
   readonly nodes: Readonly<Record<NodeName, Netns>>;
   readonly work: string;
   startRelay(kind: RelayKind): Promise<Relay>;
-  /** `serve` in mgmt; `extraArgs` go after the suite's own options. */
-  startServer(relay: Relay, iface: string, extraArgs?: readonly string[]): LabProcess;
+  /** `serve` in mgmt (userspace WireGuard unless told otherwise); `extraArgs` go last. */
+  startServer(relay: Relay, iface: string, options?: ServerOptions): LabProcess;
   startNode(relay: Relay, node: NodeName, iface: string, options: NodeOptions): LabProcess;
   /** The sidecar arguments of `join` for a node, for running it to completion with runCli. */
   joinArgs(relay: Relay, node: NodeName, iface: string, options: NodeOptions): string[];
@@ -232,7 +239,7 @@ export async function createTopology(prefix: string): Promise<Topology> {
       nodes,
       work,
       startRelay,
-      startServer(relay, iface, extraArgs = []) {
+      startServer(relay, iface, { backend = "userspace", extraArgs = [] } = {}) {
         return mgmt.spawn(nodeBinary, [
           cliPath,
           "serve",
@@ -248,7 +255,8 @@ export async function createTopology(prefix: string): Promise<Topology> {
           "--run-dir",
           runDir,
           "--wireguard",
-          "userspace",
+          backend,
+          ...(backend === "kernel" ? ["--wireguard-go", "wireguard-go"] : []),
           ...relay.tlsArgs,
           ...extraArgs,
         ]);

@@ -6,7 +6,13 @@
  *   {id, type: "stats"}  -> {id, heapUsed, rss, hubs: {network: {nodes, uplinks, metrics}}}
  *   {id, type: "close"}  -> closes the relay, replies {id}, exits.
  */
-import { describeNetwork, initializeNetwork } from "../../../relay/app/networks.ts";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  describeNetwork,
+  initializeNetwork,
+  type NetworkSecrets,
+} from "../../../relay/app/networks.ts";
 import { type RelayServerOptions, startRelayServer } from "../../../relay/node/server.ts";
 
 interface ChildOptions extends Partial<RelayServerOptions> {
@@ -21,10 +27,20 @@ const server = await startRelayServer({ host: "127.0.0.1", ...options });
 let summary: unknown;
 if (options.network) {
   const runtime = await server.directory.runtime(options.network);
-  if ((await runtime.store.network()) === undefined) await initializeNetwork(runtime);
+  // The relay keeps only hashes of secrets: the child keeps the clear ones for its restarts.
+  const secretsFile = join(options.dataDir, `${options.network}.child-secrets.json`);
+  let secrets: NetworkSecrets;
+  if ((await runtime.store.network()) === undefined) {
+    const { adminSecret, joinToken } = await initializeNetwork(runtime);
+    secrets = { adminSecret, joinToken };
+    writeFileSync(secretsFile, JSON.stringify(secrets), { mode: 0o600 });
+  } else {
+    secrets = JSON.parse(readFileSync(secretsFile, "utf8")) as NetworkSecrets;
+  }
   summary = await describeNetwork(
     await server.directory.runtime(options.network),
     server.nodeBaseUrl,
+    secrets,
   );
 }
 process.stdout.write(

@@ -2,7 +2,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import type { NetworkSummary } from "../../../relay/app/networks.ts";
+import type { NetworkSecrets, NetworkSummary } from "../../../relay/app/networks.ts";
 import type { HubMetrics } from "../../../relay/hub/metrics.ts";
 import type { RelayServerOptions } from "../../../relay/node/server.ts";
 
@@ -31,7 +31,8 @@ export class RelayProcess {
   readonly child: ChildProcess;
   readonly url: string;
   readonly port: number;
-  readonly network: NetworkSummary | undefined;
+  /** The network with its secrets (the child keeps them across restarts). */
+  readonly network: (NetworkSummary & NetworkSecrets) | undefined;
   /** Everything the process wrote to stdout and stderr. */
   readonly log: string[];
   #nextId = 0;
@@ -136,5 +137,5 @@ export class RelayProcess {
 interface Ready {
   readonly url: string;
   readonly port: number;
-  readonly network?: NetworkSummary;
+  readonly network?: NetworkSummary & NetworkSecrets;
 }

@@ -17,6 +17,8 @@ export interface NetworkSummary {
   readonly name: string;
   /** For nodes: `siderolink-sidecar join '<apiUrl>'`, or Talos's `siderolink.api`. */
   readonly apiUrl: string;
+  /** The node's whole command, with any flags this relay needs: `siderolink-sidecar join ...`. */
+  readonly joinCommand: string | null;
   /** The oldest active join token, or null when all are revoked. */
   readonly joinToken: string | null;
   readonly adminSecret: string;
@@ -79,18 +81,24 @@ export async function requireNetwork(runtime: NetworkRuntime): Promise<NetworkRe
 /**
  * `baseUrl` is how nodes reach this relay (`grpc://host:port`, `https://host`); the API URL
  * adds the join token and asks for the tunnel, as Talos's `siderolink.api` expects.
+ * `joinFlags` are what the sidecar needs besides the URL to reach this relay.
  */
 export async function describeNetwork(
   runtime: NetworkRuntime,
   baseUrl: string,
+  joinFlags = "",
 ): Promise<NetworkSummary> {
   const network = await requireNetwork(runtime);
   const active = (await runtime.store.tokens()).find((token) => token.revokedAt === null);
   const joinToken = active ? formatJoinToken(network.name, active.secret) : null;
   const prefix = networkPrefix(network.installationId);
+  const url = joinToken ? apiUrl(baseUrl, joinToken) : baseUrl;
   return {
     name: network.name,
-    apiUrl: joinToken ? apiUrl(baseUrl, joinToken) : baseUrl,
+    apiUrl: url,
+    joinCommand: joinToken
+      ? `siderolink-sidecar join '${url}'${joinFlags ? ` ${joinFlags}` : ""}`
+      : null,
     joinToken,
     adminSecret: network.adminSecret,
     prefix: formatPrefix(prefix),

@@ -86,8 +86,10 @@ describe("abuse limits", () => {
     for (const dir of dirs) dir.remove();
   });
 
-  test("Provision is rate limited per client address, before the join token is looked at", async () => {
-    const server = await relay({ limits: { provisionPerClient: { burst: 3, perSecond: 0.1 } } });
+  test("refused Provision calls are rate limited per client address", async () => {
+    const server = await relay({
+      limits: { provisionFailuresPerClient: { burst: 3, perSecond: 0.1 } },
+    });
     await withUplink(server, "perip");
     const answers = [];
     for (let i = 0; i < 4; i++) answers.push(await provision(server, "perip.wrong-secret"));
@@ -99,13 +101,15 @@ describe("abuse limits", () => {
     assert.equal(limited.status, 429);
     assert.match(
       limited.body.message ?? "",
-      /too many Provision calls from client 127\.0\.0\.1; retry in \d+ s/,
+      /too many refused Provision calls from client 127\.0\.0\.1; retry in \d+ s/,
     );
     assert.ok(Number(limited.retryAfter) >= 1, `Retry-After ${limited.retryAfter}`);
   });
 
   test("plain gRPC Provision (HTTP/2) is rate limited per client address too", async () => {
-    const server = await relay({ limits: { provisionPerClient: { burst: 2, perSecond: 0.1 } } });
+    const server = await relay({
+      limits: { provisionFailuresPerClient: { burst: 2, perSecond: 0.1 } },
+    });
     await withUplink(server, "grpcip");
     const client = createClient(ProvisionService, createGrpcTransport({ baseUrl: server.url }));
     const codes: string[] = [];

@@ -1,7 +1,7 @@
 /**
  * A network object's counters in its own SQLite storage, so `*_total` on /metrics keeps
  * counting across evictions and restarts: read back when the object is built, written a few
- * seconds after traffic, on every request, alarm and closed stream.
+ * seconds after traffic (by the alarm), on every request and closed stream.
  *
  * One row holds them all as JSON: SQLite rows written are billed per row, and one row per flush
  * keeps that to one row every COUNTER_FLUSH_DELAY_MS of traffic.

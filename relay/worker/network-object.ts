@@ -114,9 +114,10 @@ export class NetworkObject extends DurableObject<Env> {
     if (socket)
       hub.message(socket, typeof message === "string" ? message : new Uint8Array(message));
     if (!this.#flushScheduled) {
-      // Traffic moves the counters: write them soon, before an eviction could lose them.
+      // Traffic moves the counters: the alarm writes them soon, before an eviction could lose
+      // them. (An alarm, not a timer: a pending timer holds the instance in memory.)
       this.#flushScheduled = true;
-      setTimeout(() => this.#saveCounters(), COUNTER_FLUSH_DELAY_MS);
+      await this.#alarmWithin(COUNTER_FLUSH_DELAY_MS);
     }
   }
 
@@ -145,6 +146,13 @@ export class NetworkObject extends DurableObject<Env> {
     if (this.ctx.getWebSockets().length > 0) {
       await this.ctx.storage.setAlarm(Date.now() + this.#sweepInterval(config));
     }
+  }
+
+  /** Moves the alarm (which sweeps and writes counters) to within `ms` from now. */
+  async #alarmWithin(ms: number): Promise<void> {
+    const at = Date.now() + ms;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
 
   #sweepInterval(config: RelayConfig): number {

@@ -1,14 +1,18 @@
 /** siderolink-relay and npm start as child processes, against a data dir and a running relay. */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import net from "node:net";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import tls from "node:tls";
 import { promisify } from "node:util";
 import { Code, type ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import type { RelayServer } from "../../relay/node/server.ts";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
 import { CloseCode, FrameType } from "../../shared/tunnel/frame.ts";
+import { makeCertificates } from "../support/certificates.ts";
 import { eventually } from "../support/eventually.ts";
 import { base64, NodeStream, randomKey, startRelay, tempDir, Uplink } from "./helpers.ts";
 
@@ -222,6 +226,58 @@ describe("siderolink-relay --relay URL (admin API)", () => {
     });
     assert.equal(perNetwork.status, 200);
     assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
+  });
+});
+
+describe("siderolink-relay --relay URL when the relay cannot be reached", () => {
+  const operator = { SIDEROLINK_RELAY_OPERATOR_TOKEN: "operator-test-token" };
+
+  test("a refused port: the cause and what to check, not just 'fetch failed'", async () => {
+    const closed = net.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const { port } = closed.address() as net.AddressInfo;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const result = await relayCli(
+      ["--relay", `http://127.0.0.1:${port}`, "network", "list"],
+      operator,
+    );
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /ECONNREFUSED/);
+    assert.match(result.stderr, new RegExp(`nothing listens on 127\\.0\\.0\\.1:${port}`));
+  });
+
+  test("https:// to a relay that serves plain HTTP: a TLS error and the hint to use http://", async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const server = await startRelay(dir.path);
+    cleanups.push(() => server.close());
+    const result = await relayCli(
+      ["--relay", server.url.replace("http://", "https://"), "network", "list"],
+      operator,
+    );
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /SSL|TLS|wrong version number|packet length/i);
+    assert.match(result.stderr, /may serve plain HTTP here; try http:\/\//);
+  });
+
+  test("http:// to a relay that serves TLS: the closed connection and the hint to use https://", async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const certificates = makeCertificates(dir.path, ["127.0.0.1"]);
+    const server = tls.createServer({
+      cert: readFileSync(certificates.cert),
+      key: readFileSync(certificates.key),
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => server.close());
+    const { port } = server.address() as net.AddressInfo;
+    const result = await relayCli(
+      ["--relay", `http://127.0.0.1:${port}`, "network", "list"],
+      operator,
+    );
+    assert.equal(result.code, 1);
+    assert.doesNotMatch(result.stderr, /: fetch failed\n$/);
+    assert.match(result.stderr, /if the relay serves TLS, use https:\/\//);
   });
 });
 

@@ -229,6 +229,24 @@ describe("siderolink-relay --relay URL (admin API)", () => {
   });
 });
 
+describe("siderolink-relay serve settings", () => {
+  test("a limit flag or variable that is not a plain number stops serve, naming it", async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const flag = await relayCli(["serve", "--data", dir.path, "--liveness-timeout-ms", "45s"]);
+    assert.equal(flag.code, 2);
+    assert.match(
+      flag.stderr,
+      /--liveness-timeout-ms="45s" is not valid: expected a whole number of milliseconds >= 1000/,
+    );
+    const env = await relayCli(["serve", "--data", dir.path], {
+      SIDEROLINK_RELAY_NODE_DATAGRAMS_PER_SECOND: "lots",
+    });
+    assert.equal(env.code, 2);
+    assert.match(env.stderr, /SIDEROLINK_RELAY_NODE_DATAGRAMS_PER_SECOND="lots" is not valid/);
+  });
+});
+
 describe("siderolink-relay --relay URL when the relay cannot be reached", () => {
   const operator = { SIDEROLINK_RELAY_OPERATOR_TOKEN: "operator-test-token" };
 

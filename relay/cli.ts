@@ -5,6 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import { VERSION } from "../shared/version.ts";
+import { ConfigError, nodeConfig, SETTINGS, TRUSTED_PROXIES } from "./app/config.ts";
 import {
   assignAddress,
   createToken,
@@ -44,13 +45,19 @@ Relays SideroLink (Talos's WireGuard management overlay) for machines whose netw
 
 Run the relay:
   serve [--listen HOST:PORT] [--data DIR] [--tls-cert FILE --tls-key FILE]
-        [--operator-token TOKEN] [--public-url URL] [connection limits]
+        [--operator-token TOKEN] [--public-url URL] [--trusted-proxies LIST] [LIMITS]
       Serves gRPC (h2c, or TLS with ALPN h2), Connect, gRPC-web and WebSockets on one port.
       Default listen ${DEFAULT_LISTEN}. The operator token (or $${OPERATOR_TOKEN_ENV})
-      enables the admin API used by --relay below. Connection limits (HTTP/2 streams are
-      per connection; a Provision or a first CreateStream message later than its deadline
-      fails DEADLINE_EXCEEDED; a connection with no stream open closes after the idle timeout):
+      enables the admin API used by --relay below. Logs one JSON object per line on stdout.
+      --trusted-proxies: addresses or prefixes (comma-separated) of reverse proxies whose
+      X-Forwarded-For names the client, for per-client limits.
+      LIMITS: --NAME VALUE, or $SIDEROLINK_RELAY_NAME (upper case, _ for -), for each of:
+${SETTINGS.map((setting) => `        --${setting.name}  ${setting.meaning}`).join("\n")}
+      Connection limits (HTTP/2 streams are per connection; a Provision or a first
+      CreateStream message later than its deadline fails DEADLINE_EXCEEDED; a connection with
+      no stream open closes after the idle timeout):
 ${CONNECTION_FLAG_USAGE}
+      The README's limits table gives each default.
 
 Manage networks (a local data dir, or a remote relay with --relay URL):
   network create NAME [--json] [--omni-prefix]
@@ -122,6 +129,8 @@ async function main(argv: string[]): Promise<number> {
       "public-url": { type: "string" },
       "omni-prefix": { type: "boolean", default: false },
       ...CONNECTION_FLAG_OPTIONS,
+      [TRUSTED_PROXIES]: { type: "string" },
+      ...Object.fromEntries(SETTINGS.map((setting) => [setting.name, { type: "string" as const }])),
       help: { type: "boolean", short: "h", default: false },
       version: { type: "boolean", short: "V", default: false },
     },
@@ -149,10 +158,17 @@ async function main(argv: string[]): Promise<number> {
     const key = values["tls-key"];
     if ((cert === undefined) !== (key === undefined))
       throw new UsageError("--tls-cert and --tls-key go together");
+    const flags: Record<string, string | undefined> = {};
+    for (const [name, value] of Object.entries(values))
+      if (typeof value === "string") flags[name] = value;
+    const config = nodeConfig(flags, process.env);
     const server = await runRelay({
       host,
       port,
       dataDir: options.data,
+      limits: config.limits,
+      hubLimits: config.hubLimits,
+      trustedProxies: config.trustedProxies,
       tls: cert && key ? { certFile: cert, keyFile: key } : undefined,
       operatorToken: values["operator-token"] ?? (process.env[OPERATOR_TOKEN_ENV] || undefined),
       nodeBaseUrl: values["public-url"],
@@ -277,7 +293,8 @@ adminSecret:  ${network.adminSecret}
 `;
   return `network:      ${network.name}
 apiUrl:       ${network.apiUrl}
-${secrets}prefix:       ${network.prefix} (server ${network.serverAddress})
+${secrets}node:         ${network.joinCommand ?? "(with a join token: siderolink-relay token create)"}
+prefix:       ${network.prefix} (server ${network.serverAddress})
 server key:   ${network.serverPublicKey ?? "(no uplink yet)"}
 `;
 }
@@ -330,14 +347,19 @@ function remoteManager(relay: string): Manager {
   if (!token) throw new UsageError(`--relay needs the operator token in $${OPERATOR_TOKEN_ENV}`);
   const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
     const url = new URL(path, relay.endsWith("/") ? relay : `${relay}/`);
-    const response = await fetch(url, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      throw new Error(`${method} ${url}: ${networkFailure(error, url)}`);
+    }
     const text = await response.text();
     let parsed: unknown;
     try {
@@ -380,6 +402,43 @@ function remoteManager(relay: string): Manager {
   };
 }
 
+/**
+ * Why a request never got an answer, from fetch's error and its causes (undici says "fetch
+ * failed" and puts the socket's error in `cause`), with what to check.
+ */
+export function networkFailure(error: unknown, url: URL): string {
+  const causes: string[] = [];
+  let code: string | undefined;
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    const errno = (e as { code?: unknown }).code;
+    if (code === undefined && typeof errno === "string") code = errno;
+    if (e.message && !causes.includes(e.message)) causes.push(e.message);
+  }
+  const what = causes.join(": ") || String(error);
+  const hint = failureHint(code, what, url);
+  return hint ? `${what} (${hint})` : what;
+}
+
+function failureHint(code: string | undefined, text: string, url: URL): string | undefined {
+  if (code === "ECONNREFUSED")
+    return `nothing listens on ${url.host}: is the relay running, on this port?`;
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN")
+    return `the name ${url.hostname} does not resolve: check the --relay URL`;
+  if (code === "ETIMEDOUT" || code === "UND_ERR_CONNECT_TIMEOUT")
+    return `no answer from ${url.host}: check the address and any firewall`;
+  if (/SSL|TLS|wrong version number|EPROTO/i.test(`${code ?? ""} ${text}`)) {
+    return url.protocol === "https:"
+      ? "TLS failed: the relay may serve plain HTTP here; try http:// in --relay"
+      : "TLS failed";
+  }
+  if (code === "UND_ERR_SOCKET" || code === "ECONNRESET") {
+    return url.protocol === "http:"
+      ? "the connection closed without an HTTP answer: if the relay serves TLS, use https:// in --relay"
+      : "the connection closed without an HTTP answer";
+  }
+  return undefined;
+}
+
 main(process.argv.slice(2)).then(
   (status) => {
     process.exitCode = status;
@@ -387,6 +446,7 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     const usage =
       error instanceof UsageError ||
+      error instanceof ConfigError ||
       (error instanceof Error &&
         "code" in error &&
         String(error.code).startsWith("ERR_PARSE_ARGS"));

@@ -6,6 +6,7 @@
  */
 import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { nodeConfig } from "./app/config.ts";
 import { describeNetwork, initializeNetwork, type NetworkSummary } from "./app/networks.ts";
 import {
   DEFAULT_LISTEN,
@@ -19,10 +20,15 @@ const NETWORK = "default";
 
 const dataDir = resolve(defaultDataDir());
 const { host, port } = parseListen(process.env.SIDEROLINK_RELAY_LISTEN || DEFAULT_LISTEN);
+// Limits from SIDEROLINK_RELAY_<NAME> variables, as `siderolink-relay serve` reads them.
+const config = nodeConfig({}, process.env);
 const server = await runRelay({
   host,
   port,
   dataDir,
+  limits: config.limits,
+  hubLimits: config.hubLimits,
+  trustedProxies: config.trustedProxies,
   operatorToken: process.env[OPERATOR_TOKEN_ENV] || undefined,
 });
 const runtime = await server.directory.runtime(NETWORK);

@@ -31,6 +31,8 @@ import {
   initializeNetwork,
   listNodes,
   listTokens,
+  type NetworkSecrets,
+  type NetworkSummary,
   requireNetwork,
   revokeNodes,
   revokeToken,
@@ -43,6 +45,8 @@ export interface AdminOptions {
   readonly directory: RelayDirectory;
   /** Relay-wide operator token; without one, only admin secrets open network routes. */
   readonly operatorToken: string | undefined;
+  /** How to set the operator token on this runtime, for the "admin API disabled" answer. */
+  readonly operatorTokenHint: string;
   readonly provisions: ProvisionCounts;
   /** How nodes reach this relay, for apiUrl; derived from the request when absent. */
   readonly nodeBaseUrl?: string | undefined;
@@ -50,13 +54,24 @@ export interface AdminOptions {
   readonly plainGrpc: boolean;
 }
 
+interface NodeAccess {
+  readonly baseUrl: string;
+  /** Flags `siderolink-sidecar join` needs with that URL; empty when its defaults fit. */
+  readonly joinFlags: string;
+}
+
+/** Host names of this machine: a relay reached on one runs on a developer's machine. */
+const LOOPBACK_HOST = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
+/** What a sidecar needs to reach a Worker relay served over plain HTTP (wrangler dev). */
+const LOCAL_WORKER_JOIN_FLAGS = "--provision-protocol connect --transport websocket";
+
 export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
   const { directory } = options;
   const operator = (c: Context): void => {
     if (options.operatorToken === undefined) {
       throw new HttpError(
         403,
-        "the admin API is disabled: start the relay with an operator token (SIDEROLINK_RELAY_OPERATOR_TOKEN)",
+        `the admin API is disabled: no operator token is set; ${options.operatorTokenHint}`,
       );
     }
     const token = bearerToken(c.req.header("authorization"));
@@ -81,13 +96,28 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
     await requireNetwork(runtime);
     return runtime;
   };
-  const baseUrl = (c: Context): string => {
-    if (options.nodeBaseUrl) return options.nodeBaseUrl;
+  /** How nodes reach this relay, and the sidecar flags that URL needs. */
+  const nodeAccess = (c: Context): NodeAccess => {
+    if (options.nodeBaseUrl) return { baseUrl: options.nodeBaseUrl, joinFlags: "" };
     const url = new URL(c.req.url);
-    // Plain HTTP here means h2c for Talos, whose API URL says so with grpc://, where the runtime
-    // serves h2c; elsewhere (Workers) clients only ever reach it through TLS.
-    const tls = url.protocol === "https:" || !options.plainGrpc;
-    return tls ? `https://${url.host}` : `grpc://${url.host}`;
+    if (url.protocol === "https:") return { baseUrl: `https://${url.host}`, joinFlags: "" };
+    // Plain HTTP means h2c for Talos, whose API URL says so with grpc://, where the runtime
+    // serves h2c. A runtime without it (Workers) is reached over plain HTTP only on a developer's
+    // machine (wrangler dev): the sidecar then takes the grpc:// URL but provisions over Connect
+    // and tunnels over a WebSocket. Anywhere else clients reach it through TLS.
+    if (options.plainGrpc) return { baseUrl: `grpc://${url.host}`, joinFlags: "" };
+    if (LOOPBACK_HOST.test(url.hostname)) {
+      return { baseUrl: `grpc://${url.host}`, joinFlags: LOCAL_WORKER_JOIN_FLAGS };
+    }
+    return { baseUrl: `https://${url.host}`, joinFlags: "" };
+  };
+  const describe = (
+    runtime: NetworkRuntime,
+    c: Context,
+    created?: NetworkSecrets,
+  ): Promise<NetworkSummary> => {
+    const access = nodeAccess(c);
+    return describeNetwork(runtime, access.baseUrl, created, access.joinFlags);
   };
 
   app.post("/v1/networks", async (c) => {
@@ -102,15 +132,13 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
       );
     const runtime = await directory.runtime(validateNetworkName(name));
     const created = await initializeNetwork(runtime, Date.now(), { omniPrefix });
-    return c.json(await describeNetwork(runtime, baseUrl(c), created), 201);
+    return c.json(await describe(runtime, c, created), 201);
   });
   app.get("/v1/networks", async (c) => {
     operator(c);
     return c.json({ networks: await directory.list() });
   });
-  app.get("/v1/networks/:network", async (c) =>
-    c.json(await describeNetwork(await network(c), baseUrl(c))),
-  );
+  app.get("/v1/networks/:network", async (c) => c.json(await describe(await network(c), c)));
   app.get("/v1/networks/:network/tokens", async (c) =>
     c.json({ tokens: await listTokens(await network(c)) }),
   );

@@ -14,7 +14,12 @@ import { registerAdminRoutes } from "./admin.ts";
 import { createFetchRoutes } from "./connect.ts";
 import { HttpError } from "./http-error.ts";
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from "./limits.ts";
-import { createProvisionHandler, type ProvisionHandler } from "./provision.ts";
+import { provisionRecord, type RelayLog, SILENT_LOG } from "./log.ts";
+import {
+  createProvisionHandler,
+  type ProvisionHandler,
+  type ProvisionObserver,
+} from "./provision.ts";
 import type { RelayDirectory } from "./runtime.ts";
 import { registerTunnelRoutes } from "./tunnel.ts";
 
@@ -22,6 +27,11 @@ export interface RelayAppOptions {
   readonly directory: RelayDirectory;
   /** Relay-wide token for the admin API; undefined disables operator routes. */
   readonly operatorToken?: string | undefined;
+  /**
+   * How an operator sets the operator token on this runtime, for the "admin API disabled"
+   * answer (a flag and environment variable on Node, a Worker secret on Workers).
+   */
+  readonly operatorTokenHint?: string;
   /** How nodes reach this relay (`grpc://host:port`, `https://host`), for apiUrl. */
   readonly nodeBaseUrl?: string | undefined;
   /**
@@ -40,7 +50,15 @@ export interface RelayAppOptions {
    * CF-Connecting-IP on Workers); never a header a client could set unchecked.
    */
   readonly clientAddress?: (c: Context) => string | undefined;
+  /** Where provisions are logged (log.ts); nothing is logged without one. */
+  readonly log?: RelayLog;
+  /** Told of every Provision call's outcome after it is logged (a runtime's own counters). */
+  readonly onProvision?: ProvisionObserver;
 }
+
+/** How the operator token is set on Node, for the "admin API disabled" answer. */
+export const NODE_OPERATOR_TOKEN_HINT =
+  "start the relay with --operator-token TOKEN or SIDEROLINK_RELAY_OPERATOR_TOKEN in its environment";
 
 /** The largest admin API body (JSON of a name or an address). */
 export const MAX_ADMIN_BODY_BYTES = 16 * 1024;
@@ -53,7 +71,14 @@ export interface RelayApp {
 export function createRelayApp(options: RelayAppOptions): RelayApp {
   const now = options.now ?? Date.now;
   const limits: RelayLimits = { ...DEFAULT_RELAY_LIMITS, ...options.limits };
-  const provision = options.provision ?? createProvisionHandler(options.directory, now, limits);
+  const log = options.log ?? SILENT_LOG;
+  const onProvision = options.onProvision;
+  const provision =
+    options.provision ??
+    createProvisionHandler(options.directory, now, limits, (outcome) => {
+      log(provisionRecord(outcome));
+      onProvision?.(outcome);
+    });
   const clientAddress = options.clientAddress ?? (() => undefined);
   const app = new Hono();
 
@@ -73,6 +98,7 @@ export function createRelayApp(options: RelayAppOptions): RelayApp {
   registerAdminRoutes(app, {
     directory: options.directory,
     operatorToken: options.operatorToken,
+    operatorTokenHint: options.operatorTokenHint ?? NODE_OPERATOR_TOKEN_HINT,
     provisions: provision.counts,
     nodeBaseUrl: options.nodeBaseUrl,
     plainGrpc: options.plainGrpc ?? true,

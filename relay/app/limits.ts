@@ -7,10 +7,16 @@ import type { RateLimit } from "./rate-limit.ts";
 
 export interface RelayLimits {
   /**
-   * Provision calls one client address may make. Talos provisions once per boot; a burst covers
-   * a rack booting behind one NAT address.
+   * Provision calls with a valid join token one client (an IPv4 address, an IPv6 /64) may make.
+   * Talos provisions once per boot; a burst covers a rack booting behind one NAT address.
    */
   readonly provisionPerClient: RateLimit;
+  /**
+   * Refused Provision calls (wrong join token, invalid request) one client may make. A bucket of
+   * its own, so a stranger's guesses from the same address (a NAT, a proxy, a /64) cannot spend
+   * what real nodes there need.
+   */
+  readonly provisionFailuresPerClient: RateLimit;
   /** Provision calls (with a valid join token) one network takes, whatever the address. */
   readonly provisionPerNetwork: RateLimit;
   /** Peers one network may hold: the uplink's peer list and WireGuard's peer table stay sane. */
@@ -24,6 +30,7 @@ export interface RelayLimits {
 
 export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   provisionPerClient: { burst: 30, perSecond: 2 },
+  provisionFailuresPerClient: { burst: 10, perSecond: 0.5 },
   provisionPerNetwork: { burst: 300, perSecond: 50 },
   maxPeersPerNetwork: 10_000,
   maxTunnels: 20_000,

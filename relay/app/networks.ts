@@ -26,6 +26,8 @@ export interface NetworkSummary {
    * `token create` is added.
    */
   readonly apiUrl: string;
+  /** The node's whole command, with any flags this relay needs: `siderolink-sidecar join ...`. */
+  readonly joinCommand: string | null;
   /** The first join token, at creation only. */
   readonly joinToken: string | null;
   /** The network's admin secret, at creation only. */
@@ -116,19 +118,25 @@ export async function requireNetwork(runtime: NetworkRuntime): Promise<NetworkRe
 /**
  * `baseUrl` is how nodes reach this relay (`grpc://host:port`, `https://host`); the API URL
  * adds the join token and asks for the tunnel, as Talos's `siderolink.api` expects. `created`
- * (from initializeNetwork, in the same call) puts the new secrets in the summary.
+ * (from initializeNetwork, in the same call) puts the new secrets in the summary. `joinFlags`
+ * are what the sidecar needs besides the URL to reach this relay.
  */
 export async function describeNetwork(
   runtime: NetworkRuntime,
   baseUrl: string,
   created?: NetworkSecrets,
+  joinFlags = "",
 ): Promise<NetworkSummary> {
   const network = await requireNetwork(runtime);
   const joinToken = created?.joinToken ?? null;
   const prefix = networkPrefix(network.installationId);
+  const url = joinToken ? apiUrl(baseUrl, joinToken) : baseUrl;
   return {
     name: network.name,
-    apiUrl: joinToken ? apiUrl(baseUrl, joinToken) : baseUrl,
+    apiUrl: url,
+    joinCommand: joinToken
+      ? `siderolink-sidecar join '${url}'${joinFlags ? ` ${joinFlags}` : ""}`
+      : null,
     joinToken,
     adminSecret: created?.adminSecret ?? null,
     prefix: formatPrefix(prefix),

@@ -21,6 +21,7 @@ import { isNetworkName, parseJoinToken } from "../../shared/siderolink/relay-api
 import { type AckResult, NoUplinkError } from "../hub/hub.ts";
 import { hashSecret } from "../store/secret-hash.ts";
 import { type PeerRecord, StoreConflictError, StoreUnavailableError } from "../store/store.ts";
+import { clientKey } from "./client-address.ts";
 import { clientAddressKey, DEFAULT_RELAY_LIMITS, type RelayLimits } from "./limits.ts";
 import { createRateLimiter, type RateLimiter } from "./rate-limit.ts";
 import type { NetworkRuntime, RelayDirectory } from "./runtime.ts";
@@ -43,37 +44,75 @@ export const RETRY_AFTER_HEADER = "retry-after";
 interface ProvisionLimiters {
   readonly limits: RelayLimits;
   readonly perClient: RateLimiter;
+  readonly failuresPerClient: RateLimiter;
   readonly perNetwork: RateLimiter;
 }
+
+/** Refusals that are the caller's doing, which spend its failure budget. */
+const CLIENT_FAULTS: ReadonlySet<Code> = new Set([Code.PermissionDenied, Code.InvalidArgument]);
+
+/** One Provision call's outcome, for logs and counters that outlive the handler. */
+export interface ProvisionOutcome {
+  /** "ok" or the gRPC code name in snake case. */
+  readonly result: string;
+  readonly request: ProvisionArgs;
+  /** The client address as the runtime saw it. */
+  readonly client: string | undefined;
+  readonly response?: { readonly grpcPeerAddrPort: string };
+  /** Why it was refused. */
+  readonly reason?: string;
+}
+
+export type ProvisionObserver = (outcome: ProvisionOutcome) => void;
 
 export function createProvisionHandler(
   directory: RelayDirectory,
   now: () => number = Date.now,
   limits: RelayLimits = DEFAULT_RELAY_LIMITS,
+  observe: ProvisionObserver = () => {},
 ): ProvisionHandler {
   const counts: ProvisionCounts = {};
   const limiters: ProvisionLimiters = {
     limits,
     perClient: createRateLimiter(limits.provisionPerClient),
+    failuresPerClient: createRateLimiter(limits.provisionFailuresPerClient),
     perNetwork: createRateLimiter(limits.provisionPerNetwork),
   };
   const count = (code: Code | "ok") => {
     const name = code === "ok" ? "ok" : codeName(code);
     counts[name] = (counts[name] ?? 0) + 1;
+    return name;
   };
 
   return {
     counts,
     impl: {
       async provision(request, context) {
+        const address = context.values.get(clientAddressKey);
+        const client = address === undefined ? undefined : clientKey(address);
         try {
-          const client = context.values.get(clientAddressKey);
           const response = await provision(directory, request, now(), client, limiters);
-          count("ok");
+          observe({ result: count("ok"), request, client: address, response });
           return response;
         } catch (error) {
-          const connectError = ConnectError.from(error);
-          count(connectError.code);
+          let connectError = ConnectError.from(error);
+          // A refusal spends the caller's failure budget, never the budget valid calls from
+          // the same client draw on; past it, refusals come back as ResourceExhausted.
+          if (client !== undefined && CLIENT_FAULTS.has(connectError.code)) {
+            const retryMs = limiters.failuresPerClient.take(client, now());
+            if (retryMs > 0) {
+              connectError = rateLimitError(
+                retryMs,
+                `refused Provision calls from client ${client}`,
+              );
+            }
+          }
+          observe({
+            result: count(connectError.code),
+            request,
+            client: address,
+            reason: connectError.rawMessage,
+          });
           throw connectError;
         }
       },
@@ -81,7 +120,7 @@ export function createProvisionHandler(
   };
 }
 
-type ProvisionArgs = Parameters<ServiceImpl<typeof ProvisionService>["provision"]>[0];
+export type ProvisionArgs = Parameters<ServiceImpl<typeof ProvisionService>["provision"]>[0];
 
 async function provision(
   directory: RelayDirectory,
@@ -90,13 +129,11 @@ async function provision(
   client: string | undefined,
   limiters: ProvisionLimiters,
 ) {
-  // Before any lookup, so guessing join tokens costs the guesser its own budget.
-  if (client !== undefined) rateLimited(limiters.perClient.take(client, now), `client ${client}`);
   const token = parseJoinToken(request.joinToken ?? "");
   if (!token || !isNetworkName(token.network)) throw permissionDenied();
   const runtime = await directory.runtime(token.network);
   try {
-    return await provisionPeer(runtime, request, now, token.secret, limiters);
+    return await provisionPeer(runtime, request, now, token.secret, client, limiters);
   } catch (error) {
     if (error instanceof StoreUnavailableError)
       throw new ConnectError(error.message, Code.Unavailable);
@@ -109,6 +146,7 @@ async function provisionPeer(
   request: ProvisionArgs,
   now: number,
   secret: string,
+  client: string | undefined,
   limiters: ProvisionLimiters,
 ) {
   const network = await runtime.store.network();
@@ -121,7 +159,8 @@ async function provisionPeer(
       valid = true;
   }
   if (!valid) throw permissionDenied();
-  // After the token check, so strangers cannot spend a network's budget.
+  // After the token check, so strangers cannot spend a client's or a network's budget.
+  if (client !== undefined) rateLimited(limiters.perClient.take(client, now), `client ${client}`);
   rateLimited(limiters.perNetwork.take(network.name, now), `network ${network.name}`);
 
   let publicKey: string;
@@ -209,13 +248,14 @@ async function provisionPeer(
 
 /** Throws ResourceExhausted when `retryMs` > 0, with the wait in the message and Retry-After. */
 function rateLimited(retryMs: number, who: string): void {
-  if (retryMs === 0) return;
+  if (retryMs > 0) throw rateLimitError(retryMs, `Provision calls from ${who}`);
+}
+
+function rateLimitError(retryMs: number, what: string): ConnectError {
   const seconds = Math.max(1, Math.ceil(retryMs / 1000));
-  throw new ConnectError(
-    `too many Provision calls from ${who}; retry in ${seconds} s`,
-    Code.ResourceExhausted,
-    { [RETRY_AFTER_HEADER]: String(seconds) },
-  );
+  return new ConnectError(`too many ${what}; retry in ${seconds} s`, Code.ResourceExhausted, {
+    [RETRY_AFTER_HEADER]: String(seconds),
+  });
 }
 
 function unconfirmed(network: string, ack: Exclude<AckResult, "acked">): string {

@@ -11,12 +11,15 @@ import type { Clock } from "../../shared/wireguard/clock.ts";
 import { Hub, type HubLimits } from "../hub/hub.ts";
 import type { SocketAttachment } from "../hub/socket.ts";
 import type { NetworkStore, PeerRecord } from "../store/store.ts";
+import { type RelayLog, SILENT_LOG } from "./log.ts";
 
 /** One network's live state: its storage and its packet switch. */
 export interface NetworkRuntime {
   readonly name: string;
   readonly store: NetworkStore;
   readonly hub: Hub;
+  /** Where the runtime's adapters log stream opens and closes (log.ts). */
+  readonly log: RelayLog;
   /**
    * Completes the WebSocket upgrade `request` asks for and returns the response that does so.
    * With `attach`, the accepted socket joins the hub under that attachment; with `refuse`, it is
@@ -48,22 +51,25 @@ export interface NetworkRuntimeOptions {
   readonly acceptWebSocket: NetworkRuntime["acceptWebSocket"];
   readonly hubLimits?: Partial<HubLimits>;
   readonly clock?: Clock;
+  readonly log?: RelayLog;
 }
 
 /** Builds a runtime whose hub reads and records the uplink's state through `store`. */
 export function createNetworkRuntime(options: NetworkRuntimeOptions): NetworkRuntime {
   const { store } = options;
+  const log = options.log ?? SILENT_LOG;
   const hub = new Hub({
     limits: options.hubLimits,
     clock: options.clock,
     hooks: {
       async uplinkHello(serverPublicKey) {
         await store.setServerPublicKey(serverPublicKey);
+        log({ event: "uplink_hello", network: store.name, serverPublicKey });
         return (await store.peers()).map(peerEntry);
       },
     },
   });
-  return { name: store.name, store, hub, acceptWebSocket: options.acceptWebSocket };
+  return { name: store.name, store, hub, log, acceptWebSocket: options.acceptWebSocket };
 }
 
 /** A stored peer as the uplink's codec carries it. */

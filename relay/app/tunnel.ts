@@ -17,7 +17,7 @@ import {
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
 import { hashSecret } from "../store/secret-hash.ts";
 import { CLOSE_TRY_AGAIN_LATER } from "./limits.ts";
-import type { RelayDirectory } from "./runtime.ts";
+import type { NetworkRuntime, RelayDirectory } from "./runtime.ts";
 import { bearerToken, constantTimeEqual } from "./secrets.ts";
 
 export function registerTunnelRoutes(
@@ -35,17 +35,16 @@ export function registerTunnelRoutes(
     const virtualAddress = canonicalPeerAddress(value);
     const peer = virtualAddress && (await runtime.store.peerByVirtualAddress(virtualAddress));
     if (!peer) {
-      return runtime.acceptWebSocket(c.req.raw, {
-        refuse: { code: CloseCode.PeerNotAllowed, reason: REASON_PEER_NOT_ALLOWED },
-      });
+      return refuse(runtime, c.req.raw, "node", CloseCode.PeerNotAllowed, REASON_PEER_NOT_ALLOWED);
     }
     if (!runtime.hub.hasNode(peer.virtualAddress) && tunnelsFull(directory, maxTunnels)) {
-      return runtime.acceptWebSocket(c.req.raw, {
-        refuse: {
-          code: CLOSE_TRY_AGAIN_LATER,
-          reason: `relay holds its limit of ${maxTunnels} tunnels; try again later`,
-        },
-      });
+      return refuse(
+        runtime,
+        c.req.raw,
+        "node",
+        CLOSE_TRY_AGAIN_LATER,
+        `relay holds its limit of ${maxTunnels} tunnels; try again later`,
+      );
     }
     return runtime.acceptWebSocket(c.req.raw, {
       attach: { v: 1, role: "node", virtualAddress: peer.virtualAddress, connectedAt: now() },
@@ -63,18 +62,30 @@ export function registerTunnelRoutes(
       secret === undefined ||
       !constantTimeEqual(hashSecret(secret), network.adminSecretHash)
     ) {
-      return runtime.acceptWebSocket(c.req.raw, {
-        refuse: {
-          code: CloseCode.Unauthorized,
-          reason:
-            "invalid admin secret for this network (shown once by siderolink-relay network create)",
-        },
-      });
+      return refuse(
+        runtime,
+        c.req.raw,
+        "uplink",
+        CloseCode.Unauthorized,
+        "invalid admin secret for this network (shown once by siderolink-relay network create)",
+      );
     }
     return runtime.acceptWebSocket(c.req.raw, {
       attach: { v: 1, role: "uplink", serverPublicKey: null, connectedAt: now() },
     });
   });
+}
+
+/** Refuses a stream with a close code and reason, and logs the refusal. */
+function refuse(
+  runtime: NetworkRuntime,
+  request: Request,
+  role: "node" | "uplink",
+  code: number,
+  reason: string,
+): Response | Promise<Response> {
+  runtime.log({ event: "stream_refused", network: runtime.name, role, code, reason });
+  return runtime.acceptWebSocket(request, { refuse: { code, reason } });
 }
 
 /** Whether the directory's live hubs hold `maxTunnels` node streams or more. */

@@ -5,6 +5,7 @@
  */
 import { validateNetworkName } from "../../shared/siderolink/relay-api.ts";
 import { LIVENESS_TIMEOUT_MS } from "../../shared/tunnel/frame.ts";
+import type { RelayLog } from "../app/log.ts";
 import type { NetworkRuntime, RelayDirectory } from "../app/runtime.ts";
 import { createNetworkRuntime } from "../app/runtime.ts";
 import type { HubLimits } from "../hub/hub.ts";
@@ -32,6 +33,7 @@ export interface NodeDirectoryOptions {
   readonly hubLimits?: Partial<HubLimits>;
   /** Overrides the sweep interval that follows from the liveness timeout (sweepIntervalMs). */
   readonly sweepIntervalMs?: number;
+  readonly log?: RelayLog;
 }
 
 export function createNodeDirectory(
@@ -45,6 +47,7 @@ export function createNodeDirectory(
     const runtime: NetworkRuntime = createNetworkRuntime({
       store: createSqlNetworkStore(sql, name),
       hubLimits: options.hubLimits,
+      log: options.log,
       acceptWebSocket: (request, admission) => {
         if (!upgrades) throw new Error("WebSocket upgrades are not wired to this directory");
         return upgrades.accept(runtime, request, admission);

@@ -11,6 +11,7 @@ import type {
 } from "../../shared/gen/sidero/link/wireguard_pb.ts";
 import { canonicalPeerAddress, PEER_ADDRESS_HEADER } from "../../shared/siderolink/relay-api.ts";
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
+import { logStream } from "../app/log.ts";
 import type { NetworkRuntime } from "../app/runtime.ts";
 import type { HubSocket } from "../hub/socket.ts";
 
@@ -60,6 +61,11 @@ export function createWireGuardOverGrpc(
                 ),
               firstMessageDeadlineMs,
             );
+      const gone = logStream(runtime.log, socket, {
+        network: runtime.name,
+        role: "node",
+        virtualAddress,
+      });
       hub.attach(socket, { v: 1, role: "node", virtualAddress, connectedAt: now() });
       const one: Uint8Array[] = [];
       // Reads until the client half-closes or the call ends; the response side may end first
@@ -81,6 +87,7 @@ export function createWireGuardOverGrpc(
       try {
         yield* socket.outgoing();
       } finally {
+        gone(CloseCode.Normal, "gRPC stream ended");
         hub.closed(socket);
         socket.end();
       }

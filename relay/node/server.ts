@@ -13,10 +13,13 @@ import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
 import { WireGuardOverGRPCService } from "../../shared/gen/sidero/link/wireguard_pb.ts";
+import type { Prefix } from "../../shared/net/ip.ts";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
 import { createRelayApp } from "../app/app.ts";
+import { clientAddress, FORWARDED_FOR_HEADER } from "../app/client-address.ts";
 import { MAX_PROVISION_REQUEST_BYTES, registerProvision } from "../app/connect.ts";
 import { clientAddressKey, DEFAULT_RELAY_LIMITS, type RelayLimits } from "../app/limits.ts";
+import { jsonLineLog, type RelayLog } from "../app/log.ts";
 import { tunnelsFull } from "../app/tunnel.ts";
 import type { HubLimits } from "../hub/hub.ts";
 import {
@@ -44,6 +47,13 @@ export interface RelayServerOptions {
   readonly sweepIntervalMs?: number;
   /** Abuse limits (Provision rates, peer and tunnel caps); defaults in relay/app/limits.ts. */
   readonly limits?: Partial<RelayLimits>;
+  /**
+   * Reverse proxies whose `X-Forwarded-For` names the client for per-client limits; without
+   * any, the TCP peer is the client.
+   */
+  readonly trustedProxies?: readonly Prefix[];
+  /** Where structured log lines go; default one JSON object per line on stdout. */
+  readonly log?: RelayLog;
   /** Time a client has to send its request headers (and, on a new connection, its first bytes). */
   readonly headersTimeoutMs?: number;
   /** How long a store write waits for another process's lock. */
@@ -84,9 +94,12 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
   const limits: RelayLimits = { ...DEFAULT_RELAY_LIMITS, ...options.limits };
   const headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
   const connectionLimits = resolveConnectionLimits(options.connections);
+  const log = options.log ?? jsonLineLog((line) => process.stdout.write(line));
+  const trustedProxies = options.trustedProxies ?? [];
   const directory = createNodeDirectory(database, {
     hubLimits: options.hubLimits,
     sweepIntervalMs: options.sweepIntervalMs,
+    log,
   });
   const scheme = options.tls ? "https" : "http";
   const { app, provision } = createRelayApp({
@@ -94,7 +107,13 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
     operatorToken: options.operatorToken,
     nodeBaseUrl: options.nodeBaseUrl,
     limits,
-    clientAddress: (c) => (c.env as NodeBindings | undefined)?.incoming?.socket?.remoteAddress,
+    log,
+    clientAddress: (c) =>
+      clientAddress(
+        (c.env as NodeBindings | undefined)?.incoming?.socket?.remoteAddress,
+        c.req.header(FORWARDED_FOR_HEADER),
+        trustedProxies,
+      ),
   });
   const honoListener = getRequestListener((request, env) => app.fetch(request, env));
   const upgrades = createWebSocketUpgrades((request) => app.fetch(request));
@@ -103,7 +122,14 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
   const grpcHandler = connectNodeAdapter({
     readMaxBytes: MAX_PROVISION_REQUEST_BYTES,
     contextValues: (request) =>
-      createContextValues().set(clientAddressKey, request.socket?.remoteAddress),
+      createContextValues().set(
+        clientAddressKey,
+        clientAddress(
+          request.socket?.remoteAddress,
+          forwardedFor(request.headers[FORWARDED_FOR_HEADER]),
+          trustedProxies,
+        ),
+      ),
     routes: (router) => {
       registerProvision(router, provision);
       router.service(
@@ -223,6 +249,11 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
       return closed;
     },
   };
+}
+
+/** A header Node may hand over as several values, as one comma-separated list. */
+function forwardedFor(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(",") : value;
 }
 
 /** Reads just enough of a plaintext connection to tell HTTP/2 prior knowledge from HTTP/1.1. */

@@ -8,9 +8,13 @@ import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
 import { MAX_FRAME_SIZE } from "../../shared/tunnel/frame.ts";
+import { logStream } from "../app/log.ts";
 import type { Admission, NetworkRuntime } from "../app/runtime.ts";
 import type { HubSocket } from "../hub/socket.ts";
 import { webSocketDatagrams } from "../hub/websocket-batches.ts";
+
+/** RFC 6455's code for a connection that ended without a close frame. */
+const ABNORMAL_CLOSURE = 1006;
 
 interface PendingUpgrade {
   readonly runtime: NetworkRuntime;
@@ -96,12 +100,24 @@ function adopt(ws: WebSocket, { runtime, admission }: PendingUpgrade): void {
   }
   const socket = wsHubSocket(ws);
   const { hub } = runtime;
+  const { attach } = admission;
+  const gone = logStream(runtime.log, socket, {
+    network: runtime.name,
+    role: attach.role,
+    virtualAddress: attach.role === "node" ? attach.virtualAddress : undefined,
+  });
   ws.on("message", (data: Buffer, isBinary: boolean) => {
     hub.message(socket, isBinary ? data : data.toString("utf8"));
   });
-  ws.on("close", () => hub.closed(socket));
-  ws.on("error", () => hub.closed(socket));
-  hub.attach(socket, admission.attach);
+  ws.on("close", (code: number, reason: Buffer) => {
+    gone(code, reason.toString());
+    hub.closed(socket);
+  });
+  ws.on("error", (error) => {
+    gone(ABNORMAL_CLOSURE, error.message);
+    hub.closed(socket);
+  });
+  hub.attach(socket, attach);
 }
 
 /** HubSocket over a `ws` WebSocket. */

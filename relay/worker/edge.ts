@@ -1,20 +1,33 @@
 /**
  * What the Worker answers itself, for requests that name no network: the relay app over a
  * directory that lists networks from the directory object and holds none of its own, and the
- * relay-wide /metrics gathered from every network's object.
+ * relay-wide /metrics gathered from every network's object and the directory's own counts.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Context, Hono } from "hono";
 import { PROMETHEUS_CONTENT_TYPE } from "../../shared/prometheus.ts";
 import { createRelayApp } from "../app/app.ts";
+import type { RelayConfig } from "../app/config.ts";
+import { CONSOLE_OBJECT_LOG } from "../app/log.ts";
 import type { RelayDirectory } from "../app/runtime.ts";
 import { bearerToken, constantTimeEqual } from "../app/secrets.ts";
-import { DIRECTORY_NAME, type Env } from "./env.ts";
-import { collectMetrics } from "./metrics.ts";
+import { DIRECTORY_NAME, type Env, WORKER_OPERATOR_TOKEN_HINT } from "./env.ts";
+import { collectMetrics, countEdgeProvisions } from "./metrics.ts";
 
-let cached: { readonly env: Env; readonly app: Hono } | undefined;
+interface EdgeApp {
+  readonly env: Env;
+  readonly app: Hono;
+  /** Provision results of this isolate not yet added to the directory's counts. */
+  readonly pending: Record<string, number>;
+}
 
-export async function serveEdge(request: Request, env: Env): Promise<Response> {
+let cached: EdgeApp | undefined;
+
+export async function serveEdge(
+  request: Request,
+  env: Env,
+  config: RelayConfig,
+): Promise<Response> {
   const { pathname } = new URL(request.url);
   if (pathname === "/metrics" && request.method === "GET" && isOperator(request, env)) {
     return new Response(await collectMetrics(request, env), {
@@ -22,7 +35,18 @@ export async function serveEdge(request: Request, env: Env): Promise<Response> {
     });
   }
   // Everything else, refusals of /metrics included, as the app words them.
-  return edgeApp(env).fetch(request);
+  const edge = edgeApp(env, config);
+  const response = await edge.app.fetch(request);
+  await flushPending(edge);
+  return response;
+}
+
+/** Hands this isolate's Provision counts to the directory, which keeps them across isolates. */
+async function flushPending(edge: EdgeApp): Promise<void> {
+  const counts = { ...edge.pending };
+  if (Object.keys(counts).length === 0) return;
+  for (const code of Object.keys(counts)) delete edge.pending[code];
+  await countEdgeProvisions(edge.env, counts);
 }
 
 function isOperator(request: Request, env: Env): boolean {
@@ -39,8 +63,8 @@ export function edgeClientAddress(c: Context): string | undefined {
 }
 
 /** The app for `env`, built once per isolate. */
-function edgeApp(env: Env): Hono {
-  if (cached?.env === env) return cached.app;
+function edgeApp(env: Env, config: RelayConfig): EdgeApp {
+  if (cached?.env === env) return cached;
   const directory: RelayDirectory = {
     runtime: async () => {
       // Only a Provision whose body index.ts could not read gets this far with a valid token.
@@ -52,12 +76,19 @@ function edgeApp(env: Env): Hono {
     list: () => env.DIRECTORY.get(env.DIRECTORY.idFromName(DIRECTORY_NAME)).list(),
     live: () => [],
   };
+  const pending: Record<string, number> = {};
   const { app } = createRelayApp({
     directory,
     operatorToken: env.RELAY_OPERATOR_TOKEN,
+    operatorTokenHint: WORKER_OPERATOR_TOKEN_HINT,
     clientAddress: edgeClientAddress,
     plainGrpc: false,
+    limits: config.limits,
+    log: CONSOLE_OBJECT_LOG,
+    onProvision: ({ result }) => {
+      pending[result] = (pending[result] ?? 0) + 1;
+    },
   });
-  cached = { env, app };
-  return app;
+  cached = { env, app, pending };
+  return cached;
 }

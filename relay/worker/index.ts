@@ -10,12 +10,16 @@
  *
  * What names no network (GET /healthz, GET /v1/networks, GET /metrics, a Provision whose token
  * cannot be read) is answered here by the same app over an edge directory (edge.ts).
+ *
+ * The Worker's vars are checked at the first request: while one is wrong, every route (health
+ * check included) answers 503 with JSON naming it. Nothing answers with an HTML error page.
  */
 
 import { isNetworkName, NETWORKS_PATH, networkInPath } from "../../shared/siderolink/relay-api.ts";
+import { ConfigError } from "../app/config.ts";
 import { provisionNetwork } from "../app/connect.ts";
 import { serveEdge } from "./edge.ts";
-import type { Env } from "./env.ts";
+import { configOf, type Env, internalError, misconfigured } from "./env.ts";
 
 export { DirectoryObject } from "./directory-object.ts";
 export { NetworkObject } from "./network-object.ts";
@@ -24,9 +28,15 @@ const PROVISION_PATH = "/sidero.link.ProvisionService/Provision";
 
 export default {
   async fetch(request, env): Promise<Response> {
-    const network = await networkOf(request);
-    if (network === undefined) return serveEdge(request, env);
-    return env.NETWORK.get(env.NETWORK.idFromName(network)).fetch(request);
+    const config = configOf(env);
+    if (config instanceof ConfigError) return misconfigured(config);
+    try {
+      const network = await networkOf(request);
+      if (network === undefined) return await serveEdge(request, env, config);
+      return await env.NETWORK.get(env.NETWORK.idFromName(network)).fetch(request);
+    } catch (error) {
+      return internalError(error);
+    }
   },
 } satisfies ExportedHandler<Env>;
 

@@ -1,12 +1,24 @@
 /**
  * GET /metrics on Workers: every network's counters live in its own Durable Object, so the
- * Worker asks each object for its Prometheus text and merges the answers into one exposition.
+ * Worker asks each object for its Prometheus text and merges the answers into one exposition,
+ * with the Provision refusals the directory object counted for no network (edge refusals).
+ * Every counter is exact: each lives in SQLite (a network object's, or the directory's).
  */
+import { formatLabels } from "../../shared/prometheus.ts";
 import { DIRECTORY_NAME, type Env } from "./env.ts";
+
+const PROVISIONS = "siderolink_relay_provisions_total";
+
+/** Adds Provision results that no network's object keeps to the directory's counts. */
+export async function countEdgeProvisions(env: Env, counts: Record<string, number>): Promise<void> {
+  if (!Object.values(counts).some((count) => count > 0)) return;
+  await env.DIRECTORY.get(env.DIRECTORY.idFromName(DIRECTORY_NAME)).countProvisions(counts);
+}
 
 /** Each network's /v1/networks/:network/metrics, fetched with the caller's credentials. */
 export async function collectMetrics(request: Request, env: Env): Promise<string> {
-  const names = await env.DIRECTORY.get(env.DIRECTORY.idFromName(DIRECTORY_NAME)).list();
+  const directory = env.DIRECTORY.get(env.DIRECTORY.idFromName(DIRECTORY_NAME));
+  const names = await directory.list();
   const authorization = request.headers.get("authorization") ?? "";
   const texts = await Promise.all(
     names.map(async (name) => {
@@ -21,6 +33,15 @@ export async function collectMetrics(request: Request, env: Env): Promise<string
       return response.text();
     }),
   );
+  const edge = await directory.provisionCounts();
+  const lines = Object.entries(edge).map(
+    ([code, count]) => `${PROVISIONS}{${formatLabels({ code })}} ${count}`,
+  );
+  if (lines.length > 0) {
+    texts.push(
+      `# HELP ${PROVISIONS} Provision calls by result code.\n# TYPE ${PROVISIONS} counter\n${lines.join("\n")}\n`,
+    );
+  }
   return mergeExpositions(texts);
 }
 

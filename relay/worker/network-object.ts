@@ -9,17 +9,22 @@
  *
  * An alarm every SWEEP_INTERVAL_MS (a quarter of a shorter liveness timeout: sweepIntervalMs,
  * as on Node), armed while sockets are open, closes silent streams and writes the nodes'
- * traffic counters to the store.
+ * traffic counters to the store. The relay's own counters (/metrics) are written to the same
+ * SQLite (counters.ts) and read back when the object is built again.
  *
  * Any name reaches an object (a join token may name a network that does not exist), so an
  * object whose request leaves no network behind deletes its storage again: guessing names
- * costs the relay no storage. A request that leaves a network where there was none created it,
- * and the object adds the name to the relay's directory (directory-object.ts).
+ * costs the relay no storage; its Provision refusals are counted by the directory object
+ * instead. A request that leaves a network where there was none created it, and the object adds
+ * the name to the relay's directory (directory-object.ts).
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Hono } from "hono";
-import { CloseCode, LIVENESS_TIMEOUT_MS, PING_TEXT, PONG_TEXT } from "../../shared/tunnel/frame.ts";
+import { CloseCode, PING_TEXT, PONG_TEXT } from "../../shared/tunnel/frame.ts";
 import { createRelayApp } from "../app/app.ts";
+import { ConfigError, type RelayConfig } from "../app/config.ts";
+import { CONSOLE_OBJECT_LOG, logStream } from "../app/log.ts";
+import type { ProvisionCounts } from "../app/provision.ts";
 import {
   type Admission,
   createNetworkRuntime,
@@ -31,42 +36,74 @@ import { type HubSocket, isSocketAttachment, type SocketAttachment } from "../hu
 import { listNetworkNames, migrate } from "../store/schema.ts";
 import type { SqlExecutor } from "../store/sql.ts";
 import { createSqlNetworkStore } from "../store/sql-store.ts";
+import { COUNTER_FLUSH_DELAY_MS, loadCounters, saveCounters } from "./counters.ts";
 import { durableSql } from "./durable-sql.ts";
 import { edgeClientAddress } from "./edge.ts";
-import { DIRECTORY_NAME, type Env } from "./env.ts";
+import {
+  configOf,
+  DIRECTORY_NAME,
+  type Env,
+  internalError,
+  misconfigured,
+  WORKER_OPERATOR_TOKEN_HINT,
+} from "./env.ts";
 import { createDurableHubSocket } from "./hub-socket.ts";
+import { countEdgeProvisions } from "./metrics.ts";
+
+/** RFC 6455's code for a connection that ended without a close frame. */
+const ABNORMAL_CLOSURE = 1006;
 
 interface Relay {
   readonly runtime: NetworkRuntime;
   readonly app: Hono;
+  readonly provisions: ProvisionCounts;
+}
+
+/** A socket as the hub knows it, and how to log its end. */
+interface Wrapped {
+  readonly socket: HubSocket;
+  readonly gone: (code: number, reason: string) => void;
 }
 
 export class NetworkObject extends DurableObject<Env> {
   readonly #sql: SqlExecutor;
-  readonly #sockets = new WeakMap<WebSocket, HubSocket>();
-  readonly #livenessTimeoutMs: number;
-  readonly #sweepIntervalMs: number;
+  readonly #sockets = new WeakMap<WebSocket, Wrapped>();
   #relay: Relay | undefined;
   #migrated = false;
+  #flushScheduled = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#sql = durableSql(ctx.storage);
-    this.#livenessTimeoutMs = livenessTimeout(env.RELAY_LIVENESS_TIMEOUT_MS);
-    this.#sweepIntervalMs = sweepIntervalMs(this.#livenessTimeoutMs);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_TEXT, PONG_TEXT));
   }
 
   override async fetch(request: Request): Promise<Response> {
-    const { runtime, app } = this.#open();
+    const config = configOf(this.env);
+    if (config instanceof ConfigError) return misconfigured(config);
+    try {
+      return await this.#serve(request, config);
+    } catch (error) {
+      return internalError(error);
+    }
+  }
+
+  async #serve(request: Request, config: RelayConfig): Promise<Response> {
+    const relay = this.#open(config);
+    const { runtime, app } = relay;
     const existed = (await runtime.store.network()) !== undefined;
     const response = await app.fetch(request);
     const exists = (await runtime.store.network()) !== undefined;
     if (!exists) {
+      // Refusals for a network that does not exist: counted where storage stays.
+      const refused = { ...relay.provisions };
+      for (const code of Object.keys(relay.provisions)) delete relay.provisions[code];
       await this.ctx.storage.deleteAll();
       this.#migrated = false;
-    } else if (!existed) {
-      await this.#created(runtime.name);
+      await countEdgeProvisions(this.env, refused);
+    } else {
+      if (!existed) await this.#created(runtime.name);
+      this.#saveCounters();
     }
     return response;
   }
@@ -76,9 +113,16 @@ export class NetworkObject extends DurableObject<Env> {
     const socket = this.#socketOf(ws);
     if (socket)
       hub.message(socket, typeof message === "string" ? message : new Uint8Array(message));
+    if (!this.#flushScheduled) {
+      // Traffic moves the counters: the alarm writes them soon, before an eviction could lose
+      // them. (An alarm, not a timer: a pending timer holds the instance in memory.)
+      this.#flushScheduled = true;
+      await this.#alarmWithin(COUNTER_FLUSH_DELAY_MS);
+    }
   }
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    this.#sockets.get(ws)?.gone(code, reason);
     await this.#forget(ws);
     try {
       ws.close(code === 1005 || code === 1006 ? CloseCode.Normal : code, reason);
@@ -87,17 +131,40 @@ export class NetworkObject extends DurableObject<Env> {
     }
   }
 
-  override async webSocketError(ws: WebSocket): Promise<void> {
+  override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
+    this.#sockets.get(ws)?.gone(ABNORMAL_CLOSURE, String(error));
     await this.#forget(ws);
   }
 
   override async alarm(): Promise<void> {
-    const { hub } = this.#open().runtime;
+    const config = configOf(this.env);
+    if (config instanceof ConfigError) return;
+    const { hub } = this.#open(config).runtime;
     hub.sweep();
     await this.#storeTraffic();
+    this.#saveCounters();
     if (this.ctx.getWebSockets().length > 0) {
-      await this.ctx.storage.setAlarm(Date.now() + this.#sweepIntervalMs);
+      await this.ctx.storage.setAlarm(Date.now() + this.#sweepInterval(config));
     }
+  }
+
+  /** Moves the alarm (which sweeps and writes counters) to within `ms` from now. */
+  async #alarmWithin(ms: number): Promise<void> {
+    const at = Date.now() + ms;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+
+  #sweepInterval(config: RelayConfig): number {
+    return sweepIntervalMs(config.hubLimits.livenessTimeoutMs);
+  }
+
+  /** Writes the relay's counters; only where the network exists (guessed names keep nothing). */
+  #saveCounters(): void {
+    this.#flushScheduled = false;
+    const relay = this.#relay;
+    if (!relay || !this.#migrated || listNetworkNames(this.#sql).length === 0) return;
+    saveCounters(this.#sql, relay.runtime.hub.metrics, relay.provisions);
   }
 
   /**
@@ -109,13 +176,18 @@ export class NetworkObject extends DurableObject<Env> {
     await directory.add(name);
   }
 
-  /** The relay for this object's network, built on first use and after every eviction. */
-  #open(): Relay {
+  /**
+   * The relay for this object's network, built on first use and after every eviction. Events
+   * on sockets come only after a request that found the configuration sound.
+   */
+  #open(known?: RelayConfig): Relay {
     if (!this.#migrated) {
       migrate(this.#sql);
       this.#migrated = true;
     }
     if (this.#relay) return this.#relay;
+    const config = known ?? configOf(this.env);
+    if (config instanceof ConfigError) throw config;
     // The id's name is the network; an alarm may wake the object without it, and then the
     // store, which holds exactly this network, names it.
     const name = this.ctx.id.name ?? listNetworkNames(this.#sql)[0];
@@ -125,8 +197,9 @@ export class NetworkObject extends DurableObject<Env> {
     let runtime: NetworkRuntime | undefined;
     runtime = createNetworkRuntime({
       store: createSqlNetworkStore(this.#sql, name),
-      acceptWebSocket: (request, admission) => this.#accept(runtime!, request, admission),
-      hubLimits: { livenessTimeoutMs: this.#livenessTimeoutMs },
+      acceptWebSocket: (request, admission) => this.#accept(runtime!, request, admission, config),
+      hubLimits: config.hubLimits,
+      log: CONSOLE_OBJECT_LOG,
     });
     const directory: RelayDirectory = {
       runtime: async (wanted) => {
@@ -138,26 +211,30 @@ export class NetworkObject extends DurableObject<Env> {
       list: async () => listNetworkNames(this.#sql),
       live: () => [runtime],
     };
-    const { app } = createRelayApp({
+    const { app, provision } = createRelayApp({
       directory,
       operatorToken: this.env.RELAY_OPERATOR_TOKEN,
+      operatorTokenHint: WORKER_OPERATOR_TOKEN_HINT,
       clientAddress: edgeClientAddress,
       plainGrpc: false,
+      limits: config.limits,
+      log: CONSOLE_OBJECT_LOG,
     });
-    this.#relay = { runtime, app };
-    runtime.hub.restore(this.#restoredSockets());
+    loadCounters(this.#sql, runtime.hub.metrics, provision.counts);
+    this.#relay = { runtime, app, provisions: provision.counts };
+    runtime.hub.restore(this.#restoredSockets(runtime));
     return this.#relay;
   }
 
   /** The sockets that outlived the previous instance, with the attachments they carry. */
-  *#restoredSockets(): Iterable<readonly [HubSocket, SocketAttachment]> {
+  *#restoredSockets(runtime: NetworkRuntime): Iterable<readonly [HubSocket, SocketAttachment]> {
     for (const ws of this.ctx.getWebSockets()) {
       const attachment: unknown = ws.deserializeAttachment();
       if (!isSocketAttachment(attachment)) {
         ws.close(CloseCode.GoingAway, "relay restarted with an unknown connection state");
         continue;
       }
-      yield [this.#wrap(ws), attachment];
+      yield [this.#wrap(runtime, ws, attachment, false), attachment];
     }
   }
 
@@ -165,6 +242,7 @@ export class NetworkObject extends DurableObject<Env> {
     runtime: NetworkRuntime,
     _request: Request,
     admission: Admission,
+    config: RelayConfig,
   ): Promise<Response> {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     if ("refuse" in admission) {
@@ -174,28 +252,45 @@ export class NetworkObject extends DurableObject<Env> {
     } else {
       // No tags: the attachment says all the hub needs, and survives hibernation with it.
       this.ctx.acceptWebSocket(server);
-      runtime.hub.attach(this.#wrap(server), admission.attach);
+      runtime.hub.attach(this.#wrap(runtime, server, admission.attach, true), admission.attach);
       if ((await this.ctx.storage.getAlarm()) === null) {
-        await this.ctx.storage.setAlarm(Date.now() + this.#sweepIntervalMs);
+        await this.ctx.storage.setAlarm(Date.now() + this.#sweepInterval(config));
       }
     }
     return new Response(null, { status: 101, webSocket: client });
   }
 
-  #wrap(ws: WebSocket): HubSocket {
+  /** The hub's socket over `ws`, which logs its end; and its opening when `opened`. */
+  #wrap(
+    runtime: NetworkRuntime,
+    ws: WebSocket,
+    attachment: SocketAttachment,
+    opened: boolean,
+  ): HubSocket {
     const socket = createDurableHubSocket(this.ctx, ws);
-    this.#sockets.set(ws, socket);
+    const gone = logStream(
+      runtime.log,
+      socket,
+      {
+        network: runtime.name,
+        role: attachment.role,
+        virtualAddress: attachment.role === "node" ? attachment.virtualAddress : undefined,
+      },
+      opened,
+    );
+    this.#sockets.set(ws, { socket, gone });
     return socket;
   }
 
   /** The hub's socket for `ws`; every accepted socket was wrapped on accept or on restore. */
   #socketOf(ws: WebSocket): HubSocket | undefined {
-    const socket = this.#sockets.get(ws);
-    if (socket) return socket;
+    const known = this.#sockets.get(ws);
+    if (known) return known.socket;
     const attachment: unknown = ws.deserializeAttachment();
     if (!isSocketAttachment(attachment)) return undefined;
-    const wrapped = this.#wrap(ws);
-    this.#open().runtime.hub.restore([[wrapped, attachment]]);
+    const { runtime } = this.#open();
+    const wrapped = this.#wrap(runtime, ws, attachment, false);
+    runtime.hub.restore([[wrapped, attachment]]);
     return wrapped;
   }
 
@@ -204,6 +299,7 @@ export class NetworkObject extends DurableObject<Env> {
     if (socket) this.#open().runtime.hub.closed(socket);
     // A departed node's counters would be lost with the next eviction: store them now.
     await this.#storeTraffic();
+    this.#saveCounters();
   }
 
   async #storeTraffic(): Promise<void> {
@@ -212,15 +308,4 @@ export class NetworkObject extends DurableObject<Env> {
       await runtime.store.recordTraffic(traffic.virtualAddress, traffic);
     }
   }
-}
-
-function livenessTimeout(value: string | number | undefined): number {
-  if (value === undefined || value === "") return LIVENESS_TIMEOUT_MS;
-  const ms = Number(value);
-  if (!Number.isInteger(ms) || ms < 1_000) {
-    throw new RangeError(
-      `RELAY_LIVENESS_TIMEOUT_MS ${JSON.stringify(value)} is not a whole number of milliseconds >= 1000; fix or remove it in wrangler.toml [vars]`,
-    );
-  }
-  return ms;
 }

@@ -13,6 +13,7 @@ import { CLOSE_TRY_AGAIN_LATER } from "../../relay/app/limits.ts";
 import { constantTimeEqual } from "../../relay/app/secrets.ts";
 import type { RelayServer } from "../../relay/node/server.ts";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
+import { parseNetworkPrefix } from "../../shared/net/ip.ts";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
 import {
   base64,
@@ -86,8 +87,10 @@ describe("abuse limits", () => {
     for (const dir of dirs) dir.remove();
   });
 
-  test("Provision is rate limited per client address, before the join token is looked at", async () => {
-    const server = await relay({ limits: { provisionPerClient: { burst: 3, perSecond: 0.1 } } });
+  test("refused Provision calls are rate limited per client address", async () => {
+    const server = await relay({
+      limits: { provisionFailuresPerClient: { burst: 3, perSecond: 0.1 } },
+    });
     await withUplink(server, "perip");
     const answers = [];
     for (let i = 0; i < 4; i++) answers.push(await provision(server, "perip.wrong-secret"));
@@ -99,13 +102,60 @@ describe("abuse limits", () => {
     assert.equal(limited.status, 429);
     assert.match(
       limited.body.message ?? "",
-      /too many Provision calls from client 127\.0\.0\.1; retry in \d+ s/,
+      /too many refused Provision calls from client 127\.0\.0\.1; retry in \d+ s/,
     );
     assert.ok(Number(limited.retryAfter) >= 1, `Retry-After ${limited.retryAfter}`);
   });
 
+  test("a stranger's refused calls from a node's address do not lock the node out", async () => {
+    const server = await relay({
+      limits: {
+        provisionPerClient: { burst: 5, perSecond: 0.01 },
+        provisionFailuresPerClient: { burst: 5, perSecond: 0.01 },
+      },
+    });
+    const { network } = await withUplink(server, "lockout");
+    // The attack: far more guesses than any budget holds, from the address the node uses.
+    const guesses = [];
+    for (let i = 0; i < 20; i++) guesses.push((await provision(server, "lockout.guess")).body.code);
+    assert.equal(guesses.at(-1), "resource_exhausted", "the stranger is throttled");
+    const answer = await provision(server, network.joinToken!);
+    assert.ok(answer.body.grpcPeerAddrPort, `the real node was refused: ${JSON.stringify(answer)}`);
+  });
+
+  test("behind a trusted proxy each X-Forwarded-For client has its own budget; elsewhere the header is ignored", async () => {
+    const limits = { provisionFailuresPerClient: { burst: 2, perSecond: 0.01 } };
+    const viaProxy = await relay({ limits, trustedProxies: [parseNetworkPrefix("127.0.0.1")] });
+    await withUplink(viaProxy, "proxied");
+    const from = (server: RelayServer, client: string) =>
+      fetch(`${server.url}${PROVISION_PATH}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-forwarded-for": client },
+        body: JSON.stringify({
+          nodeUuid: crypto.randomUUID(),
+          nodePublicKey: base64(randomKey()),
+          joinToken: "proxied.wrong",
+        }),
+      }).then(async (response) => (await response.json()) as { code: string; message: string });
+    const codes = [];
+    for (let i = 0; i < 3; i++) codes.push((await from(viaProxy, "198.51.100.1")).code);
+    assert.deepEqual(codes, ["permission_denied", "permission_denied", "resource_exhausted"]);
+    const limited = await from(viaProxy, "198.51.100.1");
+    assert.match(limited.message, /from client 198\.51\.100\.1;/);
+    assert.equal((await from(viaProxy, "198.51.100.2")).code, "permission_denied");
+
+    // Without the setting, a client cannot pick its own key by writing the header.
+    const direct = await relay({ limits });
+    await withUplink(direct, "proxied");
+    const spoofed = [];
+    for (let i = 0; i < 3; i++) spoofed.push((await from(direct, `198.51.100.${i}`)).code);
+    assert.deepEqual(spoofed, ["permission_denied", "permission_denied", "resource_exhausted"]);
+  });
+
   test("plain gRPC Provision (HTTP/2) is rate limited per client address too", async () => {
-    const server = await relay({ limits: { provisionPerClient: { burst: 2, perSecond: 0.1 } } });
+    const server = await relay({
+      limits: { provisionFailuresPerClient: { burst: 2, perSecond: 0.1 } },
+    });
     await withUplink(server, "grpcip");
     const client = createClient(ProvisionService, createGrpcTransport({ baseUrl: server.url }));
     const codes: string[] = [];

@@ -278,7 +278,10 @@ async function provisionLab(): Promise<ProvisionLab> {
   await initializeNetwork(await directory.runtime("fuzz"));
   const { app } = createRelayApp({
     directory,
-    limits: { provisionPerClient: { burst: 1e9, perSecond: 1e9 } },
+    limits: {
+      provisionPerClient: { burst: 1e9, perSecond: 1e9 },
+      provisionFailuresPerClient: { burst: 1e9, perSecond: 1e9 },
+    },
   });
   return {
     directory,

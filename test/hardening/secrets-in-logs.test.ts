@@ -1,7 +1,8 @@
 /**
  * The relay never logs a secret: a relay process is driven through its successes and its error
  * paths (wrong secrets, revocations, malformed frames, a locked store), and everything it wrote
- * to stdout and stderr is searched for every secret it handled.
+ * to stdout and stderr is searched for every secret it handled and the virtual address of the
+ * node it served. What it does log are structured records, one JSON object per line.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -98,6 +99,24 @@ test("a relay's output holds none of the secrets it handled, on success and on e
   await relay.stop();
   const output = relay.log.join("");
   assert.match(output, /locked by another process/, "the relay logged the store error");
+  const records = output
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const has = (fields: Record<string, unknown>) =>
+    records.some((record) => Object.entries(fields).every(([key, value]) => record[key] === value));
+  assert.ok(has({ event: "provision", result: "ok", network: "quiet", node: nodeUuid }), output);
+  assert.ok(has({ event: "provision", result: "permission_denied", network: "quiet" }), output);
+  assert.ok(has({ event: "stream_open", role: "node", network: "quiet" }), output);
+  assert.ok(has({ event: "stream_close", role: "node", by: "relay", code: 1007 }), output);
+  assert.ok(has({ event: "stream_open", role: "uplink" }), output);
+  assert.ok(has({ event: "stream_refused", role: "uplink", code: 4401 }), output);
+  assert.ok(has({ event: "uplink_hello", network: "quiet" }), output);
+  const virtualAddress = reply.grpcPeerAddrPort!.slice(1, reply.grpcPeerAddrPort!.lastIndexOf("]"));
+  assert.ok(
+    !output.includes(virtualAddress),
+    `the relay's output holds the virtual address:\n${output}`,
+  );
   for (const secret of secrets) {
     assert.ok(secret.length >= 20, "a real secret to look for");
     assert.ok(!output.includes(secret), `the relay's output contains a secret:\n${output}`);

@@ -90,6 +90,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     operatorToken: `operator-${randomUUID()}`,
     limits: {
       provisionPerClient: unlimited,
+      provisionFailuresPerClient: unlimited,
       provisionPerNetwork: unlimited,
       maxTunnels: options.tunnels + 16,
     },

@@ -77,14 +77,17 @@ test("Provision is rate limited per client address (CF-Connecting-IP) with Retry
     nodePublicKey: randomKey(),
     joinToken: `${network.network.name}.wrong`,
   });
-  const burst = DEFAULT_RELAY_LIMITS.provisionPerClient.burst;
+  const burst = DEFAULT_RELAY_LIMITS.provisionFailuresPerClient.burst;
   const headers = { "cf-connecting-ip": "203.0.113.9" };
   for (let i = 0; i < burst; i++) {
     assert.equal((await connectJson(wrong, headers)).body.code, "permission_denied", `call ${i}`);
   }
   const limited = await connectJson(wrong, headers);
   assert.equal(limited.body.code, "resource_exhausted");
-  assert.match(limited.body.message ?? "", /from client 203\.0\.113\.9; retry in \d+ s/);
+  assert.match(
+    limited.body.message ?? "",
+    /refused Provision calls from client 203\.0\.113\.9; retry in \d+ s/,
+  );
   assert.ok(Number(limited.retryAfter) >= 1, `Retry-After ${limited.retryAfter}`);
   // Another address has its own budget, and calls without the edge's header (workerd run
   // locally) share none: they skip the per-client limit.

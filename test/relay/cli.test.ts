@@ -2,8 +2,10 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
+import net from "node:net";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import tls from "node:tls";
 import { promisify } from "node:util";
 import { Code, type ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
@@ -11,6 +13,7 @@ import type { RelayServer } from "../../relay/node/server.ts";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
 import { parseNetworkPrefix } from "../../shared/net/ip.ts";
 import { CloseCode, FrameType } from "../../shared/tunnel/frame.ts";
+import { makeCertificates } from "../support/certificates.ts";
 import { eventually } from "../support/eventually.ts";
 import { base64, NodeStream, randomKey, startRelay, tempDir, Uplink } from "./helpers.ts";
 
@@ -300,6 +303,76 @@ describe("network create --omni-prefix", () => {
       ((await bad.json()) as { error: string }).error,
       /"omniPrefix" must be true or false, got "yes"/,
     );
+  });
+});
+
+describe("siderolink-relay serve settings", () => {
+  test("a limit flag or variable that is not a plain number stops serve, naming it", async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const flag = await relayCli(["serve", "--data", dir.path, "--liveness-timeout-ms", "45s"]);
+    assert.equal(flag.code, 2);
+    assert.match(
+      flag.stderr,
+      /--liveness-timeout-ms="45s" is not valid: expected a whole number of milliseconds >= 1000/,
+    );
+    const env = await relayCli(["serve", "--data", dir.path], {
+      SIDEROLINK_RELAY_NODE_DATAGRAMS_PER_SECOND: "lots",
+    });
+    assert.equal(env.code, 2);
+    assert.match(env.stderr, /SIDEROLINK_RELAY_NODE_DATAGRAMS_PER_SECOND="lots" is not valid/);
+  });
+});
+
+describe("siderolink-relay --relay URL when the relay cannot be reached", () => {
+  const operator = { SIDEROLINK_RELAY_OPERATOR_TOKEN: "operator-test-token" };
+
+  test("a refused port: the cause and what to check, not just 'fetch failed'", async () => {
+    const closed = net.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const { port } = closed.address() as net.AddressInfo;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const result = await relayCli(
+      ["--relay", `http://127.0.0.1:${port}`, "network", "list"],
+      operator,
+    );
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /ECONNREFUSED/);
+    assert.match(result.stderr, new RegExp(`nothing listens on 127\\.0\\.0\\.1:${port}`));
+  });
+
+  test("https:// to a relay that serves plain HTTP: a TLS error and the hint to use http://", async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const server = await startRelay(dir.path);
+    cleanups.push(() => server.close());
+    const result = await relayCli(
+      ["--relay", server.url.replace("http://", "https://"), "network", "list"],
+      operator,
+    );
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /SSL|TLS|wrong version number|packet length/i);
+    assert.match(result.stderr, /may serve plain HTTP here; try http:\/\//);
+  });
+
+  test("http:// to a relay that serves TLS: the closed connection and the hint to use https://", async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const certificates = makeCertificates(dir.path, ["127.0.0.1"]);
+    const server = tls.createServer({
+      cert: readFileSync(certificates.cert),
+      key: readFileSync(certificates.key),
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => server.close());
+    const { port } = server.address() as net.AddressInfo;
+    const result = await relayCli(
+      ["--relay", `http://127.0.0.1:${port}`, "network", "list"],
+      operator,
+    );
+    assert.equal(result.code, 1);
+    assert.doesNotMatch(result.stderr, /: fetch failed\n$/);
+    assert.match(result.stderr, /if the relay serves TLS, use https:\/\//);
   });
 });
 

@@ -2,12 +2,14 @@
  * Scripted clients for the relay tests: a server uplink and node streams over real WebSockets,
  * WireGuard-shaped datagrams, and a relay on loopback port 0 in a temporary data dir.
  */
+
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { WebSocket } from "ws";
+import { SILENT_LOG } from "../../relay/app/log.ts";
 import {
   describeNetwork,
   initializeNetwork,
@@ -45,6 +47,8 @@ export async function startRelay(
     port: 0,
     dataDir,
     operatorToken: "operator-test-token",
+    // Log records are tested where a relay runs as its own process (secrets-in-logs.test.ts).
+    log: SILENT_LOG,
     ...options,
   });
 }

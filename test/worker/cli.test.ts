@@ -1,11 +1,13 @@
 /**
  * A Worker relay managed from zero with nothing but the siderolink-relay CLI and the operator
  * token (what `wrangler secret put RELAY_OPERATOR_TOKEN` sets): networks, tokens and nodes over
- * the admin API, and the API URL it hands out is one a Talos machine can use with a Worker.
+ * the admin API, and the API URL it hands out is one a sidecar can use with a Worker, deployed
+ * or under `wrangler dev`.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { request as httpRequest } from "node:http";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
@@ -48,25 +50,57 @@ async function cliJson(...args: string[]): Promise<Record<string, unknown>> {
   return JSON.parse(await cli(...args, "--json"));
 }
 
-test("the CLI creates a network on the Worker and gives nodes a TLS API URL", async () => {
+test("the CLI creates a network on the Worker; nodes get a TLS API URL, or under wrangler dev the local one", async () => {
   const name = uniqueNetworkName();
   const created = await cliJson("network", "create", name);
   assert.equal(created.name, name);
   assert.match(String(created.adminSecret), /^[A-Za-z0-9_-]{43}$/);
 
-  // Workers take no plain gRPC: even reached over plain HTTP, the URL must say TLS.
-  const api = parseApiUrl(String(created.apiUrl));
+  // Reached on loopback over plain HTTP (wrangler dev): the URL dials that address, and the
+  // command says how the sidecar talks to a Worker there (Connect, WebSocket).
+  const local = parseApiUrl(String(created.apiUrl));
+  assert.equal(local.origin, relay.url.origin);
+  assert.equal(local.joinToken, created.joinToken);
+  assert.equal(local.grpcTunnel, true);
+  assert.equal(
+    created.joinCommand,
+    `siderolink-sidecar join '${created.apiUrl}' --provision-protocol connect --transport websocket`,
+  );
+  const text = await cli("network", "show", name);
+  assert.ok(text.includes(`node:         ${created.joinCommand}`), text);
+
+  // Workers take no plain gRPC: reached by name, even over plain HTTP, the URL must say TLS.
+  const shown = await getWithHost(`/v1/networks/${name}`, "relay.example.com");
+  const api = parseApiUrl(String(shown.apiUrl));
   assert.equal(api.tls, true);
   assert.equal(api.scheme, "https");
-  assert.equal(api.joinToken, created.joinToken);
-  assert.equal(api.grpcTunnel, true);
-
-  // The Durable Object keeps hashes: secrets are in the creating answer only.
-  const shown = await cliJson("network", "show", name);
+  assert.equal(api.authority, "relay.example.com:443");
+  // The Durable Object keeps hashes: secrets (and so the join command) are in the creating
+  // answer only.
   assert.equal(shown.prefix, created.prefix);
   assert.equal(shown.joinToken, null);
   assert.equal(shown.adminSecret, null);
+  assert.equal(shown.joinCommand, null);
 });
+
+/** A GET with its own Host header (fetch does not let a caller set one). */
+function getWithHost(path: string, host: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(
+      new URL(path, relay.url),
+      { headers: { host, authorization: `Bearer ${relay.operatorToken}` } },
+      (response) => {
+        let body = "";
+        response.on("data", (chunk: Buffer) => {
+          body += chunk.toString();
+        });
+        response.on("end", () => resolve(JSON.parse(body) as Record<string, unknown>));
+      },
+    );
+    request.on("error", reject);
+    request.end();
+  });
+}
 
 test("tokens made and revoked by the CLI decide who may provision on the Worker", async () => {
   const name = uniqueNetworkName();

@@ -23,10 +23,12 @@ export async function wranglerCompatibility(): Promise<{ date: string; flags: st
 export interface WorkerRelayOptions {
   /** Keeps Durable Object storage here; a relay started on the same directory sees it. */
   persistDirectory?: string;
-  /** The relay-wide operator token (a `wrangler secret` in production). */
-  operatorToken?: string;
+  /** The relay-wide operator token (a `wrangler secret` in production); null sets none. */
+  operatorToken?: string | null;
   /** RELAY_LIVENESS_TIMEOUT_MS; the relay's default when absent. */
   livenessTimeoutMs?: number;
+  /** More Worker vars, as `[vars]` in wrangler.toml sets them. */
+  vars?: Record<string, string>;
 }
 
 /**
@@ -38,6 +40,8 @@ export interface WorkerRelay {
   readonly url: URL;
   readonly operatorToken: string;
   readonly persistDirectory: string;
+  /** Every line the Worker and its objects logged (console.*), in order. */
+  readonly logs: string[];
   /**
    * Evicts one network's Durable Object the way the platform does when it idles: hibernated
    * WebSockets stay open, in-memory state is gone, and the next event constructs the object anew.
@@ -58,7 +62,11 @@ export async function startWorkerRelay(options: WorkerRelayOptions = {}): Promis
   const { date, flags } = await wranglerCompatibility();
   const persistDirectory =
     options.persistDirectory ?? (await mkdtemp(join(tmpdir(), "siderolink-relay-worker-")));
-  const operatorToken = options.operatorToken ?? randomBytes(24).toString("base64url");
+  const operatorToken =
+    options.operatorToken === undefined
+      ? randomBytes(24).toString("base64url")
+      : options.operatorToken;
+  const logs: string[] = [];
   const miniflare = new Miniflare(
     convertV4MiniflareOptions({
       name: workerName,
@@ -70,8 +78,9 @@ export async function startWorkerRelay(options: WorkerRelayOptions = {}): Promis
         DIRECTORY: { className: "DirectoryObject", useSQLite: true },
       },
       bindings: {
-        RELAY_OPERATOR_TOKEN: operatorToken,
+        ...(operatorToken !== null && { RELAY_OPERATOR_TOKEN: operatorToken }),
         ...(options.livenessTimeoutMs && { RELAY_LIVENESS_TIMEOUT_MS: options.livenessTimeoutMs }),
+        ...options.vars,
       },
       resourcePersistencePath: persistDirectory,
       host: "127.0.0.1",
@@ -80,6 +89,11 @@ export async function startWorkerRelay(options: WorkerRelayOptions = {}): Promis
       // adds a hop and negotiates permessage-deflate whatever the Worker's flags say.
       unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
       log: new Log(LogLevel.WARN),
+      // Kept for the tests that read them; errors also go to this process's stderr.
+      handleStructuredLogs: (entry) => {
+        logs.push(entry.message);
+        if (entry.level === "error") process.stderr.write(`workerd: ${entry.message}\n`);
+      },
       // No request.cf lookup: it would go to the internet.
       cf: false,
       // For networkTables: reading an object's SQLite from the test.
@@ -90,8 +104,9 @@ export async function startWorkerRelay(options: WorkerRelayOptions = {}): Promis
   const url = await miniflare.unsafeGetDirectURL(workerName);
   return {
     url,
-    operatorToken,
+    operatorToken: operatorToken ?? "",
     persistDirectory,
+    logs,
     evictNetwork: (network) =>
       miniflare.unsafeEvictDurableObject(workerName, "NetworkObject", {
         name: network,

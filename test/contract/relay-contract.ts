@@ -40,6 +40,13 @@ interface ContractNode {
 
 type Entry = [tag: Uint8Array, datagram: Uint8Array];
 
+/** A handshake response whose receiver index is the sender index of `initiation`. */
+function responseTo(initiation: Uint8Array): Uint8Array {
+  const response = wireguardMessage(2);
+  response.set(initiation.subarray(4, 8), 8);
+  return response;
+}
+
 export function describeRelayContract(fixture: RelayFixture): void {
   const closers: { close(): void }[] = [];
   /** Datagrams read from an uplink's frames beyond what a test asked for. */
@@ -300,17 +307,12 @@ export function describeRelayContract(fixture: RelayFixture): void {
     });
 
     if (fixture.addressInQuery) {
-      test("the address may come as a query parameter, for clients that cannot set headers", async () => {
+      test("the address in the query string instead of the header is refused, saying to send the header", async () => {
         const net = await network();
         const node = await provisionNode(net);
-        const stream = open(net.summary.name, node.peerAddrPort, "query");
-        const datagram = wireguardMessage(4);
-        stream.sendDatagrams([datagram]);
-        assert.deepEqual(await atUplink(net.uplink, 1), [[node.tag, datagram]]);
-        const stranger = open(net.summary.name, "[fdae:41e4:649b:9304::99]:50888", "query");
-        assert.deepEqual(await stranger.ended(), {
+        assert.deepEqual(await open(net.summary.name, node.peerAddrPort, "query").ended(), {
           code: fixture.endingCode(CloseCode.PeerNotAllowed),
-          reason: "peer not allowed",
+          reason: "peer not allowed: send x-siderolink-ipv6-addr as a header, not in the URL",
         });
       });
     }
@@ -356,18 +358,54 @@ export function describeRelayContract(fixture: RelayFixture): void {
       assert.equal(stream.isOpen, true);
     });
 
-    test("a second stream for the same address ends the first with 'peer replaced'; the second carries on", async () => {
+    test("a second stream for the same address takes it over once the server answers its handshake: the first ends with 'peer replaced'", async () => {
       const net = await network();
       const node = await provisionNode(net);
       const first = await connect(net, node);
-      const second = await connect(net, node);
+      const second = open(net.summary.name, node.peerAddrPort);
+      const initiation = wireguardMessage(1);
+      second.sendDatagrams([initiation]);
+      assert.deepEqual(await atUplink(net.uplink, 1), [[node.tag, initiation]]);
+      assert.equal(first.isOpen, true, "the first stream is live until the second proves itself");
+      net.uplink.socket.send(peerFrame([[node.tag, responseTo(initiation)]]));
       assert.deepEqual(await first.ended(), {
         code: fixture.endingCode(CloseCode.Replaced),
         reason: "peer replaced",
       });
+      assert.equal((await second.receive(1, "the handshake response"))[0][0], 2);
       const datagram = wireguardMessage(4);
       net.uplink.socket.send(peerFrame([[node.tag, datagram]]));
       assert.deepEqual(await second.receive(1, "the datagram on the second stream"), [datagram]);
+    });
+
+    test("an attacker who knows a node's address cannot take its tunnel: the node keeps its stream and its data, the attacker gets none and injects nothing", async () => {
+      const net = await network();
+      const node = await provisionNode(net);
+      const real = await connect(net, node);
+      const attacker = open(net.summary.name, node.peerAddrPort);
+      // Injected transport data and a forged response go nowhere; an initiation (which the
+      // server will not answer: the attacker lacks the node's key) is all that passes.
+      const initiation = wireguardMessage(1);
+      attacker.sendDatagrams([wireguardMessage(4, 120), wireguardMessage(2), initiation]);
+      assert.deepEqual(await atUplink(net.uplink, 1), [[node.tag, initiation]]);
+      const forServer = wireguardMessage(4, 130);
+      real.sendDatagrams([forServer]);
+      assert.deepEqual(
+        await atUplink(net.uplink, 1),
+        [[node.tag, forServer]],
+        "the uplink got nothing from the attacker but its initiation",
+      );
+      // The server's data for the node reaches the node; the attacker sees none of it: the
+      // cookie reply to its own initiation (which does not promote it) is the first it gets.
+      const toNode = wireguardMessage(4, 140);
+      const cookie = wireguardMessage(3);
+      cookie.set(initiation.subarray(4, 8), 4);
+      net.uplink.socket.send(peerFrame([[node.tag, toNode]]));
+      net.uplink.socket.send(peerFrame([[node.tag, cookie]]));
+      assert.deepEqual(await real.receive(1, "the server's datagram"), [toNode]);
+      assert.deepEqual(await attacker.receive(1, "the cookie reply"), [cookie]);
+      assert.equal(real.isOpen, true, "the real node's stream is still open");
+      await nothingBefore(net, node, real);
     });
   });
 

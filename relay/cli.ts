@@ -5,16 +5,19 @@
  */
 import { parseArgs } from "node:util";
 import {
+  admitNode,
   assignAddress,
   createToken,
   describeNetwork,
   initializeNetwork,
   listNodes,
   listTokens,
+  type NetworkOptions,
   type NetworkSummary,
   type NodeSummary,
   revokeNodes,
   revokeToken,
+  setRequireUniqueToken,
   type TokenSummary,
 } from "./app/networks.ts";
 import { createNetworkRuntime, type NetworkRuntime } from "./app/runtime.ts";
@@ -44,14 +47,22 @@ Run the relay:
       enables the admin API used by --relay below.
 
 Manage networks (a local data dir, or a remote relay with --relay URL):
-  network create NAME [--json]     create a network; prints {name, apiUrl, joinToken, adminSecret}
+  network create NAME [--require-unique-token] [--json]
+                                   create a network; prints {name, apiUrl, joinToken, adminSecret}
+                                   --require-unique-token: refuse nodes that send no unique token
   network show NAME [--json]       the same for an existing network
   network list [--json]
-  token create NETWORK [--json]    a new join token
+  network require-unique-token NAME on|off
+                                   refuse (on) or accept (off) nodes without a unique token
+  token create NETWORK [--max-nodes N] [--json]
+                                   a new join token; --max-nodes caps the distinct nodes it may
+                                   provision (default: no cap of its own)
   token list NETWORK [--json]
   token revoke NETWORK ID|TOKEN    provisioning with it fails from now on
   node list NETWORK [--json]
   node revoke NETWORK NODE         NODE: node UUID, address, virtual address or public key
+  node admit NETWORK UUID          let the next Provision of UUID rebind it to a new unique token
+                                   and key (a reinstalled machine), keeping its addresses
   node assign NETWORK UUID ADDRESS the address this node UUID gets when it first provisions
                                    (ADDRESS "-" removes the assignment)
 
@@ -70,6 +81,8 @@ stream and tells the management server at once.
 
 interface Options {
   readonly json: boolean;
+  readonly requireUniqueToken: boolean;
+  readonly maxNodes: number | null;
   readonly data: string;
   readonly relay: string | undefined;
   readonly publicUrl: string;
@@ -77,10 +90,12 @@ interface Options {
 
 /** Network operations, local or remote. */
 interface Manager {
-  createNetwork(name: string): Promise<NetworkSummary>;
+  createNetwork(name: string, options: NetworkOptions): Promise<NetworkSummary>;
+  setRequireUniqueToken(network: string, required: boolean): Promise<NetworkSummary>;
+  admitNode(network: string, nodeUuid: string): Promise<NodeSummary>;
   showNetwork(name: string): Promise<NetworkSummary>;
   listNetworks(): Promise<string[]>;
-  createToken(network: string): Promise<TokenSummary>;
+  createToken(network: string, maxNodes: number | null): Promise<TokenSummary>;
   listTokens(network: string): Promise<TokenSummary[]>;
   revokeToken(network: string, id: string): Promise<void>;
   listNodes(network: string): Promise<NodeSummary[]>;
@@ -104,6 +119,8 @@ async function main(argv: string[]): Promise<number> {
       "tls-key": { type: "string" },
       "operator-token": { type: "string" },
       "public-url": { type: "string" },
+      "require-unique-token": { type: "boolean", default: false },
+      "max-nodes": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -111,8 +128,13 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return values.help ? 0 : 2;
   }
+  const maxNodes = values["max-nodes"];
+  if (maxNodes !== undefined && !/^[1-9][0-9]*$/.test(maxNodes))
+    throw new UsageError(`--max-nodes ${JSON.stringify(maxNodes)} is not a whole number >= 1`);
   const options: Options = {
     json: values.json,
+    requireUniqueToken: values["require-unique-token"],
+    maxNodes: maxNodes === undefined ? null : Number(maxNodes),
     data: values.data ?? defaultDataDir(),
     relay: values.relay,
     publicUrl: values["public-url"] ?? (process.env[PUBLIC_URL_ENV] || `grpc://${DEFAULT_LISTEN}`),
@@ -167,7 +189,17 @@ async function manage(
     case "network show": {
       const [name] = need(1, "NAME");
       const network =
-        verb === "create" ? await manager.createNetwork(name) : await manager.showNetwork(name);
+        verb === "create"
+          ? await manager.createNetwork(name, { requireUniqueToken: options.requireUniqueToken })
+          : await manager.showNetwork(name);
+      print(network, () => networkText(network));
+      return 0;
+    }
+    case "network require-unique-token": {
+      const [name, value] = need(2, "NAME on|off");
+      if (value !== "on" && value !== "off")
+        throw new UsageError(`expected on or off, got ${value}`);
+      const network = await manager.setRequireUniqueToken(name, value === "on");
       print(network, () => networkText(network));
       return 0;
     }
@@ -178,7 +210,7 @@ async function manage(
       return 0;
     }
     case "token create": {
-      const token = await manager.createToken(need(1, "NETWORK")[0]);
+      const token = await manager.createToken(need(1, "NETWORK")[0], options.maxNodes);
       print(token, () => `${token.joinToken}\n`);
       return 0;
     }
@@ -220,6 +252,15 @@ async function manage(
       );
       return 0;
     }
+    case "node admit": {
+      const [network, nodeUuid] = need(2, "NETWORK UUID");
+      const admitted = await manager.admitNode(network, nodeUuid);
+      print(
+        { admitted },
+        () => `admitted ${admitted.nodeUuid}: its next Provision may rebind it\n`,
+      );
+      return 0;
+    }
     case "node assign": {
       const [network, nodeUuid, address] = need(3, "NETWORK UUID ADDRESS|-");
       await manager.assignAddress(network, nodeUuid, address === "-" ? undefined : address);
@@ -241,6 +282,7 @@ apiUrl:       ${network.apiUrl}
 joinToken:    ${network.joinToken ?? "(none active)"}
 adminSecret:  ${network.adminSecret}
 prefix:       ${network.prefix} (server ${network.serverAddress})
+unique token: ${network.requireUniqueToken ? "required" : "optional"}
 server key:   ${network.serverPublicKey ?? "(no uplink yet)"}
 `;
 }
@@ -259,14 +301,19 @@ function localManager(options: Options): Manager {
       },
     });
   return {
-    async createNetwork(name) {
+    async createNetwork(name, networkOptions) {
       const network = runtime(name);
-      await initializeNetwork(network);
+      await initializeNetwork(network, Date.now(), networkOptions);
       return describeNetwork(network, options.publicUrl);
     },
+    async setRequireUniqueToken(name, required) {
+      await setRequireUniqueToken(runtime(name), required);
+      return describeNetwork(runtime(name), options.publicUrl);
+    },
+    admitNode: (network, nodeUuid) => admitNode(runtime(network), nodeUuid),
     showNetwork: (name) => describeNetwork(runtime(name), options.publicUrl),
     listNetworks: async () => listNetworkNames(db()),
-    createToken: (network) => createToken(runtime(network)),
+    createToken: (network, maxNodes) => createToken(runtime(network), Date.now(), maxNodes),
     listTokens: (network) => listTokens(runtime(network)),
     async revokeToken(network, id) {
       if (!(await revokeToken(runtime(network), id)))
@@ -316,10 +363,20 @@ function remoteManager(relay: string): Manager {
   };
   const n = (network: string) => `v1/networks/${encodeURIComponent(network)}`;
   return {
-    createNetwork: (name) => call("POST", "v1/networks", { name }),
+    createNetwork: (name, networkOptions) =>
+      call("POST", "v1/networks", { name, ...networkOptions }),
+    setRequireUniqueToken: (name, requireUniqueToken) =>
+      call("PATCH", n(name), { requireUniqueToken }),
+    admitNode: async (network, nodeUuid) =>
+      (
+        await call<{ admitted: NodeSummary }>(
+          "POST",
+          `${n(network)}/nodes/${encodeURIComponent(nodeUuid)}/admit`,
+        )
+      ).admitted,
     showNetwork: (name) => call("GET", n(name)),
     listNetworks: async () => (await call<{ networks: string[] }>("GET", "v1/networks")).networks,
-    createToken: (network) => call("POST", `${n(network)}/tokens`),
+    createToken: (network, maxNodes) => call("POST", `${n(network)}/tokens`, { maxNodes }),
     listTokens: async (network) =>
       (await call<{ tokens: TokenSummary[] }>("GET", `${n(network)}/tokens`)).tokens,
     async revokeToken(network, id) {

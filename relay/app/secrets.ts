@@ -42,3 +42,12 @@ export function bearerToken(header: string | null | undefined): string | undefin
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
   return match?.[1];
 }
+
+/**
+ * SHA-256 of a secret as lower-case hex: what the store keeps of a secret the relay only checks.
+ * The secrets are 256 random bits, so a fast unsalted hash is enough: nothing can be guessed.
+ */
+export async function hashSecret(secret: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(secret));
+  return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}

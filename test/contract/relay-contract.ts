@@ -140,6 +140,19 @@ export function describeRelayContract(fixture: RelayFixture): void {
     );
   }
 
+  /** A call to the network's admin API with its admin secret; `path` is below the network. */
+  function admin(net: NetworkSummary, method: string, path: string, body?: unknown) {
+    const url = new URL(`/v1/networks/${net.name}${path ? `/${path}` : ""}`, fixture.url);
+    return fetch(url, {
+      method,
+      headers: {
+        authorization: `Bearer ${net.adminSecret}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  }
+
   /** A drop counter of the network, read from its Prometheus text on the admin API. */
   async function drops(net: NetworkSummary, reason: string): Promise<number> {
     const response = await fetch(new URL(`/v1/networks/${net.name}/metrics`, fixture.url), {
@@ -250,25 +263,114 @@ export function describeRelayContract(fixture: RelayFixture): void {
         const added = net.uplink.events.filter((e) => e.type === PEER_ADDED);
         assert.equal(Buffer.from(added[1].publicKey).toString("base64"), again.publicKey);
         assert.deepEqual(added[1].address, added[0].address, "the same node address");
-        // Another unique token is another machine with the same UUID: new addresses.
-        const other = await provisionNode(net, { ...identity, nodeUniqueToken: "other" }, via);
-        assert.notEqual(other.peerAddrPort, first.peerAddrPort);
-        assert.notDeepEqual(net.uplink.events.at(-1)?.address, added[0].address);
+        // Another unique token for the same UUID is refused: the UUID is bound to its token.
+        await refused(
+          fixture.provision(via, request(net.summary, { ...identity, nodeUniqueToken: "other" })),
+          Code.PermissionDenied,
+          /bound to another node_unique_token.*node admit/,
+        );
+      });
+
+      test(`over ${via}: identity fields are capped at 256 bytes and node_uuid must be a UUID, each refusal naming its field`, async () => {
+        const net = await network();
+        for (const [fields, message] of [
+          [
+            { nodeUniqueToken: "u".repeat(60_000) },
+            /node_unique_token: 60000 bytes, over the limit of 256/,
+          ],
+          [{ talosVersion: "v".repeat(257) }, /talos_version: 257 bytes, over the limit of 256/],
+          [{ nodeUuid: "x".repeat(300) }, /node_uuid: 300 bytes/],
+          [{ nodeUuid: "not-a-uuid" }, /node_uuid: "not-a-uuid" is not a UUID/],
+          [{ nodeUuid: "\u001b[31m0000-0000" }, /node_uuid: .* is not a UUID/],
+        ] as const) {
+          await refused(
+            fixture.provision(via, request(net.summary, fields)),
+            Code.InvalidArgument,
+            message,
+          );
+        }
+        assert.equal(net.uplink.events.length, 0, "nothing reached the uplink");
       });
     }
+
+    test("a node UUID bound to a unique token cannot be taken over with an empty token and a new key until an operator admits it; the same token with a new key (a restart) may", async () => {
+      const net = await network();
+      const nodeUuid = randomUUID();
+      const real = await provisionNode(net, { nodeUuid, nodeUniqueToken: "real-token" });
+      // The attack: a join-token holder who knows the (DMI) UUID, with no unique token.
+      await refused(
+        fixture.provision(protocol, request(net.summary, { nodeUuid, nodeUniqueToken: "" })),
+        Code.PermissionDenied,
+        new RegExp(`node ${nodeUuid} is bound to another node_unique_token`),
+      );
+      await refused(
+        fixture.provision(protocol, request(net.summary, { nodeUuid: nodeUuid.toUpperCase() })),
+        Code.PermissionDenied,
+        /bound to another node_unique_token/,
+      );
+      assert.equal(
+        net.uplink.events.filter((e) => e.type === PEER_REMOVED).length,
+        0,
+        "the real node's peer stayed",
+      );
+      const restarted = await provisionNode(net, { nodeUuid, nodeUniqueToken: "real-token" });
+      assert.equal(restarted.peerAddrPort, real.peerAddrPort, "a restart keeps its addresses");
+      const admitted = await admin(net.summary, "POST", `nodes/${nodeUuid}/admit`);
+      assert.equal(admitted.status, 200, await admitted.text());
+      const reinstalled = await provisionNode(net, { nodeUuid, nodeUniqueToken: "new-install" });
+      assert.equal(
+        reinstalled.peerAddrPort,
+        real.peerAddrPort,
+        "an admitted node keeps its addresses",
+      );
+      await refused(
+        fixture.provision(protocol, request(net.summary, { nodeUuid, nodeUniqueToken: "" })),
+        Code.PermissionDenied,
+        /bound to another node_unique_token/,
+      );
+    });
+
+    test("a network that requires unique tokens refuses a node without one, saying how to turn it off", async () => {
+      const net = await network();
+      const set = await admin(net.summary, "PATCH", "", { requireUniqueToken: true });
+      assert.equal(set.status, 200, await set.text());
+      await refused(
+        fixture.provision(protocol, request(net.summary)),
+        Code.PermissionDenied,
+        /requires node_unique_token.*require-unique-token/,
+      );
+      await provisionNode(net, { nodeUniqueToken: "t" });
+    });
+
+    test("a join token with a node quota provisions that many distinct nodes, then ResourceExhausted; known nodes may provision again", async () => {
+      const net = await network();
+      const created = await admin(net.summary, "POST", "tokens", { maxNodes: 2 });
+      assert.equal(created.status, 201);
+      const { joinToken } = (await created.json()) as { joinToken: string };
+      const first = await provisionNode(net, { joinToken, nodeUniqueToken: "a" });
+      await provisionNode(net, { joinToken, nodeUniqueToken: "b" });
+      await refused(
+        fixture.provision(protocol, request(net.summary, { joinToken })),
+        Code.ResourceExhausted,
+        /has provisioned 2 nodes, its limit/,
+      );
+      await provisionNode(net, { joinToken, nodeUuid: first.nodeUuid, nodeUniqueToken: "a" });
+      // The network's own token is another quota.
+      await provisionNode(net);
+    });
 
     const cap = fixture.maxPeersPerNetwork;
     if (cap !== undefined) {
       test(`a network holding its ${cap} nodes answers a new one ResourceExhausted naming the limit; a known node may provision again`, async () => {
         const net = await network();
         const nodes = [];
-        for (let i = 0; i < cap; i++) nodes.push(await provisionNode(net, { nodeUuid: `n-${i}` }));
+        for (let i = 0; i < cap; i++) nodes.push(await provisionNode(net));
         await refused(
-          fixture.provision(protocol, request(net.summary, { nodeUuid: "one-too-many" })),
+          fixture.provision(protocol, request(net.summary)),
           Code.ResourceExhausted,
           new RegExp(`holds ${cap} nodes, its limit; revoke unused nodes`),
         );
-        const again = await provisionNode(net, { nodeUuid: "n-0" });
+        const again = await provisionNode(net, { nodeUuid: nodes[0].nodeUuid });
         assert.equal(again.peerAddrPort, nodes[0].peerAddrPort);
       });
     }

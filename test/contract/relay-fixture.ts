@@ -12,6 +12,7 @@ export interface ProvisionRequest {
   readonly nodePublicKey: string;
   readonly joinToken?: string;
   readonly nodeUniqueToken?: string;
+  readonly talosVersion?: string;
   readonly wireguardOverGrpc?: boolean;
 }
 

@@ -112,7 +112,7 @@ describe("abuse limits", () => {
     for (let i = 0; i < 3; i++) {
       try {
         await client.provision({
-          nodeUuid: "n",
+          nodeUuid: "00000000-0000-4000-8000-0000000000a3",
           nodePublicKey: base64(randomKey()),
           joinToken: "grpcip.x",
         });

@@ -274,7 +274,8 @@ function checkIdentityFields(request: ProvisionArgs): {
  * drops the record with `node revoke`.
  */
 function checkBinding(existing: PeerRecord, uniqueToken: string, network: string): void {
-  if (existing.rebindAllowed || existing.uniqueToken === uniqueToken) return;
+  // The unique token is the node's proof of identity: compared like a secret.
+  if (existing.rebindAllowed || constantTimeEqual(existing.uniqueToken, uniqueToken)) return;
   if (existing.uniqueToken === "") return;
   throw new ConnectError(
     `node ${existing.nodeUuid} is bound to another node_unique_token; if this machine was reinstalled, admit it (siderolink-relay node admit ${network} ${existing.nodeUuid}) or revoke the old node`,

@@ -322,7 +322,7 @@ function toNetwork(row: NetworkRow): NetworkRecord {
     adminSecret: row.admin_secret,
     serverPublicKey: row.server_public_key,
     uplinkSecretHash: row.uplink_secret_hash,
-    requireUniqueToken: row.require_unique_token === 1,
+    requireUniqueToken: Boolean(row.require_unique_token),
     createdAt: row.created_at,
   };
 }

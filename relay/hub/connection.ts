@@ -88,7 +88,7 @@ export function createConnection(
     socket,
     attachment,
     owner: attachment.candidate !== true,
-    initiations: new InitiationIndices(),
+    initiations: new InitiationIndices(attachment.initiations),
     tag,
     tagKey: tagKey(tag),
     queue: new DatagramQueue(limits.nodeQueue),

@@ -52,10 +52,20 @@ export class InitiationIndices {
   readonly #indices = new Uint32Array(REMEMBERED_INITIATIONS);
   #count = 0;
 
+  /** Starts with indices kept in a socket's attachment across a Durable Object's eviction. */
+  constructor(kept: readonly number[] = []) {
+    for (const index of kept.slice(-REMEMBERED_INITIATIONS)) this.#indices[this.#count++] = index;
+  }
+
   /** Remembers the sender index of `initiation` (a well-formed handshake initiation). */
   record(initiation: Uint8Array): void {
     this.#indices[this.#count % REMEMBERED_INITIATIONS] = readIndex(initiation, INITIATION_SENDER);
     this.#count++;
+  }
+
+  /** The remembered indices, for a candidate's attachment. */
+  values(): number[] {
+    return Array.from(this.#indices.subarray(0, Math.min(this.#count, REMEMBERED_INITIATIONS)));
   }
 
   has(index: number): boolean {

@@ -104,7 +104,7 @@ export class Registry {
   attach(socket: HubSocket, attachment: SocketAttachment): void {
     if (attachment.role === "node") {
       const owned = this.#slots.get(this.#keyOf(attachment))?.owner !== undefined;
-      const { candidate: _, ...owner } = attachment;
+      const { candidate: _, initiations: __, ...owner } = attachment;
       const stored: NodeAttachment = owned ? { ...owner, candidate: true } : owner;
       socket.persist(stored);
       this.#addNode(this.#register(socket, stored) as NodeConnection);
@@ -157,6 +157,13 @@ export class Registry {
     const previous = slot.owner;
     this.#own(slot, candidate);
     if (previous) this.drop(previous, CloseCode.Replaced, REASON_PEER_REPLACED);
+  }
+
+  /** A candidate sent an initiation: its attachment keeps the indices across an eviction. */
+  candidateInitiated(candidate: NodeConnection): void {
+    const attachment = { ...candidate.attachment, initiations: candidate.initiations.values() };
+    candidate.attachment = attachment;
+    candidate.socket.persist(attachment);
   }
 
   /** Closes the address's owner and candidates. */
@@ -276,7 +283,7 @@ export class Registry {
     slot.owner = node;
     if (node.owner) return;
     node.owner = true;
-    const { candidate: _, ...attachment } = node.attachment;
+    const { candidate: _, initiations: __, ...attachment } = node.attachment;
     node.attachment = attachment;
     node.socket.persist(attachment);
   }

@@ -93,7 +93,10 @@ export class PacketSwitch {
       } else if (!uplink) {
         this.#metrics.drops.no_uplink++;
       } else {
-        if (datagram[0] === MessageType.Initiation) node.initiations.record(datagram);
+        if (datagram[0] === MessageType.Initiation) {
+          node.initiations.record(datagram);
+          if (!node.owner) this.#registry.candidateInitiated(node);
+        }
         this.#metrics.nodeToUplinkDatagrams++;
         this.#metrics.nodeToUplinkBytes += datagram.length;
         if (uplink.pendingCount === 0) this.#touched.push(uplink);

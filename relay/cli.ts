@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { VERSION } from "../shared/version.ts";
 import { ConfigError, nodeConfig, SETTINGS, TRUSTED_PROXIES } from "./app/config.ts";
 import {
+  admitNode,
   assignAddress,
   createToken,
   describeNetwork,
@@ -18,6 +19,7 @@ import {
   type NodeSummary,
   revokeNodes,
   revokeToken,
+  setRequireUniqueToken,
   type TokenSummary,
 } from "./app/networks.ts";
 import { createNetworkRuntime, type NetworkRuntime } from "./app/runtime.ts";
@@ -60,19 +62,26 @@ ${CONNECTION_FLAG_USAGE}
       The README's limits table gives each default.
 
 Manage networks (a local data dir, or a remote relay with --relay URL):
-  network create NAME [--json] [--omni-prefix]
+  network create NAME [--json] [--omni-prefix] [--require-unique-token]
                                    create a network; prints {name, apiUrl, joinToken, adminSecret}:
                                    the only time the relay shows these secrets (it keeps hashes).
                                    --omni-prefix: the prefix Omni and SideroLink's agent use,
                                    fdae:41e4:649b:9303::/64 (server ::1), so Omni-style kernel
-                                   arguments work unchanged; every such network shares it
+                                   arguments work unchanged; every such network shares it.
+                                   --require-unique-token: refuse nodes that send no unique token
   network show NAME [--json]       an existing network, without its secrets
   network list [--json]
-  token create NETWORK [--json]    a new join token (shown once)
+  network require-unique-token NAME on|off
+                                   refuse (on) or accept (off) nodes without a unique token
+  token create NETWORK [--max-nodes N] [--json]
+                                   a new join token (shown once); --max-nodes caps the distinct
+                                   nodes it may provision (default: no cap of its own)
   token list NETWORK [--json]      ids and states, not the secrets
   token revoke NETWORK ID|TOKEN    provisioning with it fails from now on
   node list NETWORK [--json]
   node revoke NETWORK NODE         NODE: node UUID, address, virtual address or public key
+  node admit NETWORK UUID          let the next Provision of UUID rebind it to a new unique token
+                                   and key (a reinstalled machine), keeping its addresses
   node assign NETWORK UUID ADDRESS the address this node UUID gets when it first provisions
                                    (ADDRESS "-" removes the assignment)
 
@@ -92,6 +101,8 @@ stream and tells the management server at once.
 
 interface Options {
   readonly json: boolean;
+  readonly requireUniqueToken: boolean;
+  readonly maxNodes: number | null;
   readonly data: string;
   readonly relay: string | undefined;
   readonly publicUrl: string;
@@ -101,9 +112,11 @@ interface Options {
 /** Network operations, local or remote. */
 interface Manager {
   createNetwork(name: string, creation: NetworkCreation): Promise<NetworkSummary>;
+  setRequireUniqueToken(network: string, required: boolean): Promise<NetworkSummary>;
+  admitNode(network: string, nodeUuid: string): Promise<NodeSummary>;
   showNetwork(name: string): Promise<NetworkSummary>;
   listNetworks(): Promise<string[]>;
-  createToken(network: string): Promise<TokenSummary>;
+  createToken(network: string, maxNodes: number | null): Promise<TokenSummary>;
   listTokens(network: string): Promise<TokenSummary[]>;
   revokeToken(network: string, id: string): Promise<void>;
   listNodes(network: string): Promise<NodeSummary[]>;
@@ -131,6 +144,8 @@ async function main(argv: string[]): Promise<number> {
       ...CONNECTION_FLAG_OPTIONS,
       [TRUSTED_PROXIES]: { type: "string" },
       ...Object.fromEntries(SETTINGS.map((setting) => [setting.name, { type: "string" as const }])),
+      "require-unique-token": { type: "boolean", default: false },
+      "max-nodes": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
       version: { type: "boolean", short: "V", default: false },
     },
@@ -143,8 +158,13 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return values.help ? 0 : 2;
   }
+  const maxNodes = values["max-nodes"];
+  if (maxNodes !== undefined && !/^[1-9][0-9]*$/.test(maxNodes))
+    throw new UsageError(`--max-nodes ${JSON.stringify(maxNodes)} is not a whole number >= 1`);
   const options: Options = {
     json: values.json,
+    requireUniqueToken: values["require-unique-token"],
+    maxNodes: maxNodes === undefined ? null : Number(maxNodes),
     data: values.data ?? defaultDataDir(),
     relay: values.relay,
     publicUrl: values["public-url"] ?? (process.env[PUBLIC_URL_ENV] || `grpc://${DEFAULT_LISTEN}`),
@@ -211,8 +231,19 @@ async function manage(
         throw new UsageError("--omni-prefix goes with network create");
       const network =
         verb === "create"
-          ? await manager.createNetwork(name, { omniPrefix: options.omniPrefix })
+          ? await manager.createNetwork(name, {
+              omniPrefix: options.omniPrefix,
+              requireUniqueToken: options.requireUniqueToken,
+            })
           : await manager.showNetwork(name);
+      print(network, () => networkText(network));
+      return 0;
+    }
+    case "network require-unique-token": {
+      const [name, value] = need(2, "NAME on|off");
+      if (value !== "on" && value !== "off")
+        throw new UsageError(`expected on or off, got ${value}`);
+      const network = await manager.setRequireUniqueToken(name, value === "on");
       print(network, () => networkText(network));
       return 0;
     }
@@ -223,7 +254,7 @@ async function manage(
       return 0;
     }
     case "token create": {
-      const token = await manager.createToken(need(1, "NETWORK")[0]);
+      const token = await manager.createToken(need(1, "NETWORK")[0], options.maxNodes);
       print(token, () => `${token.joinToken}\n`);
       return 0;
     }
@@ -265,6 +296,15 @@ async function manage(
       );
       return 0;
     }
+    case "node admit": {
+      const [network, nodeUuid] = need(2, "NETWORK UUID");
+      const admitted = await manager.admitNode(network, nodeUuid);
+      print(
+        { admitted },
+        () => `admitted ${admitted.nodeUuid}: its next Provision may rebind it\n`,
+      );
+      return 0;
+    }
     case "node assign": {
       const [network, nodeUuid, address] = need(3, "NETWORK UUID ADDRESS|-");
       await manager.assignAddress(network, nodeUuid, address === "-" ? undefined : address);
@@ -295,6 +335,7 @@ adminSecret:  ${network.adminSecret}
 apiUrl:       ${network.apiUrl}
 ${secrets}node:         ${network.joinCommand ?? "(with a join token: siderolink-relay token create)"}
 prefix:       ${network.prefix} (server ${network.serverAddress})
+unique token: ${network.requireUniqueToken ? "required" : "optional"}
 server key:   ${network.serverPublicKey ?? "(no uplink yet)"}
 `;
 }
@@ -318,9 +359,14 @@ function localManager(options: Options): Manager {
       const created = await initializeNetwork(network, Date.now(), creation);
       return describeNetwork(network, options.publicUrl, created);
     },
+    async setRequireUniqueToken(name, required) {
+      await setRequireUniqueToken(runtime(name), required);
+      return describeNetwork(runtime(name), options.publicUrl);
+    },
+    admitNode: (network, nodeUuid) => admitNode(runtime(network), nodeUuid),
     showNetwork: (name) => describeNetwork(runtime(name), options.publicUrl),
     listNetworks: async () => listNetworkNames(db()),
-    createToken: (network) => createToken(runtime(network)),
+    createToken: (network, maxNodes) => createToken(runtime(network), Date.now(), maxNodes),
     listTokens: (network) => listTokens(runtime(network)),
     async revokeToken(network, id) {
       if (!(await revokeToken(runtime(network), id)))
@@ -376,10 +422,23 @@ function remoteManager(relay: string): Manager {
   const n = (network: string) => `v1/networks/${encodeURIComponent(network)}`;
   return {
     createNetwork: (name, creation) =>
-      call("POST", "v1/networks", creation.omniPrefix ? { name, omniPrefix: true } : { name }),
+      call("POST", "v1/networks", {
+        name,
+        ...(creation.omniPrefix ? { omniPrefix: true } : {}),
+        ...(creation.requireUniqueToken ? { requireUniqueToken: true } : {}),
+      }),
+    setRequireUniqueToken: (name, requireUniqueToken) =>
+      call("PATCH", n(name), { requireUniqueToken }),
+    admitNode: async (network, nodeUuid) =>
+      (
+        await call<{ admitted: NodeSummary }>(
+          "POST",
+          `${n(network)}/nodes/${encodeURIComponent(nodeUuid)}/admit`,
+        )
+      ).admitted,
     showNetwork: (name) => call("GET", n(name)),
     listNetworks: async () => (await call<{ networks: string[] }>("GET", "v1/networks")).networks,
-    createToken: (network) => call("POST", `${n(network)}/tokens`),
+    createToken: (network, maxNodes) => call("POST", `${n(network)}/tokens`, { maxNodes }),
     listTokens: async (network) =>
       (await call<{ tokens: TokenSummary[] }>("GET", `${n(network)}/tokens`)).tokens,
     async revokeToken(network, id) {

@@ -114,9 +114,11 @@ export class NodeLink {
       address: result.nodeAddressPrefix,
       server: result.serverAddress,
       serverKey: result.serverPublicKey,
-      endpoint: this.#cycle.current,
       tunnel,
     });
+    // In tunnel mode the endpoint is the node's virtual address, which names its tunnel stream:
+    // kept out of info-level logs, which travel further than the node.
+    log.debug("server endpoint", { endpoint: this.#cycle.current });
     if (tunnel) this.#startTransport(result);
   }
 

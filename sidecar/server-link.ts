@@ -100,9 +100,10 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
           persistentKeepalive: PersistentKeepaliveSeconds,
         });
         nodeUuids.peersChanged();
-        log.info("peer added", {
+        // The virtual address names the node's tunnel stream: debug level only.
+        log.info("peer added", { publicKey: peer.publicKey, address: peer.address });
+        log.debug("peer tunnel", {
           publicKey: peer.publicKey,
-          address: peer.address,
           virtualAddress: peer.virtualAddress,
         });
       },

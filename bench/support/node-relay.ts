@@ -73,6 +73,8 @@ for (let i = 0; i < seedPeers; i++) {
   await runtime.store.savePeer({
     nodeUuid: randomUUID(),
     uniqueToken: "",
+    joinTokenId: null,
+    rebindAllowed: false,
     publicKey: randomBytes(32).toString("base64"),
     address: formatIPv6(randomNodeAddress(prefix)),
     virtualAddress,

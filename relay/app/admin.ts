@@ -2,14 +2,16 @@
  * The admin API: what `siderolink-relay` does to a local data dir, over HTTP for a deployed
  * relay. JSON in and out; errors are `{ "error": "<what to do>" }`.
  *
- *   POST   /v1/networks                      {"name", "omniPrefix"?} -> NetworkSummary (201) operator
+ *   POST   /v1/networks                      {"name", "omniPrefix"?, "requireUniqueToken"?} -> NetworkSummary (201)  operator
  *   GET    /v1/networks                      {"networks": [names]}                operator
  *   GET    /v1/networks/:network             NetworkSummary                        operator or admin secret
+ *   PATCH  /v1/networks/:network             {"requireUniqueToken"} -> NetworkSummary  operator or admin secret
  *   GET    /v1/networks/:network/tokens      {"tokens": [TokenSummary]}            operator or admin secret
- *   POST   /v1/networks/:network/tokens      TokenSummary (201)                    operator or admin secret
+ *   POST   /v1/networks/:network/tokens      {"maxNodes"?} -> TokenSummary (201)    operator or admin secret
  *   DELETE /v1/networks/:network/tokens/:id  {"revoked": id}                       operator or admin secret
  *   GET    /v1/networks/:network/nodes       {"nodes": [NodeSummary]}              operator or admin secret
  *   DELETE /v1/networks/:network/nodes/:node {"revoked": [NodeSummary]}            operator or admin secret
+ *   POST   /v1/networks/:network/nodes/:uuid/admit {"admitted": NodeSummary}       operator or admin secret
  *   PUT    /v1/networks/:network/addresses/:uuid {"address"} -> same        operator or admin secret
  *   DELETE /v1/networks/:network/addresses/:uuid {"nodeUuid"}                 operator or admin secret
  *   GET    /v1/networks/:network/metrics     Prometheus text                        operator or admin secret
@@ -25,6 +27,7 @@ import { hashSecret } from "../store/secret-hash.ts";
 import { HttpError, InvalidInputError } from "./http-error.ts";
 import { renderMetrics } from "./metrics.ts";
 import {
+  admitNode,
   assignAddress,
   createToken,
   describeNetwork,
@@ -36,6 +39,7 @@ import {
   requireNetwork,
   revokeNodes,
   revokeToken,
+  setRequireUniqueToken,
 } from "./networks.ts";
 import type { ProvisionCounts } from "./provision.ts";
 import type { NetworkRuntime, RelayDirectory } from "./runtime.ts";
@@ -131,7 +135,10 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
         `"omniPrefix" must be true or false, got ${JSON.stringify(omniPrefix)}`,
       );
     const runtime = await directory.runtime(validateNetworkName(name));
-    const created = await initializeNetwork(runtime, Date.now(), { omniPrefix });
+    const created = await initializeNetwork(runtime, Date.now(), {
+      omniPrefix,
+      requireUniqueToken: optionalBoolean(body, "requireUniqueToken"),
+    });
     return c.json(await describe(runtime, c, created), 201);
   });
   app.get("/v1/networks", async (c) => {
@@ -142,9 +149,23 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
   app.get("/v1/networks/:network/tokens", async (c) =>
     c.json({ tokens: await listTokens(await network(c)) }),
   );
-  app.post("/v1/networks/:network/tokens", async (c) =>
-    c.json(await createToken(await network(c)), 201),
-  );
+  app.patch("/v1/networks/:network", async (c) => {
+    const runtime = await network(c);
+    const body = await c.req.json().catch(() => undefined);
+    const required = optionalBoolean(body, "requireUniqueToken");
+    if (required === undefined)
+      throw new InvalidInputError('expected a JSON body {"requireUniqueToken": true|false}');
+    await setRequireUniqueToken(runtime, required);
+    return c.json(await describe(runtime, c));
+  });
+  app.post("/v1/networks/:network/tokens", async (c) => {
+    const runtime = await network(c);
+    const body = await c.req.json().catch(() => undefined);
+    const maxNodes = body?.maxNodes;
+    if (maxNodes !== undefined && maxNodes !== null && typeof maxNodes !== "number")
+      throw new InvalidInputError('"maxNodes" must be a number or null');
+    return c.json(await createToken(runtime, Date.now(), maxNodes ?? null), 201);
+  });
   app.delete("/v1/networks/:network/tokens/:id", async (c) => {
     const id = c.req.param("id");
     if (!(await revokeToken(await network(c), id))) {
@@ -166,6 +187,9 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
     }
     return c.json({ revoked });
   });
+  app.post("/v1/networks/:network/nodes/:uuid/admit", async (c) =>
+    c.json({ admitted: await admitNode(await network(c), c.req.param("uuid")) }),
+  );
   app.put("/v1/networks/:network/addresses/:uuid", async (c) => {
     const body = await c.req.json().catch(() => undefined);
     if (typeof body?.address !== "string")
@@ -193,4 +217,12 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
       "content-type": PROMETHEUS_CONTENT_TYPE,
     });
   });
+}
+
+/** A boolean field of a JSON body, undefined when absent; a value of another type is refused. */
+function optionalBoolean(body: unknown, field: string): boolean | undefined {
+  const value = (body as Record<string, unknown> | undefined)?.[field];
+  if (value === undefined) return undefined;
+  if (typeof value !== "boolean") throw new InvalidInputError(`"${field}" must be true or false`);
+  return value;
 }

@@ -35,6 +35,8 @@ export interface NumericSettings {
   uplinkQueueBytes: number;
   highWaterBytes: number;
   retryMs: number;
+  maxCandidatesPerAddress: number;
+  candidateTimeoutMs: number;
 }
 
 /** What a relay runs with once its settings are read. */
@@ -192,6 +194,20 @@ export const SETTINGS: readonly NumericSetting[] = [
     min: 1,
     meaning: "how often (ms) a congested stream is retried",
   },
+  {
+    key: "maxCandidatesPerAddress",
+    name: "max-candidates-per-address",
+    form: "integer",
+    min: 1,
+    meaning: "streams per node address waiting to prove the node's key beside the live one",
+  },
+  {
+    key: "candidateTimeoutMs",
+    name: "candidate-timeout-ms",
+    form: "integer",
+    min: 1,
+    meaning: "how long (ms) such a stream may take to prove it before it is closed",
+  },
 ];
 
 /** Where a setting's text came from, so an error names what the operator wrote. */
@@ -248,6 +264,8 @@ export function defaultSettings(): NumericSettings {
     uplinkQueueBytes: h.uplinkQueue.bytes,
     highWaterBytes: h.highWaterBytes,
     retryMs: h.retryMs,
+    maxCandidatesPerAddress: h.maxCandidatesPerAddress,
+    candidateTimeoutMs: h.candidateTimeoutMs,
   };
 }
 
@@ -351,6 +369,8 @@ export function limitsOf(s: NumericSettings): Omit<RelayConfig, "trustedProxies"
       uplinkQueue: { datagrams: s.uplinkQueueDatagrams, bytes: s.uplinkQueueBytes },
       highWaterBytes: s.highWaterBytes,
       retryMs: s.retryMs,
+      maxCandidatesPerAddress: s.maxCandidatesPerAddress,
+      candidateTimeoutMs: s.candidateTimeoutMs,
     },
   };
 }

@@ -9,7 +9,7 @@ import { formatJoinToken, parseJoinToken } from "../../shared/siderolink/relay-a
 import { hashSecret } from "../store/secret-hash.ts";
 import type { JoinTokenRecord, NetworkRecord, PeerRecord } from "../store/store.ts";
 import { NetworkNotFoundError } from "../store/store.ts";
-import { InvalidInputError } from "./http-error.ts";
+import { HttpError, InvalidInputError } from "./http-error.ts";
 import { type NetworkRuntime, peerEntry } from "./runtime.ts";
 import { constantTimeEqual, randomId, randomSecret } from "./secrets.ts";
 
@@ -35,6 +35,8 @@ export interface NetworkSummary {
   readonly prefix: string;
   readonly serverAddress: string;
   readonly serverPublicKey: string | null;
+  /** Whether Provision refuses nodes that send no node_unique_token. */
+  readonly requireUniqueToken: boolean;
   readonly uplinkConnected: boolean;
   readonly nodesConnected: number;
 }
@@ -45,6 +47,8 @@ export interface TokenSummary {
   readonly joinToken: string | null;
   readonly createdAt: string;
   readonly revokedAt: string | null;
+  /** Distinct nodes the token may provision; null: only the network's own limit. */
+  readonly maxNodes: number | null;
 }
 
 export interface NodeSummary {
@@ -71,6 +75,8 @@ export interface NetworkCreation {
    * Every network created so shares that prefix.
    */
   readonly omniPrefix?: boolean;
+  /** Refuse Provision calls without node_unique_token (docs/security.md). */
+  readonly requireUniqueToken?: boolean;
 }
 
 /** A network's secrets in clear: they exist only when it is created, and with their holders. */
@@ -97,6 +103,8 @@ export async function initializeNetwork(
   const network = await runtime.store.createNetwork({
     installationId: creation.omniPrefix ? "" : crypto.randomUUID(),
     adminSecretHash: hashSecret(adminSecret),
+    uplinkSecretHash: null,
+    requireUniqueToken: creation.requireUniqueToken ?? false,
     createdAt: now,
   });
   await runtime.store.addToken({
@@ -104,8 +112,35 @@ export async function initializeNetwork(
     secretHash: hashSecret(tokenSecret),
     createdAt: now,
     revokedAt: null,
+    maxNodes: null,
   });
   return { network, adminSecret, joinToken: formatJoinToken(network.name, tokenSecret) };
+}
+
+/** Turns the network's refusal of empty node_unique_tokens on or off. */
+export async function setRequireUniqueToken(
+  runtime: NetworkRuntime,
+  required: boolean,
+): Promise<void> {
+  await requireNetwork(runtime);
+  await runtime.store.setRequireUniqueToken(required);
+}
+
+/**
+ * Lets the next Provision of a node UUID take its record over whatever unique token and key it
+ * brings (a reinstalled machine); the record keeps its addresses. Returns the admitted node.
+ */
+export async function admitNode(runtime: NetworkRuntime, nodeUuid: string): Promise<NodeSummary> {
+  await requireNetwork(runtime);
+  const canonical = nodeUuid.toLowerCase();
+  const peer = await runtime.store.peerByUuid(canonical);
+  if (!peer || !(await runtime.store.allowRebind(canonical))) {
+    throw new HttpError(
+      404,
+      `no node ${JSON.stringify(nodeUuid)} in network ${runtime.name} (see node list); a new node needs no admission`,
+    );
+  }
+  return nodeSummary(runtime, peer);
 }
 
 /** The network's record; rejects with NetworkNotFoundError when it does not exist. */
@@ -142,6 +177,7 @@ export async function describeNetwork(
     prefix: formatPrefix(prefix),
     serverAddress: formatIPv6(serverAddress(prefix)),
     serverPublicKey: network.serverPublicKey,
+    requireUniqueToken: network.requireUniqueToken,
     uplinkConnected: runtime.hub.hasUplink,
     nodesConnected: runtime.hub.nodeCount,
   };
@@ -154,17 +190,28 @@ export function apiUrl(baseUrl: string, joinToken: string): string {
   return url.toString();
 }
 
+/**
+ * A new join token; `maxNodes` caps how many distinct nodes it may provision (default: no cap of
+ * its own, the network's node limit still applies).
+ */
 export async function createToken(
   runtime: NetworkRuntime,
   now = Date.now(),
+  maxNodes: number | null = null,
 ): Promise<TokenSummary> {
   await requireNetwork(runtime);
+  if (maxNodes !== null && (!Number.isSafeInteger(maxNodes) || maxNodes < 1)) {
+    throw new InvalidInputError(
+      `max nodes ${JSON.stringify(maxNodes)} is not a whole number >= 1; omit it for no limit of the token's own`,
+    );
+  }
   const secret = randomSecret();
   const token: JoinTokenRecord = {
     id: randomId(),
     secretHash: hashSecret(secret),
     createdAt: now,
     revokedAt: null,
+    maxNodes,
   };
   await runtime.store.addToken(token);
   return tokenSummary(token, formatJoinToken(runtime.name, secret));
@@ -218,7 +265,7 @@ export async function revokeNodes(
   const revoked: NodeSummary[] = [];
   for (const peer of matches) {
     revoked.push(nodeSummary(runtime, peer));
-    await runtime.store.removePeer(peer.nodeUuid, peer.uniqueToken);
+    await runtime.store.removePeer(peer.nodeUuid);
     runtime.hub.removePeer(peerEntry(peer), "node revoked by the operator");
   }
   return revoked;
@@ -261,6 +308,7 @@ function tokenSummary(token: JoinTokenRecord, joinToken: string | null): TokenSu
     joinToken,
     createdAt: new Date(token.createdAt).toISOString(),
     revokedAt: token.revokedAt === null ? null : new Date(token.revokedAt).toISOString(),
+    maxNodes: token.maxNodes,
   };
 }
 

@@ -20,7 +20,12 @@ import { parseKey } from "../../shared/siderolink/keys.ts";
 import { isNetworkName, parseJoinToken } from "../../shared/siderolink/relay-api.ts";
 import { type AckResult, NoUplinkError } from "../hub/hub.ts";
 import { hashSecret } from "../store/secret-hash.ts";
-import { type PeerRecord, StoreConflictError, StoreUnavailableError } from "../store/store.ts";
+import {
+  type JoinTokenRecord,
+  type PeerRecord,
+  StoreConflictError,
+  StoreUnavailableError,
+} from "../store/store.ts";
 import { clientKey } from "./client-address.ts";
 import { clientAddressKey, DEFAULT_RELAY_LIMITS, type RelayLimits } from "./limits.ts";
 import { createRateLimiter, type RateLimiter } from "./rate-limit.ts";
@@ -37,6 +42,9 @@ export interface ProvisionHandler {
 }
 
 const INVALID_JOIN_TOKEN = "invalid join token";
+/** Longest node_uuid, node_unique_token and talos_version, in UTF-8 bytes. */
+export const MAX_FIELD_BYTES = 256;
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ADDRESS_ATTEMPTS = 4;
 /** Response header (gRPC: trailer) with the seconds to wait after ResourceExhausted. */
 export const RETRY_AFTER_HEADER = "retry-after";
@@ -152,17 +160,18 @@ async function provisionPeer(
   const network = await runtime.store.network();
   if (!network) throw permissionDenied();
   // Compare against every active token, without stopping early, so timing reveals nothing.
-  let valid = false;
+  let joinToken: JoinTokenRecord | undefined;
   const presented = hashSecret(secret);
   for (const candidate of await runtime.store.tokens()) {
     if (candidate.revokedAt === null && constantTimeEqual(candidate.secretHash, presented))
-      valid = true;
+      joinToken = candidate;
   }
-  if (!valid) throw permissionDenied();
+  if (!joinToken) throw permissionDenied();
   // After the token check, so strangers cannot spend a client's or a network's budget.
   if (client !== undefined) rateLimited(limiters.perClient.take(client, now), `client ${client}`);
   rateLimited(limiters.perNetwork.take(network.name, now), `network ${network.name}`);
 
+  const { nodeUuid, uniqueToken, talosVersion } = checkIdentityFields(request);
   let publicKey: string;
   try {
     parseKey(request.nodePublicKey, "node_public_key");
@@ -172,8 +181,11 @@ async function provisionPeer(
       throw new ConnectError(error.message, Code.InvalidArgument);
     throw error;
   }
-  if (request.nodeUuid === "") {
-    throw new ConnectError("node_uuid: empty; expected the machine's UUID", Code.InvalidArgument);
+  if (uniqueToken === "" && network.requireUniqueToken) {
+    throw new ConnectError(
+      `network ${JSON.stringify(network.name)} requires node_unique_token, and the node sent none; use a Talos version that sends one (or siderolink-sidecar, which always does), or turn the requirement off (siderolink-relay network require-unique-token ${network.name} off)`,
+      Code.PermissionDenied,
+    );
   }
   if (!runtime.hub.hasUplink || network.serverPublicKey === null) {
     throw new ConnectError(
@@ -184,8 +196,8 @@ async function provisionPeer(
   }
 
   const prefix = networkPrefix(network.installationId);
-  const uniqueToken = request.nodeUniqueToken ?? "";
-  const existing = await runtime.store.peerByIdentity(request.nodeUuid, uniqueToken);
+  const existing = await runtime.store.peerByUuid(nodeUuid);
+  if (existing) checkBinding(existing, uniqueToken, network.name);
   const maxPeers = limiters.limits.maxPeersPerNetwork;
   if (!existing && (await runtime.store.peerCount()) >= maxPeers) {
     throw new ConnectError(
@@ -193,17 +205,29 @@ async function provisionPeer(
       Code.ResourceExhausted,
     );
   }
-  const predefined = existing ? undefined : await runtime.store.predefinedAddress(request.nodeUuid);
+  if (
+    !existing &&
+    joinToken.maxNodes !== null &&
+    (await runtime.store.peerCountByToken(joinToken.id)) >= joinToken.maxNodes
+  ) {
+    throw new ConnectError(
+      `join token ${joinToken.id} has provisioned ${joinToken.maxNodes} nodes, its limit; create another token (siderolink-relay token create ${network.name} --max-nodes N)`,
+      Code.ResourceExhausted,
+    );
+  }
+  const predefined = existing ? undefined : await runtime.store.predefinedAddress(nodeUuid);
   let peer: PeerRecord | undefined;
   for (let attempt = 0; !peer; attempt++) {
     const candidate: PeerRecord = {
-      nodeUuid: request.nodeUuid,
+      nodeUuid,
       uniqueToken,
+      joinTokenId: existing ? existing.joinTokenId : joinToken.id,
+      rebindAllowed: false,
       publicKey,
       address: existing?.address ?? predefined ?? formatIPv6(randomNodeAddress(prefix)),
       virtualAddress:
         existing?.virtualAddress ?? formatIPv6(randomNodeAddress(virtualNetworkPrefix())),
-      talosVersion: request.talosVersion ?? "",
+      talosVersion,
       firstSeen: existing?.firstSeen ?? now,
       lastSeen: now,
       rxBytes: existing?.rxBytes ?? 0,
@@ -244,6 +268,60 @@ async function provisionPeer(
     serverAddress: formatIPv6(serverAddress(prefix)),
     grpcPeerAddrPort: virtualEndpoint,
   };
+}
+
+/**
+ * The identity fields, each within MAX_FIELD_BYTES, and node_uuid empty (upstream accepts that)
+ * or a UUID in its canonical 8-4-4-4-12 hex form; InvalidArgument names the field otherwise.
+ */
+function checkIdentityFields(request: ProvisionArgs): {
+  nodeUuid: string;
+  uniqueToken: string;
+  talosVersion: string;
+} {
+  const fields = {
+    node_uuid: request.nodeUuid,
+    node_unique_token: request.nodeUniqueToken ?? "",
+    talos_version: request.talosVersion ?? "",
+  };
+  for (const [name, value] of Object.entries(fields)) {
+    const bytes = new TextEncoder().encode(value).length;
+    if (bytes > MAX_FIELD_BYTES) {
+      throw new ConnectError(
+        `${name}: ${bytes} bytes, over the limit of ${MAX_FIELD_BYTES}`,
+        Code.InvalidArgument,
+      );
+    }
+  }
+  if (fields.node_uuid !== "" && !UUID_PATTERN.test(fields.node_uuid)) {
+    throw new ConnectError(
+      `node_uuid: ${JSON.stringify(fields.node_uuid)} is not a UUID; expected 8-4-4-4-12 hex digits`,
+      Code.InvalidArgument,
+    );
+  }
+  return {
+    // Any case on the wire, one record: stored in lower case.
+    nodeUuid: fields.node_uuid.toLowerCase(),
+    uniqueToken: fields.node_unique_token,
+    talosVersion: fields.talos_version,
+  };
+}
+
+/**
+ * A node UUID is bound to the unique token it first came with: another unique token may not take
+ * its record (its addresses) over, and neither may an empty one with a new key, since DMI UUIDs
+ * are no secret. A record without a unique token takes the first one a node sends (the node
+ * upgraded to a Talos that sends one). An operator lifts the binding once with `node admit`, or
+ * drops the record with `node revoke`.
+ */
+function checkBinding(existing: PeerRecord, uniqueToken: string, network: string): void {
+  // The unique token is the node's proof of identity: compared like a secret.
+  if (existing.rebindAllowed || constantTimeEqual(existing.uniqueToken, uniqueToken)) return;
+  if (existing.uniqueToken === "") return;
+  throw new ConnectError(
+    `node ${existing.nodeUuid} is bound to another node_unique_token; if this machine was reinstalled, admit it (siderolink-relay node admit ${network} ${existing.nodeUuid}) or revoke the old node`,
+    Code.PermissionDenied,
+  );
 }
 
 /** Throws ResourceExhausted when `retryMs` > 0, with the wait in the message and Retry-After. */

@@ -1,7 +1,9 @@
 /**
  * The two WebSocket routes of a network (shared/siderolink/relay-api.ts): a node's tunnel, whose
- * peer address must be a provisioned peer of the network, and the management server's uplink,
- * which must present the network's admin secret.
+ * peer address (a header) must be a provisioned peer of the network, and the management server's
+ * uplink, which must present the network's admin secret. A tunnel admitted here still has to
+ * prove it holds the node's key before it can take the address from a live stream (hub
+ * ownership.ts).
  *
  * Refusals complete the upgrade and close at once with a code and reason (CloseCode in
  * shared/tunnel/frame.ts): WebSocket clients see those, not an HTTP status.
@@ -20,6 +22,13 @@ import { CLOSE_TRY_AGAIN_LATER } from "./limits.ts";
 import type { NetworkRuntime, RelayDirectory } from "./runtime.ts";
 import { bearerToken, constantTimeEqual } from "./secrets.ts";
 
+/**
+ * Every client of this route can set headers (the node sidecar, and gateways for Talos); a
+ * browser's WebSocket API cannot, but no browser speaks this protocol. URLs end up in access
+ * logs, so the address is accepted only as a header.
+ */
+export const REASON_ADDRESS_IN_QUERY = `peer not allowed: send ${PEER_ADDRESS_HEADER} as a header, not in the URL`;
+
 export function registerTunnelRoutes(
   app: Hono,
   directory: RelayDirectory,
@@ -31,8 +40,13 @@ export function registerTunnelRoutes(
     if (refused) return refused;
     const name = c.req.param("network");
     const runtime = await directory.runtime(validateNetworkName(name));
-    const value = c.req.header(PEER_ADDRESS_HEADER) ?? c.req.query(PEER_ADDRESS_HEADER) ?? "";
-    const virtualAddress = canonicalPeerAddress(value);
+    const value = c.req.header(PEER_ADDRESS_HEADER);
+    if (value === undefined && c.req.query(PEER_ADDRESS_HEADER) !== undefined) {
+      return runtime.acceptWebSocket(c.req.raw, {
+        refuse: { code: CloseCode.PeerNotAllowed, reason: REASON_ADDRESS_IN_QUERY },
+      });
+    }
+    const virtualAddress = canonicalPeerAddress(value ?? "");
     const peer = virtualAddress && (await runtime.store.peerByVirtualAddress(virtualAddress));
     if (!peer) {
       return refuse(runtime, c.req.raw, "node", CloseCode.PeerNotAllowed, REASON_PEER_NOT_ALLOWED);

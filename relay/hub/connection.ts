@@ -6,6 +6,7 @@
 import { parseIPv6 } from "../../shared/net/ip.ts";
 import { TAG_SIZE } from "../../shared/tunnel/frame.ts";
 import type { HubLimits } from "./hub.ts";
+import { InitiationIndices } from "./ownership.ts";
 import { DatagramQueue } from "./queue.ts";
 import type { HubSocket, NodeAttachment, SocketAttachment, UplinkAttachment } from "./socket.ts";
 import { TokenBucket } from "./token-bucket.ts";
@@ -35,7 +36,12 @@ interface Destination {
 
 export interface NodeConnection extends Destination {
   readonly role: "node";
-  readonly attachment: NodeAttachment;
+  /** Replaced when a candidate becomes the owner. */
+  attachment: NodeAttachment;
+  /** Whether the stream owns its address, or is a candidate still to prove it (ownership.ts). */
+  owner: boolean;
+  /** Sender indices of the last handshake initiations the stream sent (ownership.ts). */
+  readonly initiations: InitiationIndices;
   /** The node's 16-byte virtual address. */
   readonly tag: Uint8Array;
   /** `tag` as a map key (tagKey). */
@@ -81,6 +87,8 @@ export function createConnection(
     role: "node",
     socket,
     attachment,
+    owner: attachment.candidate !== true,
+    initiations: new InitiationIndices(attachment.initiations),
     tag,
     tagKey: tagKey(tag),
     queue: new DatagramQueue(limits.nodeQueue),

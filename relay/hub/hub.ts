@@ -4,6 +4,7 @@
  * runtimes call:
  *
  * - registry.ts: who is connected, replacement, the liveness sweep, traffic counters;
+ * - ownership.ts: which stream may carry a node's address (owner and candidates);
  * - switch.ts: the per-message switch with its token buckets and congestion backlogs;
  * - uplink-control.ts: HELLO, the peer list and peer events, and their ACKs.
  *
@@ -22,6 +23,7 @@ import {
 import type { Clock } from "../../shared/wireguard/clock.ts";
 import { type Connection, type NodeTraffic, tagKey } from "./connection.ts";
 import { createHubMetrics, type HubMetrics } from "./metrics.ts";
+import { CANDIDATE_TIMEOUT_MS, MAX_CANDIDATES_PER_ADDRESS } from "./ownership.ts";
 import type { QueueLimits } from "./queue.ts";
 import { Registry } from "./registry.ts";
 import type { HubSocket, SocketAttachment } from "./socket.ts";
@@ -51,6 +53,10 @@ export interface HubLimits {
    */
   readonly nodeBurst: number;
   readonly nodeDatagramsPerSecond: number;
+  /** Candidate streams per address beside its owner (ownership.ts); the newest displaces the oldest. */
+  readonly maxCandidatesPerAddress: number;
+  /** How long a candidate may take to prove it holds the node's key before `sweep` closes it. */
+  readonly candidateTimeoutMs: number;
 }
 
 export const DEFAULT_HUB_LIMITS: HubLimits = {
@@ -63,6 +69,8 @@ export const DEFAULT_HUB_LIMITS: HubLimits = {
   // A WireGuard peer at 500 Mbit/s of 1,400-byte packets sends about 45k datagrams a second.
   nodeBurst: 16_384,
   nodeDatagramsPerSecond: 65_536,
+  maxCandidatesPerAddress: MAX_CANDIDATES_PER_ADDRESS,
+  candidateTimeoutMs: CANDIDATE_TIMEOUT_MS,
 };
 
 /** What the hub needs from the rest of the relay. */
@@ -134,14 +142,15 @@ export class Hub {
     return this.#switch.queuedDatagrams;
   }
 
-  /** Whether a node stream for this virtual address is open. */
+  /** Whether a stream owns this virtual address. */
   hasNode(virtualAddress: string): boolean {
     return this.#registry.node(tagKey(parseIPv6(virtualAddress))) !== undefined;
   }
 
   /**
-   * Takes a newly accepted socket. A node stream replaces an open stream for the same virtual
-   * address, which is closed with "peer replaced"; an uplink replaces the open uplink.
+   * Takes a newly accepted socket. A node stream owns a free address at once; for an owned one it
+   * is a candidate until it proves it holds the node's key (ownership.ts), and only then is the
+   * old owner closed with "peer replaced". An uplink replaces the open uplink.
    */
   attach(socket: HubSocket, attachment: SocketAttachment): void {
     this.#registry.attach(socket, attachment);
@@ -203,13 +212,12 @@ export class Hub {
   }
 
   /**
-   * Forgets a peer: the uplink (if any) is told, and the node's stream (if open) is closed
-   * with `reason`. Does not wait for the ACK.
+   * Forgets a peer: the uplink (if any) is told, and the node's streams (owner and candidates)
+   * are closed with `reason`. Does not wait for the ACK.
    */
   removePeer(peer: PeerEntry, reason: string): void {
     this.#control.removePeer(peer);
-    const node = this.#registry.node(tagKey(peer.virtualAddress));
-    if (node) this.#registry.drop(node, CloseCode.PeerRemoved, reason);
+    this.#registry.dropAddress(tagKey(peer.virtualAddress), CloseCode.PeerRemoved, reason);
   }
 
   /** Closes every stream silent for longer than the liveness timeout; run every SWEEP_INTERVAL_MS. */

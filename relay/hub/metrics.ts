@@ -14,6 +14,12 @@ export const DROP_REASONS = [
   "rate_limited",
   /** The destination stream was closing or gone: sent to it, or left in its queue, for nowhere. */
   "stream_closed",
+  /**
+   * A candidate stream (one that has not yet proven it holds the node's key) sent something other
+   * than a handshake initiation, or the uplink sent the address's transport data while only
+   * candidates were open. See ownership.ts.
+   */
+  "unproven",
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -46,6 +52,7 @@ export function createHubMetrics(): HubMetrics {
       queue_full: 0,
       rate_limited: 0,
       stream_closed: 0,
+      unproven: 0,
     },
     malformedFrames: 0,
     livenessTimeouts: 0,

@@ -1,9 +1,12 @@
 /**
- * Who is connected to one network's hub: its node streams, keyed by virtual address, and its
- * uplink (at most one). A new stream for a taken place replaces the old one; `sweep` closes
- * streams gone silent; traffic counters of departed nodes are kept until drained.
+ * Who is connected to one network's hub: its node streams, by virtual address, and its uplink
+ * (at most one). Each address has at most one owner and a few candidates (ownership.ts): a new
+ * stream for an owned address waits as a candidate until `promote`. A new uplink replaces the
+ * old one. `sweep` closes streams gone silent and candidates that never proved themselves;
+ * traffic counters of departed nodes are kept until drained.
  */
 
+import { parseIPv6 } from "../../shared/net/ip.ts";
 import {
   CloseCode,
   PING_INTERVAL_MS,
@@ -17,11 +20,13 @@ import {
   createConnection,
   type NodeConnection,
   type NodeTraffic,
+  tagKey,
   type UplinkConnection,
 } from "./connection.ts";
 import type { HubLimits } from "./hub.ts";
 import type { HubMetrics } from "./metrics.ts";
-import type { HubSocket, SocketAttachment } from "./socket.ts";
+import { REASON_CANDIDATE_DISPLACED } from "./ownership.ts";
+import type { HubSocket, NodeAttachment, SocketAttachment } from "./socket.ts";
 
 /** What the rest of the hub learns from the registry. */
 export interface RegistryEvents {
@@ -38,6 +43,13 @@ export interface RegistryOptions {
   readonly events: RegistryEvents;
 }
 
+/** The streams of one virtual address: its owner, if any, and its candidates, oldest first. */
+export interface AddressSlot {
+  readonly tag: Uint8Array;
+  owner: NodeConnection | undefined;
+  readonly candidates: NodeConnection[];
+}
+
 const MAX_CLOSE_REASON_BYTES = 123;
 const UPLINK_REPLACED = "uplink replaced by a newer connection";
 
@@ -47,7 +59,8 @@ export class Registry {
   readonly #metrics: HubMetrics;
   readonly #events: RegistryEvents;
   readonly #connections = new Map<HubSocket, Connection>();
-  readonly #nodes = new Map<string, NodeConnection>();
+  readonly #slots = new Map<string, AddressSlot>();
+  #nodeCount = 0;
   #uplink: UplinkConnection | undefined;
   /** Traffic of nodes that left since the last drain, so none is lost. */
   #departed: NodeTraffic[] = [];
@@ -64,8 +77,9 @@ export class Registry {
     return this.#uplink;
   }
 
+  /** Node streams open, owners and candidates. */
   get nodeCount(): number {
-    return this.#nodes.size;
+    return this.#nodeCount;
   }
 
   /** The connection of an attached socket. */
@@ -73,20 +87,32 @@ export class Registry {
     return this.#connections.get(socket);
   }
 
-  /** The open node stream whose tag has this key (tagKey). */
+  /** The owner of the address whose tag has this key (tagKey). */
   node(key: string): NodeConnection | undefined {
-    return this.#nodes.get(key);
+    return this.#slots.get(key)?.owner;
   }
 
-  /** Registers a newly accepted socket, closing the one it replaces. */
+  /** The streams of the address whose tag has this key (tagKey). */
+  slot(key: string): AddressSlot | undefined {
+    return this.#slots.get(key);
+  }
+
+  /**
+   * Registers a newly accepted socket. A node stream owns a free address at once and is a
+   * candidate for an owned one; an uplink replaces the open uplink.
+   */
   attach(socket: HubSocket, attachment: SocketAttachment): void {
+    if (attachment.role === "node") {
+      const owned = this.#slots.get(this.#keyOf(attachment))?.owner !== undefined;
+      const { candidate: _, initiations: __, ...owner } = attachment;
+      const stored: NodeAttachment = owned ? { ...owner, candidate: true } : owner;
+      socket.persist(stored);
+      this.#addNode(this.#register(socket, stored) as NodeConnection);
+      return;
+    }
     socket.persist(attachment);
     const connection = this.#register(socket, attachment);
-    if (connection.role === "node") {
-      const previous = this.#nodes.get(connection.tagKey);
-      if (previous) this.drop(previous, CloseCode.Replaced, REASON_PEER_REPLACED);
-      this.#nodes.set(connection.tagKey, connection);
-    } else {
+    if (connection.role === "uplink") {
       if (this.#uplink) this.drop(this.#uplink, CloseCode.Replaced, UPLINK_REPLACED);
       this.#uplink = connection;
     }
@@ -102,8 +128,14 @@ export class Registry {
       if (this.#connections.has(socket)) continue;
       const connection = this.#register(socket, attachment);
       if (connection.role === "node") {
-        const [winner, loser] = newer(this.#nodes.get(connection.tagKey), connection);
-        this.#nodes.set(connection.tagKey, winner);
+        const slot = this.#slotFor(connection);
+        this.#nodeCount++;
+        if (!connection.owner) {
+          this.#addCandidate(slot, connection);
+          continue;
+        }
+        const [winner, loser] = newer(slot.owner, connection);
+        slot.owner = winner;
         if (loser) this.drop(loser, CloseCode.Replaced, REASON_PEER_REPLACED);
       } else {
         // An uplink that had said HELLO got its peer list before the hub went away.
@@ -113,6 +145,33 @@ export class Registry {
         if (loser) this.drop(loser, CloseCode.Replaced, UPLINK_REPLACED);
       }
     }
+    // Candidates whose owner did not come back inherit the address.
+    for (const slot of this.#slots.values()) if (!slot.owner) this.#inherit(slot);
+  }
+
+  /**
+   * A candidate proved it holds the node's key: it owns the address from now on, and the old
+   * owner is closed as replaced.
+   */
+  promote(slot: AddressSlot, candidate: NodeConnection): void {
+    const previous = slot.owner;
+    this.#own(slot, candidate);
+    if (previous) this.drop(previous, CloseCode.Replaced, REASON_PEER_REPLACED);
+  }
+
+  /** A candidate sent an initiation: its attachment keeps the indices across an eviction. */
+  candidateInitiated(candidate: NodeConnection): void {
+    const attachment = { ...candidate.attachment, initiations: candidate.initiations.values() };
+    candidate.attachment = attachment;
+    candidate.socket.persist(attachment);
+  }
+
+  /** Closes the address's owner and candidates. */
+  dropAddress(key: string, code: number, reason: string): void {
+    const slot = this.#slots.get(key);
+    if (!slot) return;
+    for (const candidate of [...slot.candidates]) this.drop(candidate, code, reason);
+    if (slot.owner) this.drop(slot.owner, code, reason);
   }
 
   /** Closes the socket and forgets the connection. */
@@ -130,7 +189,7 @@ export class Registry {
     this.#events.connectionGone(connection);
     this.#connections.delete(connection.socket);
     if (connection.role === "node") {
-      if (this.#nodes.get(connection.tagKey) === connection) this.#nodes.delete(connection.tagKey);
+      this.#removeNode(connection);
       const traffic = connection.traffic;
       if (traffic.rxPackets + traffic.txPackets > 0) this.#departed.push(traffic);
     } else if (this.#uplink === connection) {
@@ -139,11 +198,27 @@ export class Registry {
     }
   }
 
-  /** Closes every stream silent for longer than the liveness timeout. */
+  /**
+   * Closes every stream silent for longer than the liveness timeout, and every candidate that has
+   * not proven itself within candidateTimeoutMs.
+   */
   sweep(): void {
     const now = this.#clock.wallNow();
     const limitMs = this.#limits.livenessTimeoutMs;
+    const candidateMs = this.#limits.candidateTimeoutMs;
     for (const connection of [...this.#connections.values()]) {
+      if (
+        connection.role === "node" &&
+        !connection.owner &&
+        now - connection.attachment.connectedAt > candidateMs
+      ) {
+        this.drop(
+          connection,
+          CloseCode.LivenessTimeout,
+          `no handshake answered within ${candidateMs / 1000} s while another stream holds this address`,
+        );
+        continue;
+      }
       const lastSeen = Math.max(connection.lastSeen, connection.socket.lastPingAt ?? 0);
       if (now - lastSeen > limitMs) {
         this.#metrics.livenessTimeouts++;
@@ -160,17 +235,77 @@ export class Registry {
   drainTraffic(): NodeTraffic[] {
     const drained = this.#departed;
     this.#departed = [];
-    for (const node of this.#nodes.values()) {
-      const traffic = node.traffic;
-      if (traffic.rxPackets + traffic.txPackets === 0) continue;
-      drained.push({ ...traffic });
-      traffic.rxBytes = traffic.txBytes = traffic.rxPackets = traffic.txPackets = 0;
+    for (const slot of this.#slots.values()) {
+      for (const node of [slot.owner, ...slot.candidates]) {
+        const traffic = node?.traffic;
+        if (!traffic || traffic.rxPackets + traffic.txPackets === 0) continue;
+        drained.push({ ...traffic });
+        traffic.rxBytes = traffic.txBytes = traffic.rxPackets = traffic.txPackets = 0;
+      }
     }
     return drained;
   }
 
   closeAll(code: number, reason: string): void {
     for (const connection of [...this.#connections.values()]) this.drop(connection, code, reason);
+  }
+
+  #keyOf(attachment: NodeAttachment): string {
+    return tagKey(parseIPv6(attachment.virtualAddress));
+  }
+
+  #slotFor(node: NodeConnection): AddressSlot {
+    let slot = this.#slots.get(node.tagKey);
+    if (!slot) {
+      slot = { tag: node.tag, owner: undefined, candidates: [] };
+      this.#slots.set(node.tagKey, slot);
+    }
+    return slot;
+  }
+
+  #addNode(node: NodeConnection): void {
+    const slot = this.#slotFor(node);
+    this.#nodeCount++;
+    if (node.owner) slot.owner = node;
+    else this.#addCandidate(slot, node);
+  }
+
+  #addCandidate(slot: AddressSlot, candidate: NodeConnection): void {
+    slot.candidates.push(candidate);
+    if (slot.candidates.length > this.#limits.maxCandidatesPerAddress) {
+      this.drop(slot.candidates[0], CloseCode.Replaced, REASON_CANDIDATE_DISPLACED);
+    }
+  }
+
+  #own(slot: AddressSlot, node: NodeConnection): void {
+    const at = slot.candidates.indexOf(node);
+    if (at >= 0) slot.candidates.splice(at, 1);
+    slot.owner = node;
+    if (node.owner) return;
+    node.owner = true;
+    const { candidate: _, initiations: __, ...attachment } = node.attachment;
+    node.attachment = attachment;
+    node.socket.persist(attachment);
+  }
+
+  /** The newest candidate, if any, takes the free address. */
+  #inherit(slot: AddressSlot): void {
+    const heir = slot.candidates.at(-1);
+    if (heir) this.#own(slot, heir);
+  }
+
+  #removeNode(node: NodeConnection): void {
+    this.#nodeCount--;
+    const slot = this.#slots.get(node.tagKey);
+    if (!slot) return;
+    if (slot.owner === node) {
+      slot.owner = undefined;
+      this.#inherit(slot);
+    } else {
+      const at = slot.candidates.indexOf(node);
+      if (at >= 0) slot.candidates.splice(at, 1);
+    }
+    if (!slot.owner && slot.candidates.length === 0) this.#slots.delete(node.tagKey);
   }
 
   #register(socket: HubSocket, attachment: SocketAttachment): Connection {

@@ -43,9 +43,12 @@ export interface HubSocket {
 /**
  * What the hub knows about a socket, small and JSON-safe (well under a Durable Object's 16 KiB
  * attachment limit). Version 1 layouts:
- *   { v: 1, role: "node", virtualAddress: "fdae:41e4:649b:9304:...", connectedAt }
+ *   { v: 1, role: "node", virtualAddress: "fdae:41e4:649b:9304:...", connectedAt, candidate?,
+ *     initiations? }
  *   { v: 1, role: "uplink", serverPublicKey: "<base64>" | null, connectedAt }
  * An uplink's key is null until its HELLO; the hub persists the attachment again when it lands.
+ * A node stream that has not yet proven it holds the node's key carries `candidate: true`
+ * (ownership.ts); the hub persists the attachment without it once the stream proves itself.
  */
 export type SocketAttachment = NodeAttachment | UplinkAttachment;
 
@@ -55,6 +58,10 @@ export interface NodeAttachment {
   /** Canonical IPv6 text of the node's virtual address: its tag on the uplink. */
   readonly virtualAddress: string;
   readonly connectedAt: number;
+  /** Present (true) while the stream is a candidate for its address, not its owner. */
+  readonly candidate?: true;
+  /** A candidate's last initiation sender indices, so that a proof survives an eviction. */
+  readonly initiations?: readonly number[];
 }
 
 export interface UplinkAttachment {
@@ -69,7 +76,14 @@ export function isSocketAttachment(value: unknown): value is SocketAttachment {
   if (typeof value !== "object" || value === null) return false;
   const v = value as Record<string, unknown>;
   if (v.v !== 1 || typeof v.connectedAt !== "number") return false;
-  if (v.role === "node") return typeof v.virtualAddress === "string";
+  if (v.role === "node")
+    return (
+      typeof v.virtualAddress === "string" &&
+      (v.candidate === undefined || v.candidate === true) &&
+      (v.initiations === undefined ||
+        (Array.isArray(v.initiations) &&
+          v.initiations.every((index) => Number.isInteger(index) && index >= 0)))
+    );
   if (v.role === "uplink")
     return v.serverPublicKey === null || typeof v.serverPublicKey === "string";
   return false;

@@ -4,7 +4,9 @@
  *   node stream --NODE_DATAGRAMS--> hub --PEER_DATAGRAMS (tag = node's virtual address)--> uplink
  *   uplink --PEER_DATAGRAMS--> hub --NODE_DATAGRAMS--> the node stream that owns the tag
  *
- * Nodes never reach each other. Every datagram that is not forwarded is counted by reason. Each
+ * Nodes never reach each other, and a stream that does not own its address (a candidate,
+ * ownership.ts) sends only handshake initiations and gets only the answers to them. Every
+ * datagram that is not forwarded is counted by reason. Each
  * incoming message is switched in one pass: datagrams are gathered per destination as views into
  * the message, then each destination's socket gets them in one call, and frames them for its
  * transport. A congested destination (bufferedAmount above the high-water mark) keeps a short
@@ -17,7 +19,7 @@ import {
   FrameError,
 } from "../../shared/tunnel/decode.ts";
 import type { Clock } from "../../shared/wireguard/clock.ts";
-import { isWellFormedMessage } from "../../shared/wireguard/constants.ts";
+import { isWellFormedMessage, MessageType } from "../../shared/wireguard/constants.ts";
 import {
   type Connection,
   type NodeConnection,
@@ -26,7 +28,8 @@ import {
 } from "./connection.ts";
 import type { HubLimits } from "./hub.ts";
 import type { HubMetrics } from "./metrics.ts";
-import type { Registry } from "./registry.ts";
+import { answeredIndex } from "./ownership.ts";
+import type { AddressSlot, Registry } from "./registry.ts";
 
 export interface PacketSwitchOptions {
   readonly registry: Registry;
@@ -85,9 +88,15 @@ export class PacketSwitch {
         this.#metrics.drops.rate_limited++;
       } else if (!isWellFormedMessage(datagram)) {
         this.#metrics.drops.not_wireguard++;
+      } else if (datagram[0] !== MessageType.Initiation && !node.owner) {
+        this.#metrics.drops.unproven++;
       } else if (!uplink) {
         this.#metrics.drops.no_uplink++;
       } else {
+        if (datagram[0] === MessageType.Initiation) {
+          node.initiations.record(datagram);
+          if (!node.owner) this.#registry.candidateInitiated(node);
+        }
         this.#metrics.nodeToUplinkDatagrams++;
         this.#metrics.nodeToUplinkBytes += datagram.length;
         if (uplink.pendingCount === 0) this.#touched.push(uplink);
@@ -103,19 +112,25 @@ export class PacketSwitch {
   uplinkFrame(uplink: UplinkConnection, frame: Uint8Array): void {
     if (!uplink.ready) throw new FrameError("unexpected_type", "datagrams before HELLO");
     const count = decodePeerDatagrams(frame, this.#tags, this.#datagrams);
-    let node: NodeConnection | undefined;
+    let slot: AddressSlot | undefined;
     for (let i = 0; i < count; i++) {
       const tag = this.#tags[i];
       const datagram = this.#datagrams[i];
       // Batches usually run several datagrams for one node: reuse the last lookup when the tag
       // bytes match, which spares building a key string per datagram.
-      if (!node || !equalBytes(tag, node.tag)) node = this.#registry.node(tagKey(tag));
-      if (!node) {
+      if (!slot || !equalBytes(tag, slot.tag)) slot = this.#registry.slot(tagKey(tag));
+      if (!slot) {
         this.#metrics.drops.unknown_peer++;
         continue;
       }
       if (!isWellFormedMessage(datagram)) {
         this.#metrics.drops.not_wireguard++;
+        continue;
+      }
+      const node =
+        slot.candidates.length === 0 ? slot.owner : this.#handshakeDestination(slot, datagram);
+      if (!node) {
+        this.#metrics.drops.unproven++;
         continue;
       }
       this.#metrics.uplinkToNodeDatagrams++;
@@ -127,6 +142,20 @@ export class PacketSwitch {
       node.pendingCount++;
     }
     this.#flushTouched();
+  }
+
+  /**
+   * Where a datagram for an address with candidates goes: the answer to a candidate's initiation
+   * goes to that candidate, and a handshake response makes it the owner (ownership.ts);
+   * everything else, and answers to the owner's own initiations, go to the owner.
+   */
+  #handshakeDestination(slot: AddressSlot, datagram: Uint8Array): NodeConnection | undefined {
+    const index = answeredIndex(datagram);
+    if (index === undefined || slot.owner?.initiations.has(index)) return slot.owner;
+    const candidate = slot.candidates.find((c) => c.initiations.has(index));
+    if (!candidate) return slot.owner;
+    if (datagram[0] === MessageType.Response) this.#registry.promote(slot, candidate);
+    return candidate;
   }
 
   /** The connection is gone: nothing more is retried for it. */

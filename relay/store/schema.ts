@@ -52,6 +52,22 @@ const MIGRATIONS: readonly Migration[] = [
   ],
   // Version 2: secrets at rest become SHA-256 digests; the clear ones are hashed in place.
   hashStoredSecrets,
+  // Version 3: identity binding and quotas (docs/security.md).
+  // One node UUID holds one peer: of earlier duplicates (one UUID, several unique tokens) the
+  // one seen last stays; the server's next PEER_LIST drops the others from its device.
+  [
+    `DELETE FROM peers WHERE EXISTS (
+      SELECT 1 FROM peers AS later WHERE later.network = peers.network
+        AND later.node_uuid = peers.node_uuid
+        AND (later.last_seen > peers.last_seen
+          OR (later.last_seen = peers.last_seen AND later.unique_token > peers.unique_token)))`,
+    "CREATE UNIQUE INDEX peers_node_uuid ON peers (network, node_uuid)",
+    "ALTER TABLE peers ADD COLUMN join_token_id TEXT",
+    "ALTER TABLE peers ADD COLUMN rebind_allowed INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE join_tokens ADD COLUMN max_nodes INTEGER",
+    "ALTER TABLE networks ADD COLUMN require_unique_token INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE networks ADD COLUMN uplink_secret_hash TEXT",
+  ],
 ];
 
 function hashStoredSecrets(sql: SqlExecutor): void {

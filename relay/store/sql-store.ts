@@ -20,6 +20,8 @@ interface NetworkRow extends SqlRow {
   installation_id: string;
   admin_secret_sha256: string;
   server_public_key: string | null;
+  uplink_secret_hash: string | null;
+  require_unique_token: number;
   created_at: number;
 }
 
@@ -28,11 +30,14 @@ interface TokenRow extends SqlRow {
   secret_sha256: string;
   created_at: number;
   revoked_at: number | null;
+  max_nodes: number | null;
 }
 
 interface PeerRow extends SqlRow {
   node_uuid: string;
   unique_token: string;
+  join_token_id: string | null;
+  rebind_allowed: number;
   public_key: string;
   address: string;
   virtual_address: string;
@@ -46,7 +51,7 @@ interface PeerRow extends SqlRow {
 }
 
 const PEER_COLUMNS =
-  "node_uuid, unique_token, public_key, address, virtual_address, talos_version, first_seen, last_seen, rx_bytes, tx_bytes, rx_packets, tx_packets";
+  "node_uuid, unique_token, join_token_id, rebind_allowed, public_key, address, virtual_address, talos_version, first_seen, last_seen, rx_bytes, tx_bytes, rx_packets, tx_packets";
 
 class SqlNetworkStore implements NetworkStore {
   readonly name: string;
@@ -66,11 +71,13 @@ class SqlNetworkStore implements NetworkStore {
     init: Omit<NetworkRecord, "name" | "serverPublicKey">,
   ): Promise<NetworkRecord> {
     const rows = this.#sql.all<NetworkRow>(
-      `INSERT INTO networks (name, installation_id, admin_secret_sha256, server_public_key, created_at)
-       VALUES (?, ?, ?, NULL, ?) ON CONFLICT (name) DO NOTHING RETURNING *`,
+      `INSERT INTO networks (name, installation_id, admin_secret_sha256, server_public_key,
+         require_unique_token, created_at)
+       VALUES (?, ?, ?, NULL, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING *`,
       this.name,
       init.installationId,
       init.adminSecretHash,
+      init.requireUniqueToken ? 1 : 0,
       init.createdAt,
     );
     if (rows.length === 0)
@@ -78,7 +85,27 @@ class SqlNetworkStore implements NetworkStore {
     return toNetwork(rows[0]);
   }
 
-  async setServerPublicKey(publicKey: string): Promise<void> {
+  async setUplinkSecretHash(hash: string): Promise<void> {
+    this.#expectChanged(
+      this.#sql.all(
+        "UPDATE networks SET uplink_secret_hash = ? WHERE name = ? RETURNING name",
+        hash,
+        this.name,
+      ),
+    );
+  }
+
+  async setRequireUniqueToken(required: boolean): Promise<void> {
+    this.#expectChanged(
+      this.#sql.all(
+        "UPDATE networks SET require_unique_token = ? WHERE name = ? RETURNING name",
+        required ? 1 : 0,
+        this.name,
+      ),
+    );
+  }
+
+  async setServerPublicKey(publicKey: string | null): Promise<void> {
     this.#expectChanged(
       this.#sql.all(
         "UPDATE networks SET server_public_key = ? WHERE name = ? RETURNING name",
@@ -91,7 +118,7 @@ class SqlNetworkStore implements NetworkStore {
   async tokens(): Promise<JoinTokenRecord[]> {
     return this.#sql
       .all<TokenRow>(
-        "SELECT id, secret_sha256, created_at, revoked_at FROM join_tokens WHERE network = ? ORDER BY created_at, id",
+        "SELECT id, secret_sha256, created_at, revoked_at, max_nodes FROM join_tokens WHERE network = ? ORDER BY created_at, id",
         this.name,
       )
       .map((row) => ({
@@ -99,19 +126,21 @@ class SqlNetworkStore implements NetworkStore {
         secretHash: row.secret_sha256,
         createdAt: row.created_at,
         revokedAt: row.revoked_at,
+        maxNodes: row.max_nodes,
       }));
   }
 
   async addToken(token: JoinTokenRecord): Promise<void> {
     this.#requireNetwork();
     const rows = this.#sql.all(
-      `INSERT INTO join_tokens (network, id, secret_sha256, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (network, id) DO NOTHING RETURNING id`,
+      `INSERT INTO join_tokens (network, id, secret_sha256, created_at, revoked_at, max_nodes)
+       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (network, id) DO NOTHING RETURNING id`,
       this.name,
       token.id,
       token.secretHash,
       token.createdAt,
       token.revokedAt,
+      token.maxNodes,
     );
     if (rows.length === 0)
       throw new StoreConflictError(`join token id ${JSON.stringify(token.id)} already exists`);
@@ -144,12 +173,20 @@ class SqlNetworkStore implements NetworkStore {
     return row?.count ?? 0;
   }
 
-  async peerByIdentity(nodeUuid: string, uniqueToken: string): Promise<PeerRecord | undefined> {
+  async peerCountByToken(tokenId: string): Promise<number> {
+    const [row] = this.#sql.all<{ count: number }>(
+      "SELECT COUNT(*) AS count FROM peers WHERE network = ? AND join_token_id = ?",
+      this.name,
+      tokenId,
+    );
+    return row?.count ?? 0;
+  }
+
+  async peerByUuid(nodeUuid: string): Promise<PeerRecord | undefined> {
     const [row] = this.#sql.all<PeerRow>(
-      `SELECT ${PEER_COLUMNS} FROM peers WHERE network = ? AND node_uuid = ? AND unique_token = ?`,
+      `SELECT ${PEER_COLUMNS} FROM peers WHERE network = ? AND node_uuid = ?`,
       this.name,
       nodeUuid,
-      uniqueToken,
     );
     return row && toPeer(row);
   }
@@ -168,12 +205,11 @@ class SqlNetworkStore implements NetworkStore {
     this.#sql.transaction(() => {
       const taken = this.#sql.all<{ node_uuid: string }>(
         `SELECT node_uuid FROM peers WHERE network = ? AND (address = ? OR virtual_address = ?)
-         AND NOT (node_uuid = ? AND unique_token = ?)`,
+         AND node_uuid <> ?`,
         this.name,
         peer.address,
         peer.virtualAddress,
         peer.nodeUuid,
-        peer.uniqueToken,
       );
       if (taken.length > 0) {
         throw new StoreConflictError(
@@ -181,9 +217,10 @@ class SqlNetworkStore implements NetworkStore {
         );
       }
       this.#sql.all(
-        `INSERT INTO peers (network, ${PEER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (network, node_uuid, unique_token) DO UPDATE SET
-           public_key = excluded.public_key, address = excluded.address,
+        `INSERT INTO peers (network, ${PEER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (network, node_uuid) DO UPDATE SET
+           unique_token = excluded.unique_token, join_token_id = excluded.join_token_id,
+           rebind_allowed = excluded.rebind_allowed, public_key = excluded.public_key, address = excluded.address,
            virtual_address = excluded.virtual_address, talos_version = excluded.talos_version,
            first_seen = excluded.first_seen, last_seen = excluded.last_seen,
            rx_bytes = excluded.rx_bytes, tx_bytes = excluded.tx_bytes,
@@ -191,6 +228,8 @@ class SqlNetworkStore implements NetworkStore {
         this.name,
         peer.nodeUuid,
         peer.uniqueToken,
+        peer.joinTokenId,
+        peer.rebindAllowed ? 1 : 0,
         peer.publicKey,
         peer.address,
         peer.virtualAddress,
@@ -205,12 +244,20 @@ class SqlNetworkStore implements NetworkStore {
     });
   }
 
-  async removePeer(nodeUuid: string, uniqueToken: string): Promise<boolean> {
+  async removePeer(nodeUuid: string): Promise<boolean> {
     const rows = this.#sql.all(
-      "DELETE FROM peers WHERE network = ? AND node_uuid = ? AND unique_token = ? RETURNING node_uuid",
+      "DELETE FROM peers WHERE network = ? AND node_uuid = ? RETURNING node_uuid",
       this.name,
       nodeUuid,
-      uniqueToken,
+    );
+    return rows.length > 0;
+  }
+
+  async allowRebind(nodeUuid: string): Promise<boolean> {
+    const rows = this.#sql.all(
+      "UPDATE peers SET rebind_allowed = 1 WHERE network = ? AND node_uuid = ? RETURNING node_uuid",
+      this.name,
+      nodeUuid,
     );
     return rows.length > 0;
   }
@@ -273,6 +320,8 @@ function toNetwork(row: NetworkRow): NetworkRecord {
     installationId: row.installation_id,
     adminSecretHash: row.admin_secret_sha256,
     serverPublicKey: row.server_public_key,
+    uplinkSecretHash: row.uplink_secret_hash,
+    requireUniqueToken: Boolean(row.require_unique_token),
     createdAt: row.created_at,
   };
 }
@@ -281,6 +330,8 @@ function toPeer(row: PeerRow): PeerRecord {
   return {
     nodeUuid: row.node_uuid,
     uniqueToken: row.unique_token,
+    joinTokenId: row.join_token_id,
+    rebindAllowed: row.rebind_allowed === 1,
     publicKey: row.public_key,
     address: row.address,
     virtualAddress: row.virtual_address,

@@ -20,6 +20,10 @@ export interface NetworkRecord {
   readonly adminSecretHash: string;
   /** The management server's WireGuard public key, once an uplink has said HELLO. */
   readonly serverPublicKey: string | null;
+  /** SHA-256 of the uplink's own secret (hashSecret); null for a network that has none yet. */
+  readonly uplinkSecretHash: string | null;
+  /** Whether Provision refuses an empty node_unique_token. */
+  readonly requireUniqueToken: boolean;
   readonly createdAt: number;
 }
 
@@ -32,13 +36,22 @@ export interface JoinTokenRecord {
   readonly secretHash: string;
   readonly createdAt: number;
   readonly revokedAt: number | null;
+  /** How many distinct nodes the token may provision; null: no limit of its own. */
+  readonly maxNodes: number | null;
 }
 
-/** A provisioned node. Identity is nodeUuid + uniqueToken; the rest may change on re-provision. */
+/**
+ * A provisioned node, one per node UUID. Its unique token binds the UUID: a Provision with
+ * another token (an empty one included) may not take the record over, unless `rebindAllowed`.
+ */
 export interface PeerRecord {
   readonly nodeUuid: string;
   /** The node's unique token, "" when it sent none. */
   readonly uniqueToken: string;
+  /** The join token (its id) that first provisioned the node, for per-token quotas. */
+  readonly joinTokenId: string | null;
+  /** An operator admitted the next Provision of this UUID whatever its unique token and key. */
+  readonly rebindAllowed: boolean;
   readonly publicKey: string;
   /** The node's overlay address in the network prefix. */
   readonly address: string;
@@ -69,7 +82,10 @@ export interface NetworkStore {
   network(): Promise<NetworkRecord | undefined>;
   /** Creates the network; rejects with StoreConflictError when it exists. */
   createNetwork(init: Omit<NetworkRecord, "name" | "serverPublicKey">): Promise<NetworkRecord>;
-  setServerPublicKey(publicKey: string): Promise<void>;
+  /** Pins the server's key; null forgets it, so that the next uplink's HELLO pins its own. */
+  setServerPublicKey(publicKey: string | null): Promise<void>;
+  setUplinkSecretHash(hash: string): Promise<void>;
+  setRequireUniqueToken(required: boolean): Promise<void>;
 
   /** All tokens, revoked ones included, oldest first. */
   tokens(): Promise<JoinTokenRecord[]>;
@@ -79,12 +95,16 @@ export interface NetworkStore {
 
   peers(): Promise<PeerRecord[]>;
   peerCount(): Promise<number>;
-  peerByIdentity(nodeUuid: string, uniqueToken: string): Promise<PeerRecord | undefined>;
+  /** Distinct nodes the join token with this id provisioned. */
+  peerCountByToken(tokenId: string): Promise<number>;
+  peerByUuid(nodeUuid: string): Promise<PeerRecord | undefined>;
   peerByVirtualAddress(virtualAddress: string): Promise<PeerRecord | undefined>;
-  /** Inserts or replaces the peer with the same identity; rejects with StoreConflictError when its addresses are taken by another peer. */
+  /** Inserts or replaces the peer with the same node UUID; rejects with StoreConflictError when its addresses are taken by another peer. */
   savePeer(peer: PeerRecord): Promise<void>;
   /** Removes the peer; false when there was none. */
-  removePeer(nodeUuid: string, uniqueToken: string): Promise<boolean>;
+  removePeer(nodeUuid: string): Promise<boolean>;
+  /** Lets the next Provision of this UUID rebind it (admit); false when there is no such peer. */
+  allowRebind(nodeUuid: string): Promise<boolean>;
   /** Adds to the counters of the peer with this virtual address (no-op if it is gone). */
   recordTraffic(virtualAddress: string, delta: TrafficDelta): Promise<void>;
 

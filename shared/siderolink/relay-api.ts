@@ -2,9 +2,11 @@
  * The relay's HTTP surface as its clients see it, in one place for the relay (Node and Worker)
  * and the sidecar:
  *
- *   GET /v1/networks/NETWORK/tunnel   a node's stream (WebSocket). `x-siderolink-ipv6-addr`, as a
- *                                     header or a query parameter of the same name, carries the
- *                                     node's `grpc_peer_addr_port`.
+ *   GET /v1/networks/NETWORK/tunnel   a node's stream (WebSocket). The `x-siderolink-ipv6-addr`
+ *                                     header carries the node's `grpc_peer_addr_port`. Only a
+ *                                     header: every client can send one (no browser speaks this
+ *                                     protocol, and only browsers' WebSocket API cannot), and a
+ *                                     query string would put the address in access logs.
  *   GET /v1/networks/NETWORK/uplink   the management server's uplink (WebSocket), with
  *                                     `Authorization: Bearer <admin secret>`.
  *
@@ -14,7 +16,7 @@
 import { formatIPv6, parseAddrPort, parseIPv6 } from "../net/ip.ts";
 import { SideroLinkError } from "./errors.ts";
 
-/** Header, query parameter and gRPC metadata naming a node stream's `grpc_peer_addr_port`. */
+/** Header and gRPC metadata naming a node stream's `grpc_peer_addr_port`. */
 export const PEER_ADDRESS_HEADER = "x-siderolink-ipv6-addr";
 
 /** Prefix of every per-network route, and the path that creates (POST) or lists (GET) them. */

@@ -40,6 +40,13 @@ interface ContractNode {
 
 type Entry = [tag: Uint8Array, datagram: Uint8Array];
 
+/** A handshake response whose receiver index is the sender index of `initiation`. */
+function responseTo(initiation: Uint8Array): Uint8Array {
+  const response = wireguardMessage(2);
+  response.set(initiation.subarray(4, 8), 8);
+  return response;
+}
+
 export function describeRelayContract(fixture: RelayFixture): void {
   const closers: { close(): void }[] = [];
   /** Datagrams read from an uplink's frames beyond what a test asked for. */
@@ -131,6 +138,19 @@ export function describeRelayContract(fixture: RelayFixture): void {
       [marker],
       "the node received something before the marker",
     );
+  }
+
+  /** A call to the network's admin API with its admin secret; `path` is below the network. */
+  function admin(net: NetworkSummary, method: string, path: string, body?: unknown) {
+    const url = new URL(`/v1/networks/${net.name}${path ? `/${path}` : ""}`, fixture.url);
+    return fetch(url, {
+      method,
+      headers: {
+        authorization: `Bearer ${net.adminSecret}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
   }
 
   /** A drop counter of the network, read from its Prometheus text on the admin API. */
@@ -243,25 +263,114 @@ export function describeRelayContract(fixture: RelayFixture): void {
         const added = net.uplink.events.filter((e) => e.type === PEER_ADDED);
         assert.equal(Buffer.from(added[1].publicKey).toString("base64"), again.publicKey);
         assert.deepEqual(added[1].address, added[0].address, "the same node address");
-        // Another unique token is another machine with the same UUID: new addresses.
-        const other = await provisionNode(net, { ...identity, nodeUniqueToken: "other" }, via);
-        assert.notEqual(other.peerAddrPort, first.peerAddrPort);
-        assert.notDeepEqual(net.uplink.events.at(-1)?.address, added[0].address);
+        // Another unique token for the same UUID is refused: the UUID is bound to its token.
+        await refused(
+          fixture.provision(via, request(net.summary, { ...identity, nodeUniqueToken: "other" })),
+          Code.PermissionDenied,
+          /bound to another node_unique_token.*node admit/,
+        );
+      });
+
+      test(`over ${via}: identity fields are capped at 256 bytes and node_uuid must be a UUID, each refusal naming its field`, async () => {
+        const net = await network();
+        for (const [fields, message] of [
+          [
+            { nodeUniqueToken: "u".repeat(60_000) },
+            /node_unique_token: 60000 bytes, over the limit of 256/,
+          ],
+          [{ talosVersion: "v".repeat(257) }, /talos_version: 257 bytes, over the limit of 256/],
+          [{ nodeUuid: "x".repeat(300) }, /node_uuid: 300 bytes/],
+          [{ nodeUuid: "not-a-uuid" }, /node_uuid: "not-a-uuid" is not a UUID/],
+          [{ nodeUuid: "\u001b[31m0000-0000" }, /node_uuid: .* is not a UUID/],
+        ] as const) {
+          await refused(
+            fixture.provision(via, request(net.summary, fields)),
+            Code.InvalidArgument,
+            message,
+          );
+        }
+        assert.equal(net.uplink.events.length, 0, "nothing reached the uplink");
       });
     }
+
+    test("a node UUID bound to a unique token cannot be taken over with an empty token and a new key until an operator admits it; the same token with a new key (a restart) may", async () => {
+      const net = await network();
+      const nodeUuid = randomUUID();
+      const real = await provisionNode(net, { nodeUuid, nodeUniqueToken: "real-token" });
+      // The attack: a join-token holder who knows the (DMI) UUID, with no unique token.
+      await refused(
+        fixture.provision(protocol, request(net.summary, { nodeUuid, nodeUniqueToken: "" })),
+        Code.PermissionDenied,
+        new RegExp(`node ${nodeUuid} is bound to another node_unique_token`),
+      );
+      await refused(
+        fixture.provision(protocol, request(net.summary, { nodeUuid: nodeUuid.toUpperCase() })),
+        Code.PermissionDenied,
+        /bound to another node_unique_token/,
+      );
+      assert.equal(
+        net.uplink.events.filter((e) => e.type === PEER_REMOVED).length,
+        0,
+        "the real node's peer stayed",
+      );
+      const restarted = await provisionNode(net, { nodeUuid, nodeUniqueToken: "real-token" });
+      assert.equal(restarted.peerAddrPort, real.peerAddrPort, "a restart keeps its addresses");
+      const admitted = await admin(net.summary, "POST", `nodes/${nodeUuid}/admit`);
+      assert.equal(admitted.status, 200, await admitted.text());
+      const reinstalled = await provisionNode(net, { nodeUuid, nodeUniqueToken: "new-install" });
+      assert.equal(
+        reinstalled.peerAddrPort,
+        real.peerAddrPort,
+        "an admitted node keeps its addresses",
+      );
+      await refused(
+        fixture.provision(protocol, request(net.summary, { nodeUuid, nodeUniqueToken: "" })),
+        Code.PermissionDenied,
+        /bound to another node_unique_token/,
+      );
+    });
+
+    test("a network that requires unique tokens refuses a node without one, saying how to turn it off", async () => {
+      const net = await network();
+      const set = await admin(net.summary, "PATCH", "", { requireUniqueToken: true });
+      assert.equal(set.status, 200, await set.text());
+      await refused(
+        fixture.provision(protocol, request(net.summary)),
+        Code.PermissionDenied,
+        /requires node_unique_token.*require-unique-token/,
+      );
+      await provisionNode(net, { nodeUniqueToken: "t" });
+    });
+
+    test("a join token with a node quota provisions that many distinct nodes, then ResourceExhausted; known nodes may provision again", async () => {
+      const net = await network();
+      const created = await admin(net.summary, "POST", "tokens", { maxNodes: 2 });
+      assert.equal(created.status, 201);
+      const { joinToken } = (await created.json()) as { joinToken: string };
+      const first = await provisionNode(net, { joinToken, nodeUniqueToken: "a" });
+      await provisionNode(net, { joinToken, nodeUniqueToken: "b" });
+      await refused(
+        fixture.provision(protocol, request(net.summary, { joinToken })),
+        Code.ResourceExhausted,
+        /has provisioned 2 nodes, its limit/,
+      );
+      await provisionNode(net, { joinToken, nodeUuid: first.nodeUuid, nodeUniqueToken: "a" });
+      // The network's own token is another quota.
+      await provisionNode(net);
+    });
 
     const cap = fixture.maxPeersPerNetwork;
     if (cap !== undefined) {
       test(`a network holding its ${cap} nodes answers a new one ResourceExhausted naming the limit; a known node may provision again`, async () => {
         const net = await network();
         const nodes = [];
-        for (let i = 0; i < cap; i++) nodes.push(await provisionNode(net, { nodeUuid: `n-${i}` }));
+        for (let i = 0; i < cap; i++) nodes.push(await provisionNode(net));
         await refused(
-          fixture.provision(protocol, request(net.summary, { nodeUuid: "one-too-many" })),
+          fixture.provision(protocol, request(net.summary)),
           Code.ResourceExhausted,
           new RegExp(`holds ${cap} nodes, its limit; revoke unused nodes`),
         );
-        const again = await provisionNode(net, { nodeUuid: "n-0" });
+        const again = await provisionNode(net, { nodeUuid: nodes[0].nodeUuid });
         assert.equal(again.peerAddrPort, nodes[0].peerAddrPort);
       });
     }
@@ -300,17 +409,12 @@ export function describeRelayContract(fixture: RelayFixture): void {
     });
 
     if (fixture.addressInQuery) {
-      test("the address may come as a query parameter, for clients that cannot set headers", async () => {
+      test("the address in the query string instead of the header is refused, saying to send the header", async () => {
         const net = await network();
         const node = await provisionNode(net);
-        const stream = open(net.summary.name, node.peerAddrPort, "query");
-        const datagram = wireguardMessage(4);
-        stream.sendDatagrams([datagram]);
-        assert.deepEqual(await atUplink(net.uplink, 1), [[node.tag, datagram]]);
-        const stranger = open(net.summary.name, "[fdae:41e4:649b:9304::99]:50888", "query");
-        assert.deepEqual(await stranger.ended(), {
+        assert.deepEqual(await open(net.summary.name, node.peerAddrPort, "query").ended(), {
           code: fixture.endingCode(CloseCode.PeerNotAllowed),
-          reason: "peer not allowed",
+          reason: "peer not allowed: send x-siderolink-ipv6-addr as a header, not in the URL",
         });
       });
     }
@@ -356,18 +460,54 @@ export function describeRelayContract(fixture: RelayFixture): void {
       assert.equal(stream.isOpen, true);
     });
 
-    test("a second stream for the same address ends the first with 'peer replaced'; the second carries on", async () => {
+    test("a second stream for the same address takes it over once the server answers its handshake: the first ends with 'peer replaced'", async () => {
       const net = await network();
       const node = await provisionNode(net);
       const first = await connect(net, node);
-      const second = await connect(net, node);
+      const second = open(net.summary.name, node.peerAddrPort);
+      const initiation = wireguardMessage(1);
+      second.sendDatagrams([initiation]);
+      assert.deepEqual(await atUplink(net.uplink, 1), [[node.tag, initiation]]);
+      assert.equal(first.isOpen, true, "the first stream is live until the second proves itself");
+      net.uplink.socket.send(peerFrame([[node.tag, responseTo(initiation)]]));
       assert.deepEqual(await first.ended(), {
         code: fixture.endingCode(CloseCode.Replaced),
         reason: "peer replaced",
       });
+      assert.equal((await second.receive(1, "the handshake response"))[0][0], 2);
       const datagram = wireguardMessage(4);
       net.uplink.socket.send(peerFrame([[node.tag, datagram]]));
       assert.deepEqual(await second.receive(1, "the datagram on the second stream"), [datagram]);
+    });
+
+    test("an attacker who knows a node's address cannot take its tunnel: the node keeps its stream and its data, the attacker gets none and injects nothing", async () => {
+      const net = await network();
+      const node = await provisionNode(net);
+      const real = await connect(net, node);
+      const attacker = open(net.summary.name, node.peerAddrPort);
+      // Injected transport data and a forged response go nowhere; an initiation (which the
+      // server will not answer: the attacker lacks the node's key) is all that passes.
+      const initiation = wireguardMessage(1);
+      attacker.sendDatagrams([wireguardMessage(4, 120), wireguardMessage(2), initiation]);
+      assert.deepEqual(await atUplink(net.uplink, 1), [[node.tag, initiation]]);
+      const forServer = wireguardMessage(4, 130);
+      real.sendDatagrams([forServer]);
+      assert.deepEqual(
+        await atUplink(net.uplink, 1),
+        [[node.tag, forServer]],
+        "the uplink got nothing from the attacker but its initiation",
+      );
+      // The server's data for the node reaches the node; the attacker sees none of it: the
+      // cookie reply to its own initiation (which does not promote it) is the first it gets.
+      const toNode = wireguardMessage(4, 140);
+      const cookie = wireguardMessage(3);
+      cookie.set(initiation.subarray(4, 8), 4);
+      net.uplink.socket.send(peerFrame([[node.tag, toNode]]));
+      net.uplink.socket.send(peerFrame([[node.tag, cookie]]));
+      assert.deepEqual(await real.receive(1, "the server's datagram"), [toNode]);
+      assert.deepEqual(await attacker.receive(1, "the cookie reply"), [cookie]);
+      assert.equal(real.isOpen, true, "the real node's stream is still open");
+      await nothingBefore(net, node, real);
     });
   });
 

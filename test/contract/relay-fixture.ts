@@ -12,6 +12,7 @@ export interface ProvisionRequest {
   readonly nodePublicKey: string;
   readonly joinToken?: string;
   readonly nodeUniqueToken?: string;
+  readonly talosVersion?: string;
   readonly wireguardOverGrpc?: boolean;
 }
 
@@ -62,7 +63,7 @@ export interface RelayFixture {
   readonly tunnelNamesNetwork: boolean;
   /** Whether one transport message carries a batch of datagrams (WebSocket) or one (gRPC). */
   readonly batches: boolean;
-  /** Whether the tunnel can carry the address as a query parameter (browsers, proxies). */
+  /** Whether the tunnel's URL has a query string a client could put the address in (WebSocket). */
   readonly addressInQuery: boolean;
   /** The relay's per-network peer cap when the fixture sets it, so ResourceExhausted is reachable. */
   readonly maxPeersPerNetwork: number | undefined;

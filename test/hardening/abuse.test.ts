@@ -162,7 +162,7 @@ describe("abuse limits", () => {
     for (let i = 0; i < 3; i++) {
       try {
         await client.provision({
-          nodeUuid: "n",
+          nodeUuid: "00000000-0000-4000-8000-0000000000a3",
           nodePublicKey: base64(randomKey()),
           joinToken: "grpcip.x",
         });
@@ -191,7 +191,7 @@ describe("abuse limits", () => {
 
   test("the relay holds at most maxTunnels node streams; a node may replace its own", async () => {
     const server = await relay({ limits: { maxTunnels: 1 } });
-    const { network } = await withUplink(server, "tunnels");
+    const { network, uplink } = await withUplink(server, "tunnels");
     const a = (await provision(server, network.joinToken!)).body.grpcPeerAddrPort!;
     const b = (await provision(server, network.joinToken!)).body.grpcPeerAddrPort!;
     const first = new NodeStream(server, "tunnels", a);
@@ -209,6 +209,14 @@ describe("abuse limits", () => {
     const replacement = new NodeStream(server, "tunnels", a);
     sockets.push(replacement);
     await replacement.opened;
+    // It takes the address over once the server answers its handshake (hub ownership.ts).
+    const initiation = new Uint8Array(148);
+    initiation.set([1, 0, 0, 0, 0x2a, 0, 0, 0]);
+    replacement.sendDatagrams([initiation]);
+    await eventually("the initiation at the uplink", () => uplink.received.length === 1);
+    const response = new Uint8Array(92);
+    response.set([2, 0, 0, 0, 7, 0, 0, 0, 0x2a, 0, 0, 0]);
+    uplink.sendDatagrams([{ tag: uplink.received[0].tag, datagram: response }]);
     assert.equal((await first.waitClosed()).code, CloseCode.Replaced);
   });
 

@@ -45,7 +45,11 @@ function json(result: Result): Record<string, unknown> {
   return JSON.parse(result.stdout);
 }
 
-const provision = (server: RelayServer, joinToken: string, nodeUuid = "cli-node") =>
+const provision = (
+  server: RelayServer,
+  joinToken: string,
+  nodeUuid = "00000000-0000-4000-8000-00000000c11e",
+) =>
   createClient(ProvisionService, createConnectTransport({ baseUrl: server.url })).provision({
     nodeUuid,
     nodePublicKey: base64(randomKey()),
@@ -140,7 +144,7 @@ describe("siderolink-relay on a data dir", () => {
     };
     assert.deepEqual(
       nodes.nodes.map((n) => n.nodeUuid),
-      ["cli-node"],
+      ["00000000-0000-4000-8000-00000000c11e"],
     );
   });
 });
@@ -178,18 +182,37 @@ describe("siderolink-relay --relay URL (admin API)", () => {
 
     const assigned = `${String(shown.prefix).replace(/::\/64$/, "")}::beef`;
     json(
-      await relayCli(["node", "assign", "edge", "fixed-node", assigned, "--json", ...remote], env),
+      await relayCli(
+        [
+          "node",
+          "assign",
+          "edge",
+          "00000000-0000-4000-8000-0000000f1bed",
+          assigned,
+          "--json",
+          ...remote,
+        ],
+        env,
+      ),
     );
     const outside = await relayCli(
-      ["node", "assign", "edge", "fixed-node", "fd00::5", ...remote],
+      ["node", "assign", "edge", "00000000-0000-4000-8000-0000000f1bed", "fd00::5", ...remote],
       env,
     );
     assert.equal(outside.code, 1);
     assert.match(outside.stderr, /HTTP 400: address fd00::5 is not a node address of network edge/);
-    const fixed = await provision(server, String(created.joinToken), "fixed-node");
+    const fixed = await provision(
+      server,
+      String(created.joinToken),
+      "00000000-0000-4000-8000-0000000f1bed",
+    );
     assert.equal(fixed.nodeAddressPrefix, `${assigned}/64`);
 
-    const reply = await provision(server, String(created.joinToken), "remote-node");
+    const reply = await provision(
+      server,
+      String(created.joinToken),
+      "00000000-0000-4000-8000-0000000e307e",
+    );
     const stream = new NodeStream(server, "edge", reply.grpcPeerAddrPort);
     cleanups.push(() => stream.close());
     await stream.opened;
@@ -197,13 +220,16 @@ describe("siderolink-relay --relay URL (admin API)", () => {
     await eventually("the node stream", () => runtime.hub.nodeCount === 1 || undefined);
 
     const revoked = json(
-      await relayCli(["node", "revoke", "edge", "remote-node", "--json", ...remote], env),
+      await relayCli(
+        ["node", "revoke", "edge", "00000000-0000-4000-8000-0000000e307e", "--json", ...remote],
+        env,
+      ),
     ) as {
       revoked: { nodeUuid: string }[];
     };
     assert.deepEqual(
       revoked.revoked.map((n) => n.nodeUuid),
-      ["remote-node"],
+      ["00000000-0000-4000-8000-0000000e307e"],
     );
     assert.equal((await stream.waitClosed()).code, CloseCode.PeerRemoved);
     await eventually(

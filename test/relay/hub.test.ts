@@ -63,6 +63,17 @@ class MemorySocket implements HubSocket {
     }
     return out;
   }
+  /** Every datagram sent to this node stream, as copies. */
+  nodeMessages(): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (const frame of this.sent) {
+      if (typeof frame === "string" || frame[0] !== FrameType.NodeDatagrams) continue;
+      const views: Uint8Array[] = [];
+      const count = decodeNodeDatagrams(frame, views);
+      for (let i = 0; i < count; i++) out.push(views[i].slice());
+    }
+    return out;
+  }
   tagged(): { tag: string; marker: number }[] {
     const out: { tag: string; marker: number }[] = [];
     for (const frame of this.sent) {
@@ -389,4 +400,171 @@ test("restoring an older socket for a taken address keeps the newer one", () => 
   assert.deepEqual(older.closed, { code: CloseCode.Replaced, reason: "peer replaced" });
   assert.equal(newer.closed, undefined);
   assert.equal(hub.nodeCount, 1);
+});
+
+/** A handshake message of `type` with `index` (little-endian) at `offset`, the rest zero. */
+function handshake(type: 1 | 2 | 3, index: number): Uint8Array {
+  const sizes = { 1: 148, 2: 92, 3: 64 };
+  const message = new Uint8Array(sizes[type]);
+  message[0] = type;
+  // Initiation: sender at 4. Response: sender at 4, receiver at 8. Cookie reply: receiver at 4.
+  const view = new DataView(message.buffer);
+  if (type === 2) {
+    view.setUint32(4, 0xabcdef, true);
+    view.setUint32(8, index, true);
+  } else view.setUint32(4, index, true);
+  return message;
+}
+
+function nodeBatch(datagrams: Uint8Array[]): Uint8Array {
+  const encoder = createBatchEncoder(false);
+  for (const datagram of datagrams) encoder.add(datagram);
+  return encoder.finish().slice();
+}
+
+function uplinkBatch(items: [string, Uint8Array][]): Uint8Array {
+  const encoder = createBatchEncoder(true);
+  for (const [virtual, datagram] of items) encoder.add(datagram, parseIPv6(virtual));
+  return encoder.finish().slice();
+}
+
+describe("hub: tunnel ownership (an address alone proves nothing)", () => {
+  async function owned(limits: Partial<HubLimits> = {}) {
+    const ctx = setup(limits);
+    const uplink = await readyUplink(ctx.hub, ctx.now());
+    const owner = new MemorySocket();
+    ctx.hub.attach(owner, {
+      v: 1,
+      role: "node",
+      virtualAddress: VIRTUAL_A,
+      connectedAt: ctx.now(),
+    });
+    return { ...ctx, uplink, owner };
+  }
+  function candidate(hub: Hub, now: number): MemorySocket {
+    const socket = new MemorySocket();
+    hub.attach(socket, { v: 1, role: "node", virtualAddress: VIRTUAL_A, connectedAt: now });
+    return socket;
+  }
+
+  test("a second stream for an owned address does not pre-empt it: the owner keeps the server's data, the candidate gets none and can send only initiations", async () => {
+    const { hub, now, uplink, owner } = await owned();
+    const attacker = candidate(hub, now());
+    assert.equal(owner.closed, undefined, "the live stream was not closed");
+    assert.equal(attacker.closed, undefined);
+    assert.equal(attacker.attachment?.role === "node" && attacker.attachment.candidate, true);
+    assert.equal(hub.hasNode(VIRTUAL_A), true);
+    hub.message(uplink, tagged([[VIRTUAL_A, 1]]));
+    assert.deepEqual(owner.datagrams(), [1]);
+    assert.deepEqual(attacker.nodeMessages(), []);
+    // Injected transport data and responses go nowhere; an initiation reaches the server.
+    hub.message(attacker, nodeBatch([transportMessage(2), handshake(2, 5), handshake(1, 77)]));
+    assert.deepEqual(
+      uplink.tagged().map((t) => t.tag),
+      [VIRTUAL_A],
+      "only the initiation reached the uplink",
+    );
+    assert.equal(hub.metrics.drops.unproven, 2);
+  });
+
+  test("a candidate whose initiation the server answers (response receiver = its sender index) becomes the owner; the old owner ends with 'peer replaced'", async () => {
+    const { hub, now, uplink, owner } = await owned();
+    const restarted = candidate(hub, now());
+    hub.message(restarted, nodeBatch([handshake(1, 0x1234_5678)]));
+    const response = handshake(2, 0x1234_5678);
+    hub.message(uplink, uplinkBatch([[VIRTUAL_A, response]]));
+    assert.deepEqual(restarted.nodeMessages(), [response]);
+    assert.deepEqual(owner.closed, { code: CloseCode.Replaced, reason: "peer replaced" });
+    assert.deepEqual(restarted.attachment, {
+      v: 1,
+      role: "node",
+      virtualAddress: VIRTUAL_A,
+      connectedAt: now(),
+    });
+    hub.message(uplink, tagged([[VIRTUAL_A, 9]]));
+    assert.deepEqual(restarted.datagrams().at(-1), 9);
+    hub.message(restarted, batch([10]));
+    assert.deepEqual(uplink.tagged().at(-1), { tag: VIRTUAL_A, marker: 10 });
+    assert.equal(hub.nodeCount, 1);
+  });
+
+  test("a response for an index the candidate did not send does not promote it and goes to the owner", async () => {
+    const { hub, now, uplink, owner } = await owned();
+    const attacker = candidate(hub, now());
+    hub.message(attacker, nodeBatch([handshake(1, 1)]));
+    const other = handshake(2, 2);
+    hub.message(uplink, uplinkBatch([[VIRTUAL_A, other]]));
+    assert.equal(owner.closed, undefined);
+    assert.deepEqual(owner.nodeMessages(), [other]);
+    assert.deepEqual(attacker.nodeMessages(), []);
+    // An index the owner itself used stays the owner's even when a candidate copies it.
+    hub.message(owner, nodeBatch([handshake(1, 3)]));
+    hub.message(attacker, nodeBatch([handshake(1, 3)]));
+    const ownersAnswer = handshake(2, 3);
+    hub.message(uplink, uplinkBatch([[VIRTUAL_A, ownersAnswer]]));
+    assert.equal(owner.closed, undefined);
+    assert.deepEqual(owner.nodeMessages().at(-1), ownersAnswer);
+    assert.deepEqual(attacker.nodeMessages(), []);
+  });
+
+  test("a cookie reply for a candidate's index goes to that candidate and does not promote it", async () => {
+    const { hub, now, uplink, owner } = await owned();
+    const pending = candidate(hub, now());
+    hub.message(pending, nodeBatch([handshake(1, 42)]));
+    const cookie = handshake(3, 42);
+    hub.message(uplink, uplinkBatch([[VIRTUAL_A, cookie]]));
+    assert.deepEqual(pending.nodeMessages(), [cookie]);
+    assert.deepEqual(owner.nodeMessages(), []);
+    assert.equal(owner.closed, undefined);
+    assert.equal(pending.attachment?.role === "node" && pending.attachment.candidate, true);
+  });
+
+  test("candidates per address are capped (the newest displaces the oldest) and time out unproven", async () => {
+    const { hub, now, advance, owner } = await owned({
+      maxCandidatesPerAddress: 2,
+      candidateTimeoutMs: 60_000,
+      livenessTimeoutMs: 1_000_000,
+    });
+    const [first, second, third] = [
+      candidate(hub, now()),
+      candidate(hub, now()),
+      candidate(hub, now()),
+    ];
+    assert.equal(first.closed?.code, CloseCode.Replaced);
+    assert.match(first.closed?.reason ?? "", /waiting to prove itself/);
+    assert.equal(hub.nodeCount, 3, "the owner and two candidates");
+    advance(60_001);
+    hub.sweep();
+    assert.equal(second.closed?.code, CloseCode.LivenessTimeout);
+    assert.match(third.closed?.reason ?? "", /no handshake answered within 60 s/);
+    assert.equal(owner.closed, undefined);
+    assert.equal(hub.nodeCount, 1);
+  });
+
+  test("when the owner leaves, the newest candidate inherits the address; a revoked peer's candidates close too", async () => {
+    const { hub, now, uplink, owner } = await owned();
+    const heir = candidate(hub, now());
+    hub.closed(owner);
+    hub.message(uplink, tagged([[VIRTUAL_A, 5]]));
+    assert.deepEqual(heir.datagrams(), [5]);
+    const late = candidate(hub, now());
+    hub.removePeer(entry(VIRTUAL_A), "node revoked by the operator");
+    assert.equal(heir.closed?.code, CloseCode.PeerRemoved);
+    assert.equal(late.closed?.code, CloseCode.PeerRemoved);
+    assert.equal(hub.nodeCount, 0);
+  });
+
+  test("a hub rebuilt from attachments keeps owner and candidate apart", async () => {
+    const { hub, now, uplink, owner } = await owned();
+    const pending = candidate(hub, now());
+    const saved = [uplink, owner, pending].map(
+      (s) => [s, JSON.parse(JSON.stringify(s.attachment))] as const,
+    );
+    const second = setup();
+    second.hub.restore(saved);
+    second.hub.message(uplink, tagged([[VIRTUAL_A, 8]]));
+    assert.deepEqual(owner.datagrams(), [8]);
+    assert.deepEqual(pending.nodeMessages(), []);
+    assert.equal(owner.closed, undefined);
+  });
 });

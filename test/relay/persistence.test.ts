@@ -38,7 +38,7 @@ test("after a restart the uplink gets its peers back and the node's stream is ac
     ProvisionService,
     createGrpcWebTransport({ baseUrl: first.url }),
   ).provision({
-    nodeUuid: "persistent",
+    nodeUuid: "00000000-0000-4000-8000-00000000fe75",
     nodePublicKey: base64(nodeKey),
     joinToken: network.joinToken!,
   });

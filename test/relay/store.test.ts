@@ -17,6 +17,8 @@ after(() => dir.remove());
 const peer = (overrides: Partial<PeerRecord>): PeerRecord => ({
   nodeUuid: "u1",
   uniqueToken: "",
+  joinTokenId: null,
+  rebindAllowed: false,
   publicKey: "k1",
   address: "fd00::10",
   virtualAddress: "fdae:41e4:649b:9304::10",
@@ -34,22 +36,32 @@ test("networks, tokens, peers and counters, across a reopen of the file", async 
   const db = openSqliteDatabase(dir.path);
   const alpha = createSqlNetworkStore(db, "alpha");
   await assert.rejects(
-    alpha.addToken({ id: "t", secretHash: "s", createdAt: 1, revokedAt: null }),
+    alpha.addToken({ id: "t", secretHash: "s", createdAt: 1, revokedAt: null, maxNodes: null }),
     NetworkNotFoundError,
   );
   await alpha.createNetwork({
     installationId: "install-a",
     adminSecretHash: "secret",
+    uplinkSecretHash: null,
+    requireUniqueToken: false,
     createdAt: 5,
   });
   await assert.rejects(
-    alpha.createNetwork({ installationId: "x", adminSecretHash: "y", createdAt: 6 }),
+    alpha.createNetwork({
+      installationId: "x",
+      adminSecretHash: "y",
+      uplinkSecretHash: null,
+      requireUniqueToken: false,
+      createdAt: 6,
+    }),
     (error: Error) =>
       error instanceof StoreConflictError && /network "alpha" already exists/.test(error.message),
   );
   await createSqlNetworkStore(db, "beta").createNetwork({
     installationId: "install-b",
     adminSecretHash: "s",
+    uplinkSecretHash: null,
+    requireUniqueToken: false,
     createdAt: 7,
   });
   assert.deepEqual(listNetworkNames(db), ["alpha", "beta"]);
@@ -58,7 +70,13 @@ test("networks, tokens, peers and counters, across a reopen of the file", async 
     /network name: "Bad.Name" is not allowed/,
   );
 
-  await alpha.addToken({ id: "t1", secretHash: "s1", createdAt: 10, revokedAt: null });
+  await alpha.addToken({
+    id: "t1",
+    secretHash: "s1",
+    createdAt: 10,
+    revokedAt: null,
+    maxNodes: null,
+  });
   assert.equal(await alpha.revokeToken("t1", 20), true);
   assert.equal(await alpha.revokeToken("t1", 30), false, "a token is revoked once");
 
@@ -103,8 +121,28 @@ test("networks, tokens, peers and counters, across a reopen of the file", async 
   });
   assert.equal(await again.peerCount(), 1);
   assert.equal(await again.predefinedAddress("u9"), "fd00::99");
-  assert.equal(await again.removePeer("u1", ""), true);
-  assert.equal(await again.peerByIdentity("u1", ""), undefined);
+  assert.equal(await again.removePeer("u1"), true);
+  assert.equal(await again.peerByUuid("u1"), undefined);
   assert.equal(await createSqlNetworkStore(reopened, "beta").peerCount(), 1);
   reopened.close();
+});
+
+test("one node UUID holds one peer: saving it under another unique token replaces the record", async () => {
+  const db = openSqliteDatabase(tempDir().path);
+  const net = createSqlNetworkStore(db, "one-uuid");
+  await net.createNetwork({
+    installationId: "i",
+    adminSecretHash: "s",
+    uplinkSecretHash: null,
+    requireUniqueToken: false,
+    createdAt: 1,
+  });
+  await net.savePeer(peer({ uniqueToken: "a" }));
+  await net.savePeer(peer({ uniqueToken: "b", publicKey: "k2" }));
+  assert.equal(await net.peerCount(), 1);
+  assert.equal((await net.peerByUuid("u1"))?.uniqueToken, "b");
+  assert.equal(await net.allowRebind("u1"), true);
+  assert.equal((await net.peerByUuid("u1"))?.rebindAllowed, true);
+  assert.equal(await net.allowRebind("nobody"), false);
+  db.close();
 });

@@ -46,7 +46,11 @@ test("gRPC over TLS (ALPN h2) answers Provision", async () => {
   try {
     const error = await new Promise<grpc.ServiceError>((resolve, reject) => {
       client.Provision(
-        { node_uuid: "t", node_public_key: base64(randomKey()), join_token: joinToken },
+        {
+          node_uuid: "00000000-0000-4000-8000-000000000007",
+          node_public_key: base64(randomKey()),
+          join_token: joinToken,
+        },
         (err: grpc.ServiceError | null) =>
           err ? resolve(err) : reject(new Error("expected Unavailable")),
       );

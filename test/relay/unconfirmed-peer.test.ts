@@ -47,7 +47,7 @@ describe("Provision when the uplink does not confirm the peer", () => {
     try {
       await expectCode(
         client(lab.relay).provision({
-          nodeUuid: "n-unacked",
+          nodeUuid: "00000000-0000-4000-8000-0000000000a1",
           nodePublicKey: base64(randomKey()),
           joinToken: lab.token,
         }),
@@ -68,7 +68,7 @@ describe("Provision when the uplink does not confirm the peer", () => {
     const lab = await silentUplink(600_000);
     try {
       const call = client(lab.relay).provision({
-        nodeUuid: "n-gone",
+        nodeUuid: "00000000-0000-4000-8000-0000000000a2",
         nodePublicKey: base64(randomKey()),
         joinToken: lab.token,
       });

@@ -61,7 +61,11 @@ describe("queues under a flood", () => {
     const uplink = new Uplink(server, "flood", network.adminSecret);
     sockets.push(uplink);
     await uplink.ready();
-    const node = await provisionNode(server, network.joinToken!, "slow");
+    const node = await provisionNode(
+      server,
+      network.joinToken!,
+      "00000000-0000-4000-8000-00000000510e",
+    );
     const slow = new NodeStream(server, "flood", node.addrPort);
     sockets.push(slow);
     await slow.opened;
@@ -148,12 +152,14 @@ describe("liveness", () => {
     const quiet = new NodeStream(
       server,
       "alive",
-      (await provisionNode(server, network.joinToken!, "quiet")).addrPort,
+      (await provisionNode(server, network.joinToken!, "00000000-0000-4000-8000-0000000a1e17"))
+        .addrPort,
     );
     const chatty = new NodeStream(
       server,
       "alive",
-      (await provisionNode(server, network.joinToken!, "chatty")).addrPort,
+      (await provisionNode(server, network.joinToken!, "00000000-0000-4000-8000-00000000c4a7"))
+        .addrPort,
     );
     sockets.push(quiet, chatty);
     await Promise.all([quiet.opened, chatty.opened]);
@@ -170,7 +176,8 @@ describe("liveness", () => {
       const marker = new NodeStream(
         server,
         "alive",
-        (await provisionNode(server, network.joinToken!, "marker")).addrPort,
+        (await provisionNode(server, network.joinToken!, "00000000-0000-4000-8000-0000000a4e55"))
+          .addrPort,
       );
       sockets.push(marker);
       assert.equal((await marker.waitClosed()).code, CloseCode.LivenessTimeout);

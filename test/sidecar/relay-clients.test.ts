@@ -226,10 +226,16 @@ describe("sidecar clients against the Node relay", { timeout: 60_000 }, () => {
         uplink!.send([datagram(2)], tag);
         return first.state === "connected";
       });
+      // The second takes the address over once the server answers its handshake initiation
+      // (a response whose receiver index is the initiation's sender index).
       const second = openTransport(kind, result.grpcPeerAddrPort, {});
+      const initiation = new Uint8Array(148);
+      initiation.set([1, 0, 0, 0, 0x2a, 0, 0, 0]);
+      const response = new Uint8Array(92);
+      response.set([2, 0, 0, 0, 7, 0, 0, 0, 0x2a, 0, 0, 0]);
       await eventually("the second stream to connect", () => {
-        second.send([datagram(1)]);
-        uplink!.send([datagram(2)], tag);
+        second.send([initiation]);
+        uplink!.send([response], tag);
         return second.state === "connected";
       });
       assert.equal(await eventually("the first to be replaced", () => terminal), "peer replaced");

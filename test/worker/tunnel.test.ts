@@ -55,9 +55,17 @@ test("an evicted Durable Object rebuilds its switch from hibernated sockets", as
   assert.equal(net.uplink.events.at(-1)?.type, 0x11, "PEER_ADDED after eviction");
   assert.deepEqual(net.uplink.events.at(-1)?.virtualAddress, c.tag);
 
-  // The registry knows the old stream after the eviction: a new one still replaces it.
+  // The registry knows the old stream after the eviction: a new one is a candidate across an
+  // eviction too, and replaces it once the server answers its handshake.
   await relay.evictNetwork(net.network.name);
   const again = await net.connect(a);
+  const initiation = wireguardMessage(1);
+  again.send(nodeFrame([initiation]));
+  assert.deepEqual(readPeerFrame(await net.uplink.nextDatagrams()), [[a.tag, initiation]]);
+  await relay.evictNetwork(net.network.name);
+  const response = wireguardMessage(2);
+  response.set(initiation.subarray(4, 8), 8);
+  net.uplink.socket.send(peerFrame([[a.tag, response]]));
   await streamA.wantClosed(4409, "peer replaced");
   // A ping is answered by the runtime while the object is evicted.
   await relay.evictNetwork(net.network.name);

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import type { Command } from "./commands/command.ts";
+import { gatewayCommand } from "./commands/gateway.ts";
 import { joinCommand } from "./commands/join.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { statusCommand } from "./commands/status.ts";
@@ -7,6 +8,7 @@ import { wireguardCommand } from "./commands/wireguard.ts";
 
 const commands: Record<string, Command> = {
   join: joinCommand,
+  gateway: gatewayCommand,
   serve: serveCommand,
   status: statusCommand,
   wireguard: wireguardCommand,

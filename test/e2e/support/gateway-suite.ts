@@ -186,8 +186,18 @@ async function gatewayStatus(c: Context): Promise<GatewayStatus> {
   return JSON.parse(result.stdout) as GatewayStatus;
 }
 
-function nodeOf(status: GatewayStatus, machine: Machine): GatewayNodeStatus | undefined {
-  return status.gateway.nodes.find((node) => node.virtual === machine.info.grpcPeerAddrPort);
+/** A machine's entry: by its virtual endpoint (tunnel), or by its LAN address (UDP: its
+ * answer carried no virtual endpoint, and the gateway knows it by source). */
+function nodeOf(
+  status: GatewayStatus,
+  machine: Machine,
+  mode: Mode,
+): GatewayNodeStatus | undefined {
+  return status.gateway.nodes.find((node) =>
+    mode === "grpc"
+      ? node.virtual === machine.info.grpcPeerAddrPort
+      : node.mode === "udp" && node.lan?.startsWith(`${Lan.udp.machine}:`),
+  );
 }
 
 async function provisionsOk(c: Context): Promise<number> {
@@ -288,14 +298,14 @@ function defineAssertions(get: () => Context): void {
     assert.equal(before.up, true);
     assert.ok((before.gateway.provisions.ok ?? 0) >= 2);
     for (const mode of ["grpc", "udp"] as const) {
-      const node = nodeOf(before, c.machines[mode]);
+      const node = nodeOf(before, c.machines[mode], mode);
       assert.ok(node, `${mode} machine in the gateway's status: ${JSON.stringify(before)}`);
       assert.equal(node.mode, mode);
       assert.equal(node.relay.state, "connected");
       assert.ok(node.fromMachine.bytes > TransferBytes, `${mode} bytes from the machine`);
       assert.ok(node.toMachine.bytes > TransferBytes, `${mode} bytes to the machine`);
     }
-    assert.match(nodeOf(before, c.machines.udp)?.lan ?? "", /^10\.97\.2\.2:\d+$/);
+    assert.match(nodeOf(before, c.machines.udp, "udp")?.lan ?? "", /^10\.97\.2\.2:\d+$/);
     // The tunnel machine's LAN address never provisioned for UDP: its datagrams are refused.
     const script =
       'const s = require("node:dgram").createSocket("udp4");' +
@@ -355,7 +365,7 @@ function defineAssertions(get: () => Context): void {
     const after = await gatewayStatus(c);
     assert.notEqual(after.pid, before.pid, "a new gateway process");
     for (const mode of ["grpc", "udp"] as const) {
-      const node = nodeOf(after, c.machines[mode]);
+      const node = nodeOf(after, c.machines[mode], mode);
       assert.ok(node, `${mode} machine back in the gateway's status`);
       assert.equal(node.mode, mode, "the UDP machine recognised from the kept LAN address");
     }

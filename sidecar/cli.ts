@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { VERSION } from "../shared/version.ts";
 import type { Command } from "./commands/command.ts";
+import { gatewayCommand } from "./commands/gateway.ts";
 import { joinCommand } from "./commands/join.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { statusCommand } from "./commands/status.ts";
@@ -8,6 +9,7 @@ import { wireguardCommand } from "./commands/wireguard.ts";
 
 const commands: Record<string, Command> = {
   join: joinCommand,
+  gateway: gatewayCommand,
   serve: serveCommand,
   status: statusCommand,
   wireguard: wireguardCommand,

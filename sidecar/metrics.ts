@@ -5,16 +5,12 @@
  */
 import { createServer, type Server } from "node:http";
 import { formatLabels, PROMETHEUS_CONTENT_TYPE } from "../shared/prometheus.ts";
+import type { GatewayReport } from "./gateway/gateway.ts";
 import type { StatusSnapshot } from "./status.ts";
 
 export function renderMetrics(snapshot: StatusSnapshot, now: number): string {
   const out: string[] = [];
-  const metric = (
-    name: string,
-    type: "gauge" | "counter",
-    help: string,
-    samples: readonly [Record<string, string>, number][],
-  ): void => {
+  const metric: MetricWriter = (name, type, help, samples) => {
     out.push(
       `# HELP siderolink_sidecar_${name} ${help}`,
       `# TYPE siderolink_sidecar_${name} ${type}`,
@@ -81,7 +77,70 @@ export function renderMetrics(snapshot: StatusSnapshot, now: number): string {
       ),
     );
   }
+  if (snapshot.gateway) renderGateway(snapshot.gateway, metric);
   return `${out.join("\n")}\n`;
+}
+
+type MetricWriter = (
+  name: string,
+  type: "gauge" | "counter",
+  help: string,
+  samples: readonly [Record<string, string>, number][],
+) => void;
+
+/** The gateway's machines, labelled by virtual endpoint (`node`). */
+function renderGateway(gateway: GatewayReport, metric: MetricWriter): void {
+  const { nodes } = gateway;
+  metric(
+    "gateway_provisions_total",
+    "counter",
+    "Provision calls forwarded to the relay, by outcome.",
+    Object.entries(gateway.provisions).map(([outcome, value]) => [{ outcome }, value]),
+  );
+  metric(
+    "gateway_machines",
+    "gauge",
+    "Machines with a relay tunnel, by how they reach the gateway.",
+    (["grpc", "udp"] as const).map((mode) => [
+      { mode },
+      nodes.filter((node) => node.mode === mode).length,
+    ]),
+  );
+  metric(
+    "gateway_relay_connected",
+    "gauge",
+    "1 while a machine's relay tunnel is open.",
+    nodes.map((node) => [{ node: node.virtual }, node.relay.state === "connected" ? 1 : 0]),
+  );
+  metric(
+    "gateway_datagrams_total",
+    "counter",
+    "WireGuard datagrams carried for each machine.",
+    nodes.flatMap((node): [Record<string, string>, number][] => [
+      [{ node: node.virtual, direction: "from_machine" }, node.fromMachine.datagrams],
+      [{ node: node.virtual, direction: "to_machine" }, node.toMachine.datagrams],
+    ]),
+  );
+  metric(
+    "gateway_bytes_total",
+    "counter",
+    "Bytes of WireGuard datagrams carried for each machine.",
+    nodes.flatMap((node): [Record<string, string>, number][] => [
+      [{ node: node.virtual, direction: "from_machine" }, node.fromMachine.bytes],
+      [{ node: node.virtual, direction: "to_machine" }, node.toMachine.bytes],
+    ]),
+  );
+  metric(
+    "gateway_drops_total",
+    "counter",
+    "Datagrams dropped for each machine, by reason.",
+    nodes.flatMap((node) =>
+      Object.entries(node.drops).map(([reason, value]): [Record<string, string>, number] => [
+        { node: node.virtual, reason },
+        value,
+      ]),
+    ),
+  );
 }
 
 export interface MetricsServer {

@@ -3,6 +3,7 @@
  * `--flag`, each optionally backed by an environment variable (the flag wins).
  */
 import { ExitCode, SidecarError } from "./exit-codes.ts";
+import { redactUrl } from "./log.ts";
 
 export interface OptionSpec {
   readonly name: string;
@@ -108,4 +109,51 @@ export function checkInterfaceName(name: string): string {
     );
   }
   return name;
+}
+
+/** An option that must be given. */
+export function requiredOption(options: ParsedOptions, name: string): string {
+  const value = options.get(name);
+  if (value === undefined || value === "") {
+    throw new SidecarError(ExitCode.Usage, `--${name} is required; see --help`);
+  }
+  return value;
+}
+
+/** `--relay`: the relay's base URL, http: or https:. */
+export function relayUrlOption(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new SidecarError(
+      ExitCode.BadUrl,
+      `--relay ${JSON.stringify(redactUrl(text))} is not a URL; expected http(s)://host:port`,
+    );
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new SidecarError(
+      ExitCode.BadUrl,
+      `--relay scheme ${url.protocol} is not http: or https:`,
+    );
+  }
+  return url;
+}
+
+/** `HOST:PORT` or `[IPV6]:PORT` to listen on. */
+export function listenOption(
+  options: ParsedOptions,
+  name: string,
+): { host: string; port: number } | undefined {
+  const text = options.get(name);
+  if (text === undefined) return undefined;
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) {
+    throw new SidecarError(
+      ExitCode.Usage,
+      `--${name} ${JSON.stringify(text)}: expected ADDRESS:PORT, e.g. 0.0.0.0:50000 or [::]:50000`,
+    );
+  }
+  return { host: match[1] ?? match[2], port };
 }

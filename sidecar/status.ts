@@ -6,6 +6,7 @@
 import { connect } from "node:net";
 import { join } from "node:path";
 import type { PeerStatus } from "./backend/backend.ts";
+import type { GatewayReport } from "./gateway/gateway.ts";
 import { handshakeAgeSeconds } from "./monitor.ts";
 import { serveUnixSocket, type UnixSocketServer } from "./net/unix-socket.ts";
 
@@ -24,14 +25,17 @@ export interface PeerReport {
 }
 
 export interface StatusSnapshot {
-  readonly role: "node" | "server";
+  readonly role: "node" | "server" | "gateway";
   readonly iface: string;
   readonly backend: string;
   readonly pid: number;
   readonly startedAt: string;
   /** The relay or API URL, without query or credentials. */
   readonly relay: string;
-  /** Node: the transport is connected and the handshake is fresh. Server: the uplink is synced. */
+  /**
+   * Node: the transport is connected and the handshake is fresh. Server: the uplink is synced.
+   * Gateway: serving, and every machine's relay tunnel is connected.
+   */
   readonly up: boolean;
   readonly transport: {
     readonly kind: string;
@@ -57,6 +61,8 @@ export interface StatusSnapshot {
    * (recorded, refused, malformed, oversized, unwritten).
    */
   readonly records?: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** Gateway role: its machines, each with its relay tunnel and counters. */
+  readonly gateway?: GatewayReport;
 }
 
 /** A backend peer as the snapshot reports it at `now`; `address` is the node's (server role). */

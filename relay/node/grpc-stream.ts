@@ -10,6 +10,7 @@ import type {
   WireGuardOverGRPCService,
 } from "../../shared/gen/sidero/link/wireguard_pb.ts";
 import { canonicalPeerAddress, PEER_ADDRESS_HEADER } from "../../shared/siderolink/relay-api.ts";
+import { DatagramStream } from "../../shared/tunnel/datagram-stream.ts";
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
 import { logStream } from "../app/log.ts";
 import type { NetworkRuntime } from "../app/runtime.ts";
@@ -97,22 +98,18 @@ export function createWireGuardOverGrpc(
 
 /** HubSocket that queues each datagram for a node as one PeerPacket on a gRPC response stream. */
 class GrpcHubSocket implements HubSocket {
-  readonly #queue: Uint8Array[] = [];
-  #queuedBytes = 0;
-  #ended = false;
-  #error: ConnectError | undefined;
-  #wake: (() => void) | undefined;
+  readonly #stream = new DatagramStream();
 
   constructor(signal: AbortSignal) {
     signal.addEventListener("abort", () => this.end(), { once: true });
   }
 
   get writable(): boolean {
-    return !this.#ended;
+    return !this.#stream.ended;
   }
 
   get bufferedAmount(): number {
-    return this.#queuedBytes;
+    return this.#stream.bufferedAmount;
   }
 
   sendDatagrams(
@@ -120,54 +117,24 @@ class GrpcHubSocket implements HubSocket {
     _tags: readonly Uint8Array[] | undefined,
     count: number,
   ): void {
-    if (this.#ended) return;
-    for (let i = 0; i < count; i++) {
-      // The views last only for this call, and the packet is written later: copy.
-      const datagram = datagrams[i].slice();
-      this.#queue.push(datagram);
-      this.#queuedBytes += datagram.length;
-    }
-    this.#signal();
+    for (let i = 0; i < count; i++) this.#stream.push(datagrams[i]);
   }
 
   /** A node stream gets no control frames, and gRPC has no text pings to answer. */
   sendControl(): void {}
 
   close(code: number, reason: string): void {
-    if (this.#ended) return;
-    this.#error = new ConnectError(reason, closeStatus(code));
-    this.end();
+    this.#stream.end(new ConnectError(reason, closeStatus(code)));
   }
 
   persist(): void {}
 
   end(): void {
-    this.#ended = true;
-    this.#signal();
+    this.#stream.end();
   }
 
-  async *outgoing(): AsyncGenerator<{ Data: Uint8Array }> {
-    for (;;) {
-      const datagram = this.#queue.shift();
-      if (datagram) {
-        this.#queuedBytes -= datagram.length;
-        yield { Data: datagram };
-        continue;
-      }
-      if (this.#ended) {
-        if (this.#error) throw this.#error;
-        return;
-      }
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-      });
-    }
-  }
-
-  #signal(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
+  outgoing(): AsyncGenerator<{ Data: Uint8Array }> {
+    return this.#stream.packets();
   }
 }
 

@@ -17,8 +17,14 @@ import {
 } from "../daemon.ts";
 import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { retryWithBackoff, watchShutdown } from "../lifecycle.ts";
-import { type Logger, redactUrl } from "../log.ts";
-import { integerOption, type ParsedOptions, parseOptions } from "../options.ts";
+import type { Logger } from "../log.ts";
+import {
+  integerOption,
+  type ParsedOptions,
+  parseOptions,
+  relayUrlOption,
+  requiredOption,
+} from "../options.ts";
 import { createServerLink } from "../server-link.ts";
 import {
   DEFAULT_EVENT_SINK_PORT,
@@ -162,13 +168,6 @@ export const serveCommand: Command = daemonCommand(
   serve,
 );
 
-function required(value: string | undefined, name: string): string {
-  if (value === undefined || value === "") {
-    throw new SidecarError(ExitCode.Usage, `--${name} is required; see --help`);
-  }
-  return value;
-}
-
 function readSecret(file: string): string {
   try {
     return readFileSync(file, "utf8").trim();
@@ -180,25 +179,6 @@ function readSecret(file: string): string {
   }
 }
 
-function checkRelayUrl(text: string): URL {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new SidecarError(
-      ExitCode.BadUrl,
-      `--relay ${JSON.stringify(redactUrl(text))} is not a URL; expected http(s)://host:port`,
-    );
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new SidecarError(
-      ExitCode.BadUrl,
-      `--relay scheme ${url.protocol} is not http: or https:`,
-    );
-  }
-  return url;
-}
-
 async function serve(args: string[], log: Logger): Promise<number> {
   const options = parseOptions(args, OptionSpecs);
   if (options.positional.length > 0) {
@@ -207,13 +187,11 @@ async function serve(args: string[], log: Logger): Promise<number> {
       `unexpected argument ${JSON.stringify(options.positional[0])}; see --help`,
     );
   }
-  const relay = checkRelayUrl(required(options.get("relay"), "relay"));
+  const relay = relayUrlOption(requiredOption(options, "relay"));
   const relayUrl = relay.origin;
-  const network = required(options.get("network"), "network");
+  const network = requiredOption(options, "network");
   const secretFile = options.get("admin-secret-file");
-  const adminSecret = secretFile
-    ? readSecret(secretFile)
-    : required(options.get("admin-secret"), "admin-secret");
+  const adminSecret = secretFile ? readSecret(secretFile) : requiredOption(options, "admin-secret");
   const daemon = readDaemonSettings(options);
   const services = readServicesSettings(options);
   const addressOverride = options.get("address");

@@ -99,7 +99,9 @@ export function formatStatus(s: StatusSnapshot): string {
     `  transport: ${t.kind} ${t.state}${t.lastError ? ` (last error: ${t.lastError})` : ""}, ${t.connects} connects`,
     `             rx ${t.rxDatagrams} datagrams / ${t.rxBytes} bytes, tx ${t.txDatagrams} datagrams / ${t.txBytes} bytes`,
     `  address:   ${s.addresses.local ?? "-"}   server: ${s.addresses.server ?? "-"}${s.addresses.virtual ? `   virtual: ${s.addresses.virtual}` : ""}`,
-    `  peers:     ${s.peers.length}`,
+    s.gateway
+      ? `  machines:  ${s.gateway.nodes.length} (network ${s.gateway.network}, UDP ${s.gateway.wireguardListen ?? "off"})`
+      : `  peers:     ${s.peers.length}`,
   ];
   for (const peer of s.peers) {
     const age =
@@ -107,6 +109,12 @@ export function formatStatus(s: StatusSnapshot): string {
     lines.push(
       `    ${peer.publicKey}${peer.address ? ` ${peer.address}` : ""}`,
       `      endpoint ${peer.endpoint ?? "-"}, handshake ${age}, rx ${peer.rxBytes} B, tx ${peer.txBytes} B`,
+    );
+  }
+  for (const node of s.gateway?.nodes ?? []) {
+    lines.push(
+      `    ${node.virtual} ${node.mode} from ${node.lan ?? "-"}: relay ${node.relay.state}, heard ${node.lastHeardSecondsAgo} s ago`,
+      `      from machine ${node.fromMachine.datagrams} datagrams / ${node.fromMachine.bytes} bytes, to machine ${node.toMachine.datagrams} datagrams / ${node.toMachine.bytes} bytes`,
     );
   }
   const drops = Object.entries(s.drops).filter(([, n]) => n > 0);

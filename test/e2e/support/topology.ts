@@ -17,7 +17,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createLab, type LabProcess, type Netns, requirePrerequisites } from "../../netns/netns.ts";
+import {
+  createLab,
+  type Lab,
+  type LabProcess,
+  type Netns,
+  requirePrerequisites,
+} from "../../netns/netns.ts";
 import { cliPath, nodeBinary, runCli } from "../../sidecar/support/cli.ts";
 
 export type RelayKind = "node" | "worker";
@@ -36,6 +42,8 @@ export const Links = {
   mgmt: { edge: "10.93.0.1", host: "10.93.0.2" },
   "node-a": { edge: "10.94.0.1", host: "10.94.0.2" },
   "node-b": { edge: "10.95.0.1", host: "10.95.0.2" },
+  /** A site gateway's uplink (test/e2e/gateway.test.ts builds the site behind it). */
+  site: { edge: "10.96.0.1", host: "10.96.0.2" },
 } as const;
 export type NodeName = "node-a" | "node-b";
 
@@ -105,12 +113,18 @@ export interface Topology {
   readonly mgmt: Netns;
   readonly nodes: Readonly<Record<NodeName, Netns>>;
   readonly work: string;
+  /** For namespaces of a test's own (removed with the rest by close()). */
+  readonly lab: Lab;
+  /** The test CA that signs the relay's certificate. */
+  readonly caFile: string;
   startRelay(kind: RelayKind): Promise<Relay>;
   /** `serve` in mgmt (userspace WireGuard unless told otherwise); `extraArgs` go last. */
   startServer(relay: Relay, iface: string, options?: ServerOptions): LabProcess;
   startNode(relay: Relay, node: NodeName, iface: string, options: NodeOptions): LabProcess;
   /** The sidecar arguments of `join` for a node, for running it to completion with runCli. */
   joinArgs(relay: Relay, node: NodeName, iface: string, options: NodeOptions): string[];
+  /** Where every sidecar of the topology puts its status socket. */
+  readonly runDir: string;
   status(iface: string): Promise<Status>;
   close(): Promise<void>;
 }
@@ -238,6 +252,8 @@ export async function createTopology(prefix: string): Promise<Topology> {
       mgmt,
       nodes,
       work,
+      lab,
+      caFile,
       startRelay,
       startServer(relay, iface, { backend = "userspace", extraArgs = [] } = {}) {
         return mgmt.spawn(nodeBinary, [
@@ -265,6 +281,7 @@ export async function createTopology(prefix: string): Promise<Topology> {
         return nodes[node].spawn(nodeBinary, [cliPath, ...joinArgs(relay, node, iface, options)]);
       },
       joinArgs,
+      runDir,
       async status(iface) {
         const result = await runCli(["status", "--json", "--iface", iface, "--run-dir", runDir]);
         if (!result.stdout.startsWith("{"))

@@ -1,0 +1,59 @@
+/**
+ * The gateway's way to the relay: the relay's URL as the provisioning client and the tunnel
+ * transports take it, and one tunnel per machine, opened with the node role's own transports
+ * (sidecar/transport/) and tagged with the machine's `grpc_peer_addr_port`. A transport kind
+ * added there (the HTTP-only tunnel) becomes a case here.
+ */
+import type { ApiUrl } from "../../shared/siderolink/api-url.ts";
+import type { TlsSettings } from "../tls.ts";
+import { createGrpcNodeTransport } from "../transport/grpc.ts";
+import type { NodeTransport, TransportHandlers } from "../transport/transport.ts";
+import { createWebSocketTransport, tunnelUrl } from "../transport/websocket.ts";
+
+export const GatewayTransportKinds = ["websocket", "grpc"] as const;
+export type GatewayTransportKind = (typeof GatewayTransportKinds)[number];
+
+export interface RelayTarget {
+  /** `http(s)://host:port`. */
+  readonly origin: string;
+  /** The same relay as the provisioning client and the gRPC transport take it. */
+  readonly api: ApiUrl;
+  readonly network: string;
+  readonly tls: TlsSettings;
+  readonly transport: GatewayTransportKind;
+}
+
+/** The relay's base URL (`http://` or `https://`, checked by the caller) as an API URL. */
+export function relayApiUrl(url: URL): ApiUrl {
+  const tls = url.protocol === "https:";
+  const port = url.port === "" ? (tls ? 443 : 80) : Number(url.port);
+  return {
+    scheme: tls ? "https" : "http",
+    host: url.hostname.replace(/^\[|\]$/g, ""),
+    port,
+    tls,
+    authority: url.host,
+    origin: url.origin,
+    path: "",
+    grpcTunnel: true,
+  };
+}
+
+/** Opens the relay tunnel of one machine; it reconnects by itself until closed. */
+export function openRelayTunnel(
+  relay: RelayTarget,
+  peerAddrPort: string,
+  handlers: TransportHandlers,
+): NodeTransport {
+  switch (relay.transport) {
+    case "grpc":
+      return createGrpcNodeTransport({ ...handlers, api: relay.api, peerAddrPort, tls: relay.tls });
+    case "websocket":
+      return createWebSocketTransport({
+        ...handlers,
+        url: tunnelUrl(relay.origin, relay.network),
+        peerAddrPort,
+        tls: relay.tls,
+      });
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * The site gateway's parts in-process: one machine's relay tunnel and LAN side (GatewayNode,
+ * with an in-memory transport), the kept map of UDP machines, the listen option, and the
+ * gateway's status and metrics. The whole path runs in test/e2e/gateway.test.ts.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { parseUdpEndpoint } from "../../sidecar/bind/endpoint.ts";
+import { formatStatus } from "../../sidecar/commands/status.ts";
+import { GatewayNode, type MachineMode } from "../../sidecar/gateway/gateway-node.ts";
+import { GATEWAY_MACHINES_FILE, UdpMachines } from "../../sidecar/gateway/udp-machines.ts";
+import { createLogger } from "../../sidecar/log.ts";
+import { renderMetrics } from "../../sidecar/metrics.ts";
+import { listenOption, parseOptions } from "../../sidecar/options.ts";
+import type { StatusSnapshot } from "../../sidecar/status.ts";
+import {
+  createTransportStats,
+  type NodeTransport,
+  type TransportHandlers,
+} from "../../sidecar/transport/transport.ts";
+
+const log = createLogger("test", { level: "error" });
+
+function memoryTransport() {
+  const sent: Uint8Array[] = [];
+  const handlers = {} as { current?: TransportHandlers };
+  let closed = false;
+  const transport: NodeTransport = {
+    kind: "websocket",
+    state: "connected",
+    stats: createTransportStats(),
+    lastError: undefined,
+    send(datagrams) {
+      for (const datagram of datagrams) sent.push(datagram.slice());
+    },
+    async close() {
+      closed = true;
+    },
+  };
+  return {
+    sent,
+    handlers,
+    transport,
+    get closed() {
+      return closed;
+    },
+  };
+}
+
+function node(mode: MachineMode, clock: { now: number }) {
+  const relay = memoryTransport();
+  const udpSent: { datagrams: Uint8Array[]; to: string }[] = [];
+  const refused: string[] = [];
+  const gatewayNode = new GatewayNode({
+    peerAddrPort: "[fdae:41e4:649b:9304::1234]:50888",
+    mode,
+    openTunnel(handlers) {
+      relay.handlers.current = handlers;
+      return relay.transport;
+    },
+    sendUdp(datagrams, to) {
+      udpSent.push({ datagrams: datagrams.map((d) => d.slice()), to: to.toString() });
+    },
+    onRefused(_node, reason) {
+      refused.push(reason);
+    },
+    log,
+    now: () => clock.now,
+  });
+  return { gatewayNode, relay, udpSent, refused };
+}
+
+async function drain(packets: AsyncGenerator<{ Data: Uint8Array }>): Promise<unknown> {
+  try {
+    for await (const _ of packets) {
+    }
+    return undefined;
+  } catch (error) {
+    return error;
+  }
+}
+
+describe("GatewayNode", () => {
+  it("UDP: datagrams go to the relay tunnel; answers go back to the source port last seen", () => {
+    const clock = { now: 1000 };
+    const { gatewayNode, relay, udpSent } = node("udp", clock);
+    gatewayNode.touch("udp", undefined);
+    relay.handlers.current?.onDatagrams([Uint8Array.of(9)]);
+    assert.equal(udpSent.length, 0, "no source port known yet");
+    gatewayNode.fromMachine([Uint8Array.of(1, 2)], parseUdpEndpoint("10.0.0.5:40000"));
+    gatewayNode.fromMachine([Uint8Array.of(3)], parseUdpEndpoint("10.0.0.5:40001"));
+    relay.handlers.current?.onDatagrams([Uint8Array.of(7, 7)]);
+    assert.deepEqual(relay.sent, [Uint8Array.of(1, 2), Uint8Array.of(3)]);
+    assert.deepEqual(udpSent, [{ datagrams: [Uint8Array.of(7, 7)], to: "10.0.0.5:40001" }]);
+    const report = gatewayNode.report(clock.now);
+    assert.equal(report.drops.noMachineEndpoint, 1);
+    assert.deepEqual(report.fromMachine, { datagrams: 2, bytes: 3 });
+    assert.deepEqual(report.toMachine, { datagrams: 1, bytes: 2 });
+    assert.equal(report.lan, "10.0.0.5:40001");
+  });
+
+  it("gRPC: a second stream replaces the first (Aborted), relay datagrams reach the open one", async () => {
+    const clock = { now: 0 };
+    const { gatewayNode, relay } = node("grpc", clock);
+    const first = gatewayNode.attachStream("10.0.0.6");
+    const second = gatewayNode.attachStream("10.0.0.6");
+    const error = await drain(first.packets());
+    assert.ok(error instanceof ConnectError);
+    assert.equal(error.code, Code.Aborted);
+    relay.handlers.current?.onDatagrams([Uint8Array.of(5, 5, 5)]);
+    const packets = second.packets();
+    assert.deepEqual((await packets.next()).value, { Data: Uint8Array.of(5, 5, 5) });
+    gatewayNode.detachStream(second);
+    relay.handlers.current?.onDatagrams([Uint8Array.of(6)]);
+    assert.equal(gatewayNode.report(0).drops.noMachineStream, 1);
+  });
+
+  it("the relay's refusal ends the machine's stream with the status Talos expects", async () => {
+    for (const [reason, code] of [
+      ["peer replaced", Code.Aborted],
+      ["peer not allowed", Code.PermissionDenied],
+    ] as const) {
+      const { gatewayNode, relay, refused } = node("grpc", { now: 0 });
+      const stream = gatewayNode.attachStream(undefined);
+      relay.handlers.current?.onTerminal(reason);
+      const error = await drain(stream.packets());
+      assert.ok(error instanceof ConnectError, reason);
+      assert.equal(error.code, code, reason);
+      assert.deepEqual(refused, [reason]);
+    }
+  });
+
+  it("idle only with no stream open and nothing heard for the timeout; close ends the tunnel", async () => {
+    const clock = { now: 0 };
+    const { gatewayNode, relay } = node("grpc", clock);
+    const stream = gatewayNode.attachStream(undefined);
+    clock.now = 200_000;
+    assert.equal(gatewayNode.idle(clock.now, 90_000), false, "a stream is open");
+    gatewayNode.detachStream(stream);
+    assert.equal(gatewayNode.idle(clock.now + 1000, 90_000), false);
+    assert.equal(gatewayNode.idle(clock.now + 90_001, 90_000), true);
+    await gatewayNode.close();
+    assert.equal(relay.closed, true);
+  });
+});
+
+describe("UdpMachines", () => {
+  it("keeps LAN address to virtual endpoint across instances, and forgets by peer", () => {
+    const dir = mkdtempSync(join(tmpdir(), "gateway-state-"));
+    try {
+      const machines = new UdpMachines(dir);
+      machines.set("10.0.0.5", "[fdae:41e4:649b:9304::1]:50888");
+      machines.set("10.0.0.6", "[fdae:41e4:649b:9304::2]:50888");
+      const again = new UdpMachines(dir);
+      assert.equal(again.get("10.0.0.5"), "[fdae:41e4:649b:9304::1]:50888");
+      again.deletePeer("[fdae:41e4:649b:9304::1]:50888");
+      assert.equal(new UdpMachines(dir).get("10.0.0.5"), undefined);
+      assert.equal(new UdpMachines(dir).size, 1);
+      assert.match(readFileSync(join(dir, GATEWAY_MACHINES_FILE), "utf8"), /10\.0\.0\.6/);
+      writeFileSync(join(dir, GATEWAY_MACHINES_FILE), "[1]");
+      assert.throws(() => new UdpMachines(dir), /is not a JSON object .* delete it/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("gateway options and reports", () => {
+  it("--listen takes ADDRESS:PORT and [IPV6]:PORT, and says what is wrong otherwise", () => {
+    const read = (text: string) =>
+      listenOption(parseOptions(["--listen", text], [{ name: "listen", value: true }]), "listen");
+    assert.deepEqual(read("0.0.0.0:50000"), { host: "0.0.0.0", port: 50000 });
+    assert.deepEqual(read("[::]:50000"), { host: "::", port: 50000 });
+    assert.throws(() => read("50000"), /--listen "50000": expected ADDRESS:PORT/);
+    assert.throws(() => read("0.0.0.0:70000"), /expected ADDRESS:PORT/);
+  });
+
+  it("status and metrics show each machine's counters", () => {
+    const snapshot: StatusSnapshot = {
+      role: "gateway",
+      iface: "gateway",
+      backend: "none",
+      pid: 1,
+      startedAt: "2026-01-01T00:00:00.000Z",
+      relay: "https://relay.example",
+      up: true,
+      transport: {
+        kind: "websocket",
+        state: "connected",
+        lastError: null,
+        connects: 1,
+        rxDatagrams: 4,
+        txDatagrams: 3,
+        rxBytes: 400,
+        txBytes: 300,
+      },
+      addresses: { local: "0.0.0.0:50000", server: null, virtual: null },
+      peers: [],
+      drops: { unknownSource: 2 },
+      gateway: {
+        network: "site",
+        listen: "0.0.0.0:50000",
+        wireguardListen: "0.0.0.0:51820",
+        provisions: { ok: 1, PermissionDenied: 1 },
+        udpMachines: 1,
+        nodes: [
+          {
+            virtual: "[fdae:41e4:649b:9304::1]:50888",
+            mode: "udp",
+            lan: "10.0.0.5:40000",
+            relay: { state: "connected", connects: 1, lastError: null },
+            streamOpen: false,
+            streams: 0,
+            fromMachine: { datagrams: 3, bytes: 300 },
+            toMachine: { datagrams: 4, bytes: 400 },
+            drops: { noMachineEndpoint: 1 },
+            lastHeardSecondsAgo: 2,
+          },
+        ],
+      },
+    };
+    const metrics = renderMetrics(snapshot, Date.parse("2026-01-01T00:00:10.000Z"));
+    const node = 'node="[fdae:41e4:649b:9304::1]:50888"';
+    assert.match(
+      metrics,
+      /^siderolink_sidecar_gateway_provisions_total\{outcome="PermissionDenied"\} 1$/m,
+    );
+    assert.match(metrics, /^siderolink_sidecar_gateway_machines\{mode="udp"\} 1$/m);
+    assert.ok(
+      metrics.includes(
+        `siderolink_sidecar_gateway_bytes_total{${node},direction="to_machine"} 400`,
+      ),
+    );
+    assert.ok(
+      metrics.includes(
+        `siderolink_sidecar_gateway_drops_total{${node},reason="noMachineEndpoint"} 1`,
+      ),
+    );
+    assert.match(metrics, /^siderolink_sidecar_drops_total\{reason="unknownSource"\} 2$/m);
+    const text = formatStatus(snapshot);
+    assert.match(text, /machines: {2}1 \(network site, UDP 0\.0\.0\.0:51820\)/);
+    assert.match(
+      text,
+      /\[fdae:41e4:649b:9304::1\]:50888 udp from 10\.0\.0\.5:40000: relay connected/,
+    );
+  });
+});

@@ -5,10 +5,12 @@
  *   POST /sidero.link.ProvisionService/Provision   Connect and gRPC-web (provision.ts)
  *   GET  /v1/networks/:network/tunnel|uplink       WebSocket streams (tunnel.ts)
  *   /v1/networks..., /metrics                      admin API (admin.ts)
+ *   /v1/mesh/:cluster/...                          mesh discovery and relaying (relay/mesh/)
  */
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { SideroLinkError } from "../../shared/siderolink/errors.ts";
+import { type MeshDirectory, registerMeshRoutes } from "../mesh/routes.ts";
 import { NetworkNotFoundError, StoreConflictError, StoreUnavailableError } from "../store/store.ts";
 import { registerAdminRoutes } from "./admin.ts";
 import { createFetchRoutes } from "./connect.ts";
@@ -40,6 +42,8 @@ export interface RelayAppOptions {
    * CF-Connecting-IP on Workers); never a header a client could set unchecked.
    */
   readonly clientAddress?: (c: Context) => string | undefined;
+  /** Serves the mesh discovery service (/v1/mesh/..., relay/mesh/) from these clusters. */
+  readonly mesh?: MeshDirectory;
 }
 
 /** The largest admin API body (JSON of a name or an address). */
@@ -70,6 +74,7 @@ export function createRelayApp(options: RelayAppOptions): RelayApp {
     }),
   );
   registerTunnelRoutes(app, options.directory, now, limits.maxTunnels);
+  if (options.mesh) registerMeshRoutes(app, { directory: options.mesh, clientAddress, now });
   registerAdminRoutes(app, {
     directory: options.directory,
     operatorToken: options.operatorToken,

@@ -21,6 +21,7 @@ import { tunnelsFull } from "../app/tunnel.ts";
 import type { HubLimits } from "../hub/hub.ts";
 import { createNodeDirectory, type NodeDirectory } from "./directory.ts";
 import { createWireGuardOverGrpc } from "./grpc-stream.ts";
+import { createNodeMeshDirectory, type NodeMeshDirectory } from "./mesh.ts";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite.ts";
 import { createWebSocketUpgrades } from "./websocket.ts";
 
@@ -56,6 +57,7 @@ export interface RelayServer {
   readonly nodeBaseUrl: string;
   readonly port: number;
   readonly directory: NodeDirectory;
+  readonly mesh: NodeMeshDirectory;
   readonly database: SqliteDatabase;
   /** Closes every stream (GoingAway), stops listening and closes the database. */
   close(): Promise<void>;
@@ -80,7 +82,10 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
     sweepIntervalMs: options.sweepIntervalMs,
   });
   const scheme = options.tls ? "https" : "http";
+  let upgrades: ReturnType<typeof createWebSocketUpgrades> | undefined;
+  const mesh = createNodeMeshDirectory(() => upgrades!);
   const { app, provision } = createRelayApp({
+    mesh,
     directory,
     operatorToken: options.operatorToken,
     nodeBaseUrl: options.nodeBaseUrl,
@@ -88,7 +93,7 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
     clientAddress: (c) => (c.env as NodeBindings | undefined)?.incoming?.socket?.remoteAddress,
   });
   const honoListener = getRequestListener((request, env) => app.fetch(request, env));
-  const upgrades = createWebSocketUpgrades((request) => app.fetch(request));
+  upgrades = createWebSocketUpgrades((request, incoming) => app.fetch(request, { incoming }));
   directory.setUpgrades(upgrades);
 
   const grpcHandler = connectNodeAdapter({
@@ -179,10 +184,12 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
     nodeBaseUrl,
     port: address.port,
     directory,
+    mesh,
     database,
     close() {
       closed ??= (async () => {
         upgrades.close();
+        mesh.close();
         await directory.close(CloseCode.GoingAway, "relay shutting down");
         await new Promise<void>((resolve) => {
           front.close(() => resolve());

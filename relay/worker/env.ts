@@ -1,5 +1,6 @@
 /** The bindings wrangler.toml declares, as the Worker and its Durable Objects see them. */
 import type { DirectoryObject } from "./directory-object.ts";
+import type { MeshObject } from "./mesh-object.ts";
 import type { NetworkObject } from "./network-object.ts";
 
 export interface Env {
@@ -7,6 +8,8 @@ export interface Env {
   readonly NETWORK: DurableObjectNamespace<NetworkObject>;
   /** One object (DIRECTORY_NAME) listing every network's name for the admin API. */
   readonly DIRECTORY: DurableObjectNamespace<DirectoryObject>;
+  /** One object per mesh cluster, addressed by `idFromName(cluster id)`. */
+  readonly MESH: DurableObjectNamespace<MeshObject>;
   /**
    * The relay-wide admin credential: `wrangler secret put RELAY_OPERATOR_TOKEN`. Without it
    * the operator routes answer 403 and only each network's admin secret works.

@@ -7,23 +7,31 @@
  *   /v1/networks/:network/...                      network from the path (tunnel, uplink,
  *                                                  and the admin routes of one network)
  *   POST /v1/networks                              network from the JSON body's "name"
+ *   /v1/mesh/:cluster/...                          that mesh cluster's object (mesh-object.ts)
  *
  * What names no network (GET /healthz, GET /v1/networks, GET /metrics, a Provision whose token
  * cannot be read) is answered here by the same app over an edge directory (edge.ts).
  */
 
+import { isHexId } from "../../shared/mesh/cluster.ts";
+import { clusterInPath } from "../../shared/mesh/frame.ts";
 import { isNetworkName, NETWORKS_PATH, networkInPath } from "../../shared/siderolink/relay-api.ts";
 import { provisionNetwork } from "../app/connect.ts";
 import { serveEdge } from "./edge.ts";
 import type { Env } from "./env.ts";
 
 export { DirectoryObject } from "./directory-object.ts";
+export { MeshObject } from "./mesh-object.ts";
 export { NetworkObject } from "./network-object.ts";
 
 const PROVISION_PATH = "/sidero.link.ProvisionService/Provision";
 
 export default {
   async fetch(request, env): Promise<Response> {
+    const cluster = clusterInPath(new URL(request.url).pathname);
+    if (cluster !== undefined && isHexId(cluster)) {
+      return env.MESH.get(env.MESH.idFromName(cluster)).fetch(request);
+    }
     const network = await networkOf(request);
     if (network === undefined) return serveEdge(request, env);
     return env.NETWORK.get(env.NETWORK.idFromName(network)).fetch(request);

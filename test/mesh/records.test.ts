@@ -140,7 +140,9 @@ describe("sealed records", () => {
     const iv = Buffer.concat([Buffer.alloc(4), nonce.subarray(16)]);
     const body = sealed.subarray(24, sealed.length - 16);
     const decipher = createDecipheriv("chacha20-poly1305", subkey, iv, { authTagLength: 16 });
-    decipher.setAAD(createHash("sha256").update(record.publicKey).digest());
+    decipher.setAAD(createHash("sha256").update(record.publicKey).digest(), {
+      plaintextLength: body.length,
+    });
     decipher.setAuthTag(sealed.subarray(sealed.length - 16));
     const plaintext = Buffer.concat([decipher.update(body), decipher.final()]);
     assert.deepEqual(plaintext, Buffer.from(encodeRecord(record)));

@@ -68,6 +68,7 @@ export async function startWorkerRelay(options: WorkerRelayOptions = {}): Promis
       durableObjects: {
         NETWORK: { className: "NetworkObject", useSQLite: true },
         DIRECTORY: { className: "DirectoryObject", useSQLite: true },
+        MESH: { className: "MeshObject", useSQLite: true },
       },
       bindings: {
         RELAY_OPERATOR_TOKEN: operatorToken,

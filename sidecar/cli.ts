@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 import type { Command } from "./commands/command.ts";
 import { joinCommand } from "./commands/join.ts";
+import { meshCommand } from "./commands/mesh.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { statusCommand } from "./commands/status.ts";
 import { wireguardCommand } from "./commands/wireguard.ts";
 
 const commands: Record<string, Command> = {
   join: joinCommand,
+  mesh: meshCommand,
   serve: serveCommand,
   status: statusCommand,
   wireguard: wireguardCommand,

@@ -27,6 +27,8 @@ interface Runtime {
   readonly base: string;
   /** Headers a request carries to look as if from `address` (the edge's header on Workers). */
   from(address: string): Record<string, string>;
+  /** Drops the cluster's in-memory state as the platform does (Workers only). */
+  evict?(clusterId: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -128,6 +130,7 @@ for (const kind of ["node", "worker"] as const) {
         runtime = {
           base: relay.url.toString().replace(/\/$/, ""),
           from: (address) => ({ "cf-connecting-ip": address }),
+          evict: (clusterId) => relay.evictMesh(clusterId),
           stop: async () => {
             await relay.stop();
             await removePersistDirectory(relay);
@@ -212,6 +215,27 @@ for (const kind of ["node", "worker"] as const) {
       assert.equal(a.datagrams.length, 1);
       for (const m of [a, b, outsider]) m.close();
     });
+
+    if (kind === "worker") {
+      it("keeps records and members' sockets across the Durable Object's eviction", async () => {
+        const { clusterId, recordKey } = clusterSecrets(`cluster-token-${kind}-${Date.now()}-f`);
+        const a = new Member();
+        const b = new Member();
+        await a.connect(runtime.base, clusterId);
+        await b.connect(runtime.base, clusterId);
+        a.publish(recordKey);
+        await eventually("b has a's record", () => b.records.has(formatId(a.id)));
+        await runtime.evict!(clusterId);
+        // The hibernated sockets still switch datagrams, and a newcomer still gets a's record.
+        b.send(a, "after eviction");
+        await eventually("a got it", () => a.datagrams.length === 1);
+        assert.deepEqual(a.datagrams, [`${formatId(b.id)}:after eviction`]);
+        const c = new Member();
+        await c.connect(runtime.base, clusterId);
+        assert.ok(c.records.has(formatId(a.id)), "a's record outlived the eviction");
+        for (const m of [a, b, c]) m.close();
+      });
+    }
 
     it("closes a socket that sends a malformed frame, naming the problem", async () => {
       const { clusterId } = clusterSecrets(`cluster-token-${kind}-${Date.now()}-d`);

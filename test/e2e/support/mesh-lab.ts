@@ -78,6 +78,8 @@ export interface MeshLab {
   /** The relay's process. */
   readonly relay: LabProcess;
   readonly clusterToken: string;
+  /** Environment for a Node client in a member namespace to trust the relay's certificate. */
+  readonly clientEnv: Record<string, string>;
   startMember(name: MemberName, extra?: readonly string[]): LabProcess;
   status(name: MemberName): Promise<MeshStatus>;
   /** Lifts c's UDP block. */
@@ -175,6 +177,7 @@ export async function createMeshLab(kind: MeshRelayKind): Promise<MeshLab> {
       ifaces,
       relay,
       clusterToken,
+      clientEnv: caArgs.length > 0 ? { NODE_EXTRA_CA_CERTS: caArgs[1] } : {},
       relayUrl,
       startMember(name, extra = []) {
         return ns[name].spawn(nodeBinary, [

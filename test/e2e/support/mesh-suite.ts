@@ -127,7 +127,7 @@ export function describeMesh(kind: MeshRelayKind): void {
       const { stdout } = await lab.ns.a.run(
         nodeBinary,
         ["--input-type=module", "-e", script, `${lab.relayUrl("a")}/v1/mesh/${clusterId}/records`],
-        { env: kind === "worker" ? { NODE_TLS_REJECT_UNAUTHORIZED: "0" } : {} },
+        { env: lab.clientEnv },
       );
       const { records } = JSON.parse(stdout) as { records: { member: string; record: string }[] };
       assert.equal(records.length, 3, "a, b and c published");

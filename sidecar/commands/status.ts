@@ -86,6 +86,10 @@ export function formatStatus(s: StatusSnapshot): string {
       `    ${peer.publicKey}${peer.address ? ` ${peer.address}` : ""}`,
       `      endpoint ${peer.endpoint ?? "-"}, handshake ${age}, rx ${peer.rxBytes} B, tx ${peer.txBytes} B`,
     );
+    if (peer.meshAddress !== undefined) {
+      const routed = peer.routedPrefixes?.length ? ` + ${peer.routedPrefixes.join(" ")}` : "";
+      lines.push(`      mesh ${peer.meshAddress}${routed}, path ${peer.path ?? "-"}`);
+    }
   }
   const drops = Object.entries(s.drops).filter(([, n]) => n > 0);
   lines.push(

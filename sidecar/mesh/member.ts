@@ -131,8 +131,11 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
       `${formatIP(record.meshAddress)}/128`,
       ...record.routedPrefixes.map(formatPrefix),
     ];
-    const syncRoutes = (): Promise<void> =>
-      routing.setRoutes([...peers.values()].flatMap((peer) => routedPrefixes(peer.record)));
+    const syncRoutes = (): void => {
+      routing
+        .setRoutes([...peers.values()].flatMap((peer) => routedPrefixes(peer.record)))
+        .catch((error: unknown) => log.error("routes not updated", { error: String(error) }));
+    };
 
     const removePeer = (key: string): void => {
       const peer = peers.get(key);
@@ -141,7 +144,7 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
       device.removePeer(peer.record.publicKey);
       bind.forget(peer.member);
       log.info("mesh peer removed", { publicKey: formatKey(peer.record.publicKey) });
-      void syncRoutes();
+      syncRoutes();
     };
 
     const onRecord = (member: Uint8Array, observed: Uint8Array, sealed: Uint8Array): void => {
@@ -185,7 +188,7 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
         });
         if (peer) sendHandshakeInitiation(peer, false);
       }
-      void syncRoutes();
+      syncRoutes();
     };
 
     link = connectRelayLink({

@@ -95,6 +95,8 @@ interface Member {
   /** The client address text for the per-address publish limit. */
   readonly address: string;
   readonly bucket: TokenBucket;
+  /** When the member's last message arrived (wall ms), for closeSilent. */
+  lastSeen: number;
 }
 
 export interface MeshClusterOptions {
@@ -166,6 +168,7 @@ export class MeshCluster {
         this.limits.datagramsPerSecond,
         this.#now(),
       ),
+      lastSeen: this.#now(),
     };
     this.#members.set(key, member);
     this.#bySocket.set(socket, member);
@@ -189,6 +192,7 @@ export class MeshCluster {
   message(socket: MeshSocket, data: Uint8Array | string): void {
     const member = this.#bySocket.get(socket);
     if (!member) return;
+    member.lastSeen = this.#now();
     if (typeof data === "string") {
       if (data === PING_TEXT) socket.send(PONG_TEXT);
       return;
@@ -266,6 +270,19 @@ export class MeshCluster {
       for (const member of this.#members.values()) member.socket.send(frame);
     }
     return next;
+  }
+
+  /**
+   * Closes sockets silent for `timeoutMs` (members ping every PING_INTERVAL_MS). Only where the
+   * relay sees every ping: a Durable Object answers them without waking.
+   */
+  closeSilent(timeoutMs: number): void {
+    const now = this.#now();
+    for (const member of [...this.#members.values()]) {
+      if (now - member.lastSeen < timeoutMs) continue;
+      member.socket.close(CloseCode.LivenessTimeout, `nothing received for ${timeoutMs} ms`);
+      this.closed(member.socket);
+    }
   }
 
   /** Closes every socket (relay shutting down). */

@@ -8,7 +8,7 @@
  * keep expired state on disk.
  */
 import type { WebSocket } from "ws";
-import { CloseCode } from "../../shared/tunnel/frame.ts";
+import { CloseCode, LIVENESS_TIMEOUT_MS } from "../../shared/tunnel/frame.ts";
 import { createRateLimiter } from "../app/rate-limit.ts";
 import {
   MeshCluster,
@@ -43,6 +43,7 @@ export function createNodeMeshDirectory(
   const clusters = new Map<string, MeshRuntime>();
   const sweep = setInterval(() => {
     for (const [id, runtime] of clusters) {
+      runtime.cluster.closeSilent(LIVENESS_TIMEOUT_MS);
       if (runtime.cluster.sweep() === undefined && runtime.cluster.connected === 0) {
         clusters.delete(id);
       }

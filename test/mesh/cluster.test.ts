@@ -145,4 +145,19 @@ describe("mesh cluster", () => {
     assert.equal(cluster.counters.dropNoMember, 2, "unknown member and the sender itself");
     assert.equal(b.types().includes(MeshFrameType.Datagrams), false);
   });
+
+  it("closes members silent for the liveness timeout and forgets them", () => {
+    const { cluster, advance } = setup();
+    const quiet = new FakeSocket();
+    const chatty = new FakeSocket();
+    cluster.connect(quiet, id(1), observed, "192.0.2.1");
+    cluster.connect(chatty, id(2), observed, "192.0.2.2");
+    advance(30_000);
+    cluster.message(chatty, "ping");
+    advance(20_000);
+    cluster.closeSilent(45_000);
+    assert.equal(quiet.closed?.code, 4408);
+    assert.equal(chatty.closed, undefined);
+    assert.equal(cluster.connected, 1);
+  });
 });

@@ -33,6 +33,8 @@ interface Runtime {
 }
 
 let keySeed = 1;
+/** Generous: the machine these run on is shared, and a wait ends on its event anyway. */
+const WAIT_MS = 15_000;
 const newKey = () => Uint8Array.from({ length: 32 }, (_, i) => (keySeed * 31 + i) & 0xff);
 
 function recordOf(publicKey: Uint8Array): AffiliateRecord {
@@ -92,7 +94,7 @@ class Member {
       this.ws.once("open", () => resolve());
       this.ws.once("error", reject);
     });
-    await eventually("SYNCED", () => this.synced || this.closed);
+    await eventually("SYNCED", () => this.synced || this.closed, WAIT_MS);
   }
 
   publish(key: Uint8Array): void {
@@ -159,11 +161,11 @@ for (const kind of ["node", "worker"] as const) {
       const expected = kind === "node" ? "::ffff:127.0.0.1" : "::ffff:192.0.2.10";
       assert.deepEqual(fromA.observed, parseIP(expected));
       b.publish(recordKey);
-      await eventually("a gets b's record", () => a.records.has(formatId(b.id)));
+      await eventually("a gets b's record", () => a.records.has(formatId(b.id)), WAIT_MS);
       assert.equal(a.records.has(formatId(a.id)), false, "a member is not sent its own record");
       // The other cluster saw none of it, and its record reached no one here.
       assert.equal(stranger.records.size, 0);
-      await eventually("b has a settled view", () => b.records.size === 1);
+      await eventually("b has a settled view", () => b.records.size === 1, WAIT_MS);
       assert.equal(a.records.has(formatId(stranger.id)), false);
 
       // What the relay stores is sealed: readable with the token's key only.
@@ -205,12 +207,13 @@ for (const kind of ["node", "worker"] as const) {
       await eventually(
         "both delivered",
         () => a.datagrams.length === 1 && b.datagrams.length === 1,
+        WAIT_MS,
       );
       assert.deepEqual(b.datagrams, [`${formatId(a.id)}:hello b`]);
       assert.deepEqual(a.datagrams, [`${formatId(b.id)}:hello a`]);
       // One more round trip proves the dropped ones were not merely slow.
       a.send(b, "again");
-      await eventually("second datagram", () => b.datagrams.length === 2);
+      await eventually("second datagram", () => b.datagrams.length === 2, WAIT_MS);
       assert.deepEqual(outsider.datagrams, []);
       assert.equal(a.datagrams.length, 1);
       for (const m of [a, b, outsider]) m.close();
@@ -224,11 +227,11 @@ for (const kind of ["node", "worker"] as const) {
         await a.connect(runtime.base, clusterId);
         await b.connect(runtime.base, clusterId);
         a.publish(recordKey);
-        await eventually("b has a's record", () => b.records.has(formatId(a.id)));
+        await eventually("b has a's record", () => b.records.has(formatId(a.id)), WAIT_MS);
         await runtime.evict!(clusterId);
         // The hibernated sockets still switch datagrams, and a newcomer still gets a's record.
         b.send(a, "after eviction");
-        await eventually("a got it", () => a.datagrams.length === 1);
+        await eventually("a got it", () => a.datagrams.length === 1, WAIT_MS);
         assert.deepEqual(a.datagrams, [`${formatId(b.id)}:after eviction`]);
         const c = new Member();
         await c.connect(runtime.base, clusterId);
@@ -242,7 +245,7 @@ for (const kind of ["node", "worker"] as const) {
       const a = new Member();
       await a.connect(runtime.base, clusterId);
       a.ws.send(Buffer.from([0x23, 1, 2]));
-      await eventually("closed", () => a.closed);
+      await eventually("closed", () => a.closed, WAIT_MS);
       assert.equal(a.closed?.code, 1007);
       assert.match(a.closed?.reason ?? "", /datagram header/);
     });

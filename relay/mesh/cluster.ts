@@ -139,6 +139,11 @@ export class MeshCluster {
     return this.#members.size;
   }
 
+  /** Whether `memberId` has a socket here (a reconnect replaces it, so it is never refused). */
+  isConnected(memberId: Uint8Array): boolean {
+    return this.#members.has(memberKey(memberId));
+  }
+
   /**
    * Adds a member's socket (replacing an older one of the same member). Unless `restored`
    * (a socket that outlived a Durable Object's eviction), it gets every other live record, then

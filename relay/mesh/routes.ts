@@ -75,7 +75,7 @@ export function registerMeshRoutes(app: Hono, options: MeshRouteOptions): void {
     const runtime = await directory.cluster(clusterParam(c));
     const member = idParam(c.req.query(MEMBER_QUERY), `query parameter ${MEMBER_QUERY}`);
     const { cluster } = runtime;
-    if (cluster.connected >= cluster.limits.maxRecordsPerCluster) {
+    if (cluster.connected >= cluster.limits.maxRecordsPerCluster && !cluster.isConnected(member)) {
       return runtime.acceptWebSocket(c.req.raw, {
         refuse: {
           code: CLOSE_TRY_AGAIN_LATER,

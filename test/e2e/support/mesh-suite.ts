@@ -48,7 +48,7 @@ export function describeMesh(kind: MeshRelayKind): void {
         await eventually(
           `${name} has two peers`,
           async () => (await lab.status(name)).peers.length === 2,
-          20_000,
+          40_000,
           100,
         );
       }

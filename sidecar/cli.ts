@@ -3,6 +3,7 @@ import { VERSION } from "../shared/version.ts";
 import type { Command } from "./commands/command.ts";
 import { gatewayCommand } from "./commands/gateway.ts";
 import { joinCommand } from "./commands/join.ts";
+import { meshCommand } from "./commands/mesh.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { statusCommand } from "./commands/status.ts";
 import { wireguardCommand } from "./commands/wireguard.ts";
@@ -10,6 +11,7 @@ import { wireguardCommand } from "./commands/wireguard.ts";
 const commands: Record<string, Command> = {
   join: joinCommand,
   gateway: gatewayCommand,
+  mesh: meshCommand,
   serve: serveCommand,
   status: statusCommand,
   wireguard: wireguardCommand,

@@ -17,6 +17,10 @@ export interface PeerReport {
   readonly endpoint: string | null;
   /** The node's overlay address (server role). */
   readonly address?: string;
+  /** Mesh role: the peer's mesh address, routed prefixes, and how its datagrams travel. */
+  readonly meshAddress?: string;
+  readonly routedPrefixes?: readonly string[];
+  readonly path?: "direct" | "relay";
   /** ISO time of the last handshake, or null. */
   readonly lastHandshake: string | null;
   readonly lastHandshakeAgeSeconds: number | null;
@@ -25,7 +29,7 @@ export interface PeerReport {
 }
 
 export interface StatusSnapshot {
-  readonly role: "node" | "server" | "gateway";
+  readonly role: "node" | "server" | "gateway" | "mesh";
   readonly iface: string;
   readonly backend: string;
   readonly pid: number;

@@ -5,10 +5,12 @@
  *   POST /sidero.link.ProvisionService/Provision   Connect and gRPC-web (provision.ts)
  *   GET  /v1/networks/:network/tunnel|uplink       WebSocket streams (tunnel.ts)
  *   /v1/networks..., /metrics                      admin API (admin.ts)
+ *   /v1/mesh/:cluster/...                          mesh discovery and relaying (relay/mesh/)
  */
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { SideroLinkError } from "../../shared/siderolink/errors.ts";
+import { type MeshDirectory, registerMeshRoutes } from "../mesh/routes.ts";
 import { NetworkNotFoundError, StoreConflictError, StoreUnavailableError } from "../store/store.ts";
 import { registerAdminRoutes } from "./admin.ts";
 import { createFetchRoutes } from "./connect.ts";
@@ -54,6 +56,8 @@ export interface RelayAppOptions {
   readonly log?: RelayLog;
   /** Told of every Provision call's outcome after it is logged (a runtime's own counters). */
   readonly onProvision?: ProvisionObserver;
+  /** Serves the mesh discovery service (/v1/mesh/..., relay/mesh/) from these clusters. */
+  readonly mesh?: MeshDirectory;
 }
 
 /** How the operator token is set on Node, for the "admin API disabled" answer. */
@@ -95,6 +99,7 @@ export function createRelayApp(options: RelayAppOptions): RelayApp {
     }),
   );
   registerTunnelRoutes(app, options.directory, now, limits.maxTunnels);
+  if (options.mesh) registerMeshRoutes(app, { directory: options.mesh, clientAddress, now });
   registerAdminRoutes(app, {
     directory: options.directory,
     operatorToken: options.operatorToken,

@@ -30,6 +30,7 @@ import {
 import { createNodeDirectory, type NodeDirectory } from "./directory.ts";
 import { createWireGuardOverGrpc } from "./grpc-stream.ts";
 import { closeWhenIdle, withStreamDeadlines } from "./http2-deadlines.ts";
+import { createNodeMeshDirectory, type NodeMeshDirectory } from "./mesh.ts";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite.ts";
 import { createWebSocketUpgrades } from "./websocket.ts";
 
@@ -74,6 +75,7 @@ export interface RelayServer {
   readonly nodeBaseUrl: string;
   readonly port: number;
   readonly directory: NodeDirectory;
+  readonly mesh: NodeMeshDirectory;
   readonly database: SqliteDatabase;
   /** Closes every stream (GoingAway), stops listening and closes the database. */
   close(): Promise<void>;
@@ -102,7 +104,10 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
     log,
   });
   const scheme = options.tls ? "https" : "http";
+  let upgrades: ReturnType<typeof createWebSocketUpgrades> | undefined;
+  const mesh = createNodeMeshDirectory(() => upgrades!);
   const { app, provision } = createRelayApp({
+    mesh,
     directory,
     operatorToken: options.operatorToken,
     nodeBaseUrl: options.nodeBaseUrl,
@@ -116,7 +121,7 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
       ),
   });
   const honoListener = getRequestListener((request, env) => app.fetch(request, env));
-  const upgrades = createWebSocketUpgrades((request) => app.fetch(request));
+  upgrades = createWebSocketUpgrades((request, incoming) => app.fetch(request, { incoming }));
   directory.setUpgrades(upgrades);
 
   const grpcHandler = connectNodeAdapter({
@@ -230,10 +235,12 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
     nodeBaseUrl,
     port: address.port,
     directory,
+    mesh,
     database,
     close() {
       closed ??= (async () => {
         upgrades.close();
+        mesh.close();
         await directory.close(CloseCode.GoingAway, "relay shutting down");
         await new Promise<void>((resolve) => {
           front.close(() => resolve());

@@ -16,21 +16,22 @@ import { webSocketDatagrams } from "../hub/websocket-batches.ts";
 /** RFC 6455's code for a connection that ended without a close frame. */
 const ABNORMAL_CLOSURE = 1006;
 
-interface PendingUpgrade {
-  readonly runtime: NetworkRuntime;
-  readonly admission: Admission;
-}
+/** What to do with the socket once `ws` completes the handshake. */
+type PendingUpgrade = (ws: WebSocket) => void;
 
 export interface WebSocketUpgrades {
   /** NetworkRuntime.acceptWebSocket for runtimes of this process. */
   accept(runtime: NetworkRuntime, request: Request, admission: Admission): Response;
+  /** Completes the upgrade of `request` and hands the socket to `open` (mesh sockets). */
+  adopt(request: Request, open: PendingUpgrade): Response;
   /** The http server's `upgrade` listener. */
   handle(incoming: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Stops accepting; open sockets are closed through their hubs. */
   close(): void;
 }
 
-export type FetchFn = (request: Request) => Response | Promise<Response>;
+/** Runs the app for an upgrade request; `incoming` gives routes the TCP peer's address. */
+export type FetchFn = (request: Request, incoming: IncomingMessage) => Response | Promise<Response>;
 
 export function createWebSocketUpgrades(fetch: FetchFn): WebSocketUpgrades {
   const wss = new WebSocketServer({
@@ -50,7 +51,12 @@ export function createWebSocketUpgrades(fetch: FetchFn): WebSocketUpgrades {
 
   return {
     accept(runtime, request, admission) {
-      pending.set(request, { runtime, admission });
+      pending.set(request, (ws) => adopt(ws, runtime, admission));
+      return new Response(null, { status: 200 });
+    },
+
+    adopt(request, open) {
+      pending.set(request, open);
       return new Response(null, { status: 200 });
     },
 
@@ -68,7 +74,7 @@ export function createWebSocketUpgrades(fetch: FetchFn): WebSocketUpgrades {
         return;
       }
       Promise.resolve()
-        .then(() => fetch(request))
+        .then(() => fetch(request, incoming))
         .then(
           async (response) => {
             const upgrade = pending.get(request);
@@ -77,7 +83,7 @@ export function createWebSocketUpgrades(fetch: FetchFn): WebSocketUpgrades {
               reject(socket, response.status, await response.text());
               return;
             }
-            wss.handleUpgrade(incoming, socket, head, (ws) => adopt(ws, upgrade));
+            wss.handleUpgrade(incoming, socket, head, upgrade);
           },
           (error: unknown) => {
             console.error("relay: upgrade failed", error);
@@ -93,7 +99,7 @@ export function createWebSocketUpgrades(fetch: FetchFn): WebSocketUpgrades {
   };
 }
 
-function adopt(ws: WebSocket, { runtime, admission }: PendingUpgrade): void {
+function adopt(ws: WebSocket, runtime: NetworkRuntime, admission: Admission): void {
   if ("refuse" in admission) {
     ws.close(admission.refuse.code, admission.refuse.reason);
     return;

@@ -1,6 +1,7 @@
 /** The bindings wrangler.toml declares, as the Worker and its Durable Objects see them. */
 import { ConfigError, type RelayConfig, workerConfig } from "../app/config.ts";
 import type { DirectoryObject } from "./directory-object.ts";
+import type { MeshObject } from "./mesh-object.ts";
 import type { NetworkObject } from "./network-object.ts";
 
 export interface Env {
@@ -8,6 +9,8 @@ export interface Env {
   readonly NETWORK: DurableObjectNamespace<NetworkObject>;
   /** One object (DIRECTORY_NAME) listing every network's name for the admin API. */
   readonly DIRECTORY: DurableObjectNamespace<DirectoryObject>;
+  /** One object per mesh cluster, addressed by `idFromName(cluster id)`. */
+  readonly MESH: DurableObjectNamespace<MeshObject>;
   /**
    * The relay-wide admin credential: `wrangler secret put RELAY_OPERATOR_TOKEN`. Without it
    * the operator routes answer 403 and only each network's admin secret works.

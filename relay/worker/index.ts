@@ -7,6 +7,7 @@
  *   /v1/networks/:network/...                      network from the path (tunnel, uplink,
  *                                                  and the admin routes of one network)
  *   POST /v1/networks                              network from the JSON body's "name"
+ *   /v1/mesh/:cluster/...                          that mesh cluster's object (mesh-object.ts)
  *
  * What names no network (GET /healthz, GET /v1/networks, GET /metrics, a Provision whose token
  * cannot be read) is answered here by the same app over an edge directory (edge.ts).
@@ -15,6 +16,8 @@
  * check included) answers 503 with JSON naming it. Nothing answers with an HTML error page.
  */
 
+import { isHexId } from "../../shared/mesh/cluster.ts";
+import { clusterInPath } from "../../shared/mesh/frame.ts";
 import { isNetworkName, NETWORKS_PATH, networkInPath } from "../../shared/siderolink/relay-api.ts";
 import { ConfigError } from "../app/config.ts";
 import { provisionNetwork } from "../app/connect.ts";
@@ -22,6 +25,7 @@ import { serveEdge } from "./edge.ts";
 import { configOf, type Env, internalError, misconfigured } from "./env.ts";
 
 export { DirectoryObject } from "./directory-object.ts";
+export { MeshObject } from "./mesh-object.ts";
 export { NetworkObject } from "./network-object.ts";
 
 const PROVISION_PATH = "/sidero.link.ProvisionService/Provision";
@@ -31,6 +35,10 @@ export default {
     const config = configOf(env);
     if (config instanceof ConfigError) return misconfigured(config);
     try {
+      const cluster = clusterInPath(new URL(request.url).pathname);
+      if (cluster !== undefined && isHexId(cluster)) {
+        return await env.MESH.get(env.MESH.idFromName(cluster)).fetch(request);
+      }
       const network = await networkOf(request);
       if (network === undefined) return await serveEdge(request, env, config);
       return await env.NETWORK.get(env.NETWORK.idFromName(network)).fetch(request);

@@ -110,6 +110,10 @@ export function formatStatus(s: StatusSnapshot): string {
       `    ${peer.publicKey}${peer.address ? ` ${peer.address}` : ""}`,
       `      endpoint ${peer.endpoint ?? "-"}, handshake ${age}, rx ${peer.rxBytes} B, tx ${peer.txBytes} B`,
     );
+    if (peer.meshAddress !== undefined) {
+      const routed = peer.routedPrefixes?.length ? ` + ${peer.routedPrefixes.join(" ")}` : "";
+      lines.push(`      mesh ${peer.meshAddress}${routed}, path ${peer.path ?? "-"}`);
+    }
   }
   for (const node of s.gateway?.nodes ?? []) {
     lines.push(

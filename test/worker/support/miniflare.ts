@@ -47,6 +47,8 @@ export interface WorkerRelay {
    * WebSockets stay open, in-memory state is gone, and the next event constructs the object anew.
    */
   evictNetwork(network: string): Promise<void>;
+  /** Evicts one mesh cluster's Durable Object the same way. */
+  evictMesh(clusterId: string): Promise<void>;
   /** The tables in a network object's SQLite storage (runtime-internal `_cf_` ones left out). */
   networkTables(network: string): Promise<string[]>;
   /** Stops workerd. Storage stays on disk for a relay started on the same directory. */
@@ -76,6 +78,7 @@ export async function startWorkerRelay(options: WorkerRelayOptions = {}): Promis
       durableObjects: {
         NETWORK: { className: "NetworkObject", useSQLite: true },
         DIRECTORY: { className: "DirectoryObject", useSQLite: true },
+        MESH: { className: "MeshObject", useSQLite: true },
       },
       bindings: {
         ...(operatorToken !== null && { RELAY_OPERATOR_TOKEN: operatorToken }),
@@ -110,6 +113,11 @@ export async function startWorkerRelay(options: WorkerRelayOptions = {}): Promis
     evictNetwork: (network) =>
       miniflare.unsafeEvictDurableObject(workerName, "NetworkObject", {
         name: network,
+        webSockets: "hibernate",
+      }),
+    evictMesh: (clusterId) =>
+      miniflare.unsafeEvictDurableObject(workerName, "MeshObject", {
+        name: clusterId,
         webSockets: "hibernate",
       }),
     networkTables: async (network) => {

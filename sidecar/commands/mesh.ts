@@ -1,0 +1,218 @@
+/**
+ * `siderolink-sidecar mesh`: the WgLAN-style mesh role. Keeps its WireGuard key in the state
+ * dir, derives its mesh address from it, publishes its sealed record through the relay's mesh
+ * discovery service, configures every member it learns, and reaches each one directly over UDP
+ * where a path works and through the relay where none does (sidecar/mesh/).
+ */
+import { lookup } from "node:dns/promises";
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { DEFAULT_MESH_PREFIX, parseMeshPrefix } from "../../shared/mesh/address.ts";
+import { MAX_ROUTED_PREFIXES } from "../../shared/mesh/record.ts";
+import { type Prefix, parseNetworkPrefix } from "../../shared/net/ip.ts";
+import { formatKey, generatePrivateKey, parseKey } from "../../shared/siderolink/keys.ts";
+import {
+  DaemonOptionSpecs,
+  daemonCommand,
+  readDaemonSettings,
+  runUntilShutdown,
+} from "../daemon.ts";
+import { ExitCode, SidecarError } from "../exit-codes.ts";
+import { watchShutdown } from "../lifecycle.ts";
+import { type Logger, redactUrl } from "../log.ts";
+import { DEFAULT_SWEEP_MS, type MeshMember, startMeshMember } from "../mesh/member.ts";
+import { checkInterfaceName, integerOption, parseOptions } from "../options.ts";
+import { requireNetAdmin, requirePacketAddon, requireTunDevice } from "../preflight.ts";
+import { DefaultStateDirectory, ensureStateDirectory, loadOrCreate } from "../state.ts";
+import { DefaultRunDirectory } from "../status.ts";
+import { InsecureWarning, loadTlsSettings } from "../tls.ts";
+import type { Command } from "./command.ts";
+
+export const MeshKeyFile = "mesh.key";
+
+const help = `Usage: siderolink-sidecar mesh --relay URL --cluster-token-file FILE [OPTIONS]
+
+Joins this host to a WireGuard mesh: every member reaches every other member's mesh address
+and routed prefixes, directly over UDP where a path works and through the relay where none
+does (still end-to-end encrypted). Members find each other through the relay's mesh discovery
+service; their records are sealed with a key derived from the cluster token, and the relay
+knows the cluster only by the token's SHA-256. Runs until SIGINT or SIGTERM, then removes the
+interface, its routes, rules and nftables table.
+
+Options (environment variable in brackets):
+  --relay URL                the relay's base URL, http(s)://host:port        [SIDEROLINK_RELAY]
+  --cluster-token-file FILE  the cluster token (the same on every member)
+                                                           [SIDEROLINK_CLUSTER_TOKEN_FILE]
+  --iface NAME               interface to create (default wglan0)              [SIDEROLINK_IFACE]
+  --prefix CIDR              mesh prefix, IPv6 /64 or shorter (default ${DEFAULT_MESH_PREFIX})
+                                                                         [SIDEROLINK_MESH_PREFIX]
+  --listen-port PORT         WireGuard UDP port (default 51820; 0 picks one)
+                                                                    [SIDEROLINK_LISTEN_PORT]
+  --pod-cidr CIDR            a prefix this host routes for the mesh (repeatable)
+  --wireguard BACKEND        auto or userspace (kernel is not available for the mesh role yet)
+                                                                         [SIDEROLINK_WIREGUARD]
+  --sweep-interval SEC       how often a relayed peer's direct candidates are tried again
+                             (default ${DEFAULT_SWEEP_MS / 1000})               [SIDEROLINK_SWEEP_INTERVAL]
+  --state DIR                keeps the mesh key (default ${DefaultStateDirectory})
+                                                                           [SIDEROLINK_STATE_DIR]
+  --run-dir DIR              where the status socket goes (default ${DefaultRunDirectory})
+                                                                             [SIDEROLINK_RUN_DIR]
+  --ca-file FILE             trust this CA (PEM) for the relay's TLS          [SIDEROLINK_CA_FILE]
+  --insecure                 do not verify the relay's TLS certificate (warns at every start)
+  -h, --help                 show this text
+
+Status: siderolink-sidecar status --iface NAME --json lists each peer with its mesh address,
+routed prefixes, path (direct with its endpoint, or relay), last handshake and bytes.
+`;
+
+export const meshCommand: Command = daemonCommand(
+  "mesh",
+  "join a WireGuard mesh, direct where UDP flows and through the relay elsewhere",
+  help,
+  run,
+);
+
+async function run(args: string[], log: Logger): Promise<number> {
+  const podCidrs: Prefix[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--pod-cidr" || arg.startsWith("--pod-cidr=")) {
+      const text = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : args[++i];
+      if (text === undefined)
+        throw new SidecarError(ExitCode.Usage, "--pod-cidr needs a value; see --help");
+      podCidrs.push(usage(() => parseNetworkPrefix(text, "--pod-cidr")));
+    } else {
+      rest.push(arg);
+    }
+  }
+  if (podCidrs.length > MAX_ROUTED_PREFIXES) {
+    throw new SidecarError(
+      ExitCode.Usage,
+      `${podCidrs.length} --pod-cidr values; at most ${MAX_ROUTED_PREFIXES}`,
+    );
+  }
+  const options = parseOptions(rest, [
+    ...DaemonOptionSpecs,
+    { name: "relay", value: true, env: "SIDEROLINK_RELAY" },
+    { name: "cluster-token-file", value: true, env: "SIDEROLINK_CLUSTER_TOKEN_FILE" },
+    { name: "prefix", value: true, env: "SIDEROLINK_MESH_PREFIX" },
+    { name: "listen-port", value: true, env: "SIDEROLINK_LISTEN_PORT" },
+    { name: "sweep-interval", value: true, env: "SIDEROLINK_SWEEP_INTERVAL" },
+  ]);
+  if (options.positional.length > 0) {
+    throw new SidecarError(
+      ExitCode.Usage,
+      `unexpected argument ${JSON.stringify(options.positional[0])}; see --help`,
+    );
+  }
+  const settings = {
+    ...readDaemonSettings(options),
+    iface: checkInterfaceName(options.get("iface") ?? "wglan0"),
+  };
+  if (settings.backendChoice === "kernel") {
+    throw new SidecarError(
+      ExitCode.Usage,
+      "--wireguard kernel is not available for the mesh role yet; use auto or userspace",
+    );
+  }
+  const relayText = options.get("relay");
+  if (relayText === undefined)
+    throw new SidecarError(ExitCode.Usage, "--relay URL is required; see --help");
+  let relay: URL;
+  try {
+    relay = new URL(relayText);
+    if (relay.protocol !== "http:" && relay.protocol !== "https:") throw new Error("scheme");
+  } catch {
+    throw new SidecarError(
+      ExitCode.BadUrl,
+      `--relay ${JSON.stringify(relayText)}: expected http(s)://host[:port]`,
+    );
+  }
+  const tokenFile = options.get("cluster-token-file");
+  if (tokenFile === undefined) {
+    throw new SidecarError(ExitCode.Usage, "--cluster-token-file FILE is required; see --help");
+  }
+  let clusterToken: string;
+  try {
+    clusterToken = readFileSync(tokenFile, "utf8");
+  } catch (cause) {
+    throw new SidecarError(
+      ExitCode.Usage,
+      `--cluster-token-file ${tokenFile}: ${(cause as Error).message}`,
+    );
+  }
+  const prefix = usage(() => parseMeshPrefix(options.get("prefix") ?? DEFAULT_MESH_PREFIX));
+  const listenPort = integerOption(options, "listen-port", 51820, 0, 65535);
+  const sweepMs = integerOption(options, "sweep-interval", DEFAULT_SWEEP_MS / 1000, 1, 3600) * 1000;
+
+  requireNetAdmin();
+  requirePacketAddon();
+  requireTunDevice();
+  const tls = loadTlsSettings(options.get("ca-file"), options.flag("insecure"));
+  if (tls.insecure) log.warn(InsecureWarning);
+  ensureStateDirectory(settings.stateDirectory);
+  const privateKey = loadMeshKey(settings.stateDirectory);
+  const host = relay.hostname.replace(/^\[|\]$/g, "");
+  const relayAddresses = isIP(host)
+    ? [host]
+    : (await lookup(host, { all: true })).map((a) => a.address);
+  const relayPort = Number(relay.port || (relay.protocol === "https:" ? 443 : 80));
+
+  const shutdown = watchShutdown();
+  let member: MeshMember | undefined;
+  return runUntilShutdown(
+    {
+      async start() {
+        member = await startMeshMember({
+          iface: settings.iface,
+          relay: relay.origin,
+          clusterToken,
+          prefix,
+          listenPort,
+          podCidrs,
+          privateKey,
+          relayAddresses,
+          relayPort,
+          sweepMs,
+          tls,
+          log,
+        });
+        log.info("mesh member up", {
+          iface: settings.iface,
+          address: member.address,
+          relay: redactUrl(relay.origin),
+        });
+      },
+      snapshot: () => member!.snapshot(),
+      async close() {
+        await member?.close();
+      },
+    },
+    settings,
+    shutdown,
+    log,
+  );
+}
+
+/** The member's WireGuard key, made on first start; a damaged file is an error, never replaced. */
+function loadMeshKey(directory: string): Uint8Array {
+  const text = loadOrCreate(directory, MeshKeyFile, () => formatKey(generatePrivateKey()));
+  try {
+    return parseKey(text, MeshKeyFile);
+  } catch (cause) {
+    throw new SidecarError(
+      ExitCode.Failure,
+      `${directory}/${MeshKeyFile} does not hold a WireGuard private key (base64 of 32 bytes); restore it, or delete it to make a new key (the mesh address changes with it)`,
+      { cause },
+    );
+  }
+}
+
+function usage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new SidecarError(ExitCode.Usage, (error as Error).message);
+  }
+}

@@ -1,0 +1,323 @@
+/**
+ * A mesh member: the userspace WireGuard device on its TUN with the dual bind (dual-bind.ts),
+ * the relay link that publishes this member's record and pushes the others', the peers made
+ * from those records, and the routing that sends their addresses through the interface.
+ *
+ * Records are trusted only when they open with the cluster key, are unexpired by their own
+ * clock, and carry the mesh address their key derives to (a member cannot claim another's
+ * address). A peer's allowed IPs are its mesh address and routed prefixes.
+ *
+ * Paths: a new peer starts on its relay endpoint and is sent a handshake at once; the dual bind
+ * copies that initiation to the peer's direct candidates (its LAN endpoints and the address the
+ * relay saw it at, with its listen port), and WireGuard roaming moves the peer to whichever
+ * path answered first. Every `sweepMs`, a relayed peer with candidates gets a new handshake (a
+ * new sweep of its candidates); a direct peer whose handshake is older than STALE_HANDSHAKE_MS
+ * goes back to the relay endpoint and is swept the same way.
+ */
+import { networkInterfaces } from "node:os";
+import { equalBytes } from "../../shared/bytes.ts";
+import { meshAddress } from "../../shared/mesh/address.ts";
+import { clusterSecrets, formatId, memberIdOf } from "../../shared/mesh/cluster.ts";
+import { RECORD_TTL_MS } from "../../shared/mesh/frame.ts";
+import {
+  type AffiliateRecord,
+  MAX_ENDPOINTS,
+  openRecord,
+  RecordError,
+  sealRecord,
+} from "../../shared/mesh/record.ts";
+import { formatIP, formatPrefix, type Prefix, parseIP } from "../../shared/net/ip.ts";
+import { formatKey, publicKey as publicKeyOf } from "../../shared/siderolink/keys.ts";
+import { REJECT_AFTER_TIME } from "../../shared/wireguard/constants.ts";
+import { Device } from "../../shared/wireguard/device.ts";
+import { sendHandshakeInitiation } from "../../shared/wireguard/send.ts";
+import { handleUapiRequest } from "../../shared/wireguard/uapi.ts";
+import { LinkMtu, PersistentKeepaliveSeconds } from "../backend/backend.ts";
+import { endpointFromAddress, UdpEndpoint } from "../bind/endpoint.ts";
+import { createUdpBind } from "../bind/udp.ts";
+import type { Logger } from "../log.ts";
+import { handshakeAgeSeconds } from "../monitor.ts";
+import { addAddress, setLinkUp } from "../net/iproute2.ts";
+import type { PeerReport, StatusSnapshot } from "../status.ts";
+import type { TlsSettings } from "../tls.ts";
+import { openLinuxTun } from "../tun/tun-linux.ts";
+import { nodeClock } from "../wireguard/clock-node.ts";
+import { createNodeCryptoProvider } from "../wireguard/crypto-node.ts";
+import { serveUapi } from "../wireguard/uapi-socket.ts";
+import { createDualBind, RelayEndpoint } from "./dual-bind.ts";
+import { connectRelayLink, type RelayLink } from "./relay-link.ts";
+import { installMeshRouting, type MeshRouting } from "./routing.ts";
+
+/** A direct path whose handshake is this old has stopped: WireGuard gives up on a key then. */
+export const STALE_HANDSHAKE_MS = REJECT_AFTER_TIME;
+export const DEFAULT_SWEEP_MS = 30_000;
+/** How often peers' paths and records' expiry are checked. */
+const CHECK_INTERVAL_MS = 1_000;
+
+export interface MeshMemberOptions {
+  readonly iface: string;
+  readonly relay: string;
+  readonly clusterToken: string;
+  readonly prefix: Prefix;
+  readonly listenPort: number;
+  readonly podCidrs: readonly Prefix[];
+  readonly privateKey: Uint8Array;
+  readonly relayAddresses: readonly string[];
+  readonly relayPort: number;
+  readonly sweepMs: number;
+  readonly tls: TlsSettings;
+  readonly log: Logger;
+}
+
+interface MeshPeer {
+  readonly member: Uint8Array;
+  record: AffiliateRecord;
+  candidates: UdpEndpoint[];
+  lastSweep: number;
+}
+
+export interface MeshMember {
+  readonly address: string;
+  snapshot(): Promise<StatusSnapshot>;
+  close(): Promise<void>;
+}
+
+export async function startMeshMember(options: MeshMemberOptions): Promise<MeshMember> {
+  const { log } = options;
+  const startedAt = new Date().toISOString();
+  const secrets = clusterSecrets(options.clusterToken);
+  const ownKey = publicKeyOf(options.privateKey);
+  const ownId = memberIdOf(ownKey);
+  const ownAddress = meshAddress(options.prefix, ownKey);
+  const peers = new Map<string, MeshPeer>();
+  let recordsRejected = 0;
+  let link: RelayLink | undefined;
+  const cleanups: (() => Promise<void>)[] = [];
+  const close = async (): Promise<void> => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      await cleanup().catch((error: unknown) =>
+        log.warn("cleanup failed", { error: String(error) }),
+      );
+    }
+  };
+
+  try {
+    const tun = openLinuxTun({ name: options.iface, mtu: LinkMtu });
+    const udp = createUdpBind({ port: options.listenPort });
+    const bind = createDualBind(udp, () => link);
+    const device = new Device({
+      tun,
+      bind,
+      crypto: createNodeCryptoProvider(),
+      clock: nodeClock,
+      log: (message) => log.debug(message),
+    });
+    cleanups.push(() => device.close());
+    device.setPrivateKey(options.privateKey);
+    await device.start();
+    const uapi = await serveUapi(tun.name, (request) => handleUapiRequest(device, request));
+    cleanups.push(() => uapi.close());
+    await addAddress(tun.name, `${formatIP(ownAddress)}/128`);
+    await setLinkUp(tun.name);
+    const routing: MeshRouting = await installMeshRouting({
+      iface: tun.name,
+      listenPort: udp.port,
+      relayAddresses: options.relayAddresses,
+      relayPort: options.relayPort,
+    });
+    cleanups.push(() => routing.close());
+
+    const routedPrefixes = (record: AffiliateRecord): string[] => [
+      `${formatIP(record.meshAddress)}/128`,
+      ...record.routedPrefixes.map(formatPrefix),
+    ];
+    const syncRoutes = (): void => {
+      routing
+        .setRoutes([...peers.values()].flatMap((peer) => routedPrefixes(peer.record)))
+        .catch((error: unknown) => log.error("routes not updated", { error: String(error) }));
+    };
+
+    const removePeer = (key: string): void => {
+      const peer = peers.get(key);
+      if (!peer) return;
+      peers.delete(key);
+      device.removePeer(peer.record.publicKey);
+      bind.forget(peer.member);
+      log.info("mesh peer removed", { publicKey: formatKey(peer.record.publicKey) });
+      syncRoutes();
+    };
+
+    const onRecord = (member: Uint8Array, observed: Uint8Array, sealed: Uint8Array): void => {
+      let record: AffiliateRecord;
+      try {
+        record = openRecord(secrets.recordKey, member, sealed);
+      } catch (error) {
+        if (!(error instanceof RecordError)) throw error;
+        recordsRejected++;
+        log.debug("record refused", { member: formatId(member), error: error.message });
+        return;
+      }
+      if (equalBytes(record.publicKey, ownKey)) return;
+      if (!equalBytes(record.meshAddress, meshAddress(options.prefix, record.publicKey))) {
+        recordsRejected++;
+        log.warn("record's mesh address is not its key's address in this prefix; ignored", {
+          publicKey: formatKey(record.publicKey),
+          address: formatIP(record.meshAddress),
+        });
+        return;
+      }
+      if (record.expiresAt * 1000 <= Date.now()) return;
+      const key = formatId(member);
+      const candidates = candidateEndpoints(record, observed);
+      bind.setCandidates(member, candidates);
+      const existing = peers.get(key);
+      const relayed = bind.relayEndpoint(member);
+      const peer = device.setPeer({
+        publicKey: record.publicKey,
+        allowedIps: routedPrefixes(record),
+        replaceAllowedIps: true,
+        persistentKeepaliveInterval: PersistentKeepaliveSeconds,
+        ...(existing ? {} : { endpoint: relayed }),
+      });
+      peers.set(key, { member: member.slice(), record, candidates, lastSweep: Date.now() });
+      if (!existing) {
+        log.info("mesh peer added", {
+          publicKey: formatKey(record.publicKey),
+          address: formatIP(record.meshAddress),
+          candidates: candidates.map(String).join(" "),
+        });
+        if (peer) sendHandshakeInitiation(peer, false);
+      }
+      syncRoutes();
+    };
+
+    link = connectRelayLink({
+      relay: options.relay,
+      clusterId: secrets.clusterId,
+      memberId: ownId,
+      tls: options.tls,
+      log,
+      record: () =>
+        sealRecord(secrets.recordKey, {
+          publicKey: ownKey,
+          meshAddress: ownAddress,
+          listenPort: udp.port,
+          expiresAt: Math.floor((Date.now() + RECORD_TTL_MS) / 1000),
+          routedPrefixes: options.podCidrs,
+          endpoints: localEndpoints(options.iface, udp.port),
+        }),
+      onRecord,
+      onRemoved: (member) => removePeer(formatId(member)),
+      onSynced: () => log.info("mesh records synced", { peers: peers.size }),
+      onDatagram: (member, datagram) => bind.deliverRelayed(member, datagram),
+    });
+    const relayLink = link;
+    cleanups.push(() => relayLink.close());
+
+    const check = setInterval(() => {
+      const now = Date.now();
+      for (const [key, peer] of peers) {
+        if (peer.record.expiresAt * 1000 <= now) {
+          removePeer(key);
+          continue;
+        }
+        const wg = device.peer(peer.record.publicKey);
+        if (!wg) continue;
+        if (wg.endpoint instanceof RelayEndpoint) {
+          if (peer.candidates.length > 0 && now - peer.lastSweep >= options.sweepMs) {
+            peer.lastSweep = now;
+            sendHandshakeInitiation(wg, false);
+          }
+        } else if (wg.lastHandshake !== 0 && now - wg.lastHandshake > STALE_HANDSHAKE_MS) {
+          log.info("direct path stopped; relaying and sweeping", {
+            publicKey: formatKey(peer.record.publicKey),
+          });
+          wg.setEndpoint(bind.relayEndpoint(peer.member));
+          peer.lastSweep = now;
+          sendHandshakeInitiation(wg, false);
+        }
+      }
+    }, CHECK_INTERVAL_MS);
+    cleanups.push(async () => clearInterval(check));
+
+    const snapshot = async (): Promise<StatusSnapshot> => {
+      const now = Date.now();
+      const reports: PeerReport[] = [];
+      for (const peer of peers.values()) {
+        const wg = device.peer(peer.record.publicKey);
+        const endpoint = wg?.endpoint ?? null;
+        reports.push({
+          publicKey: formatKey(peer.record.publicKey),
+          endpoint: endpoint?.toString() ?? null,
+          meshAddress: formatIP(peer.record.meshAddress),
+          routedPrefixes: peer.record.routedPrefixes.map(formatPrefix),
+          path: endpoint instanceof UdpEndpoint ? "direct" : "relay",
+          lastHandshake:
+            wg && wg.lastHandshake !== 0 ? new Date(wg.lastHandshake).toISOString() : null,
+          lastHandshakeAgeSeconds: wg ? handshakeAgeSeconds(now, wg.lastHandshake) : null,
+          rxBytes: wg?.rxBytes ?? 0,
+          txBytes: wg?.txBytes ?? 0,
+        });
+      }
+      return {
+        role: "mesh",
+        iface: tun.name,
+        backend: "userspace",
+        pid: process.pid,
+        startedAt,
+        relay: options.relay,
+        up: relayLink.state === "connected",
+        transport: {
+          kind: "websocket",
+          state: relayLink.state,
+          lastError: relayLink.lastError ?? null,
+          connects: relayLink.stats.connects,
+          rxDatagrams: relayLink.stats.rxDatagrams,
+          txDatagrams: relayLink.stats.txDatagrams,
+          rxBytes: relayLink.stats.rxBytes,
+          txBytes: relayLink.stats.txBytes,
+        },
+        addresses: { local: `${formatIP(ownAddress)}/128`, server: null, virtual: null },
+        peers: reports,
+        drops: {
+          ...device.drops,
+          udpSend: udp.sendDrops,
+          relayLink: relayLink.drops,
+          recordsRejected,
+        },
+      };
+    };
+    return { address: formatIP(ownAddress), snapshot, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** A record's direct candidates: its endpoints, then the relay-observed address on its port. */
+function candidateEndpoints(record: AffiliateRecord, observed: Uint8Array): UdpEndpoint[] {
+  const out = new Map<string, UdpEndpoint>();
+  for (const endpoint of record.endpoints) {
+    const udp = endpointFromAddress(endpoint.address, endpoint.port);
+    out.set(udp.key, udp);
+  }
+  if (record.listenPort !== 0 && !observed.every((b) => b === 0)) {
+    const udp = endpointFromAddress(observed, record.listenPort);
+    out.set(udp.key, udp);
+  }
+  return [...out.values()];
+}
+
+/** This host's addresses other peers might reach it at, with the WireGuard port. */
+function localEndpoints(iface: string, port: number): { address: Uint8Array; port: number }[] {
+  const out: { address: Uint8Array; port: number }[] = [];
+  for (const [name, addresses] of Object.entries(networkInterfaces())) {
+    if (name === iface) continue;
+    for (const address of addresses ?? []) {
+      if (address.internal || address.address.startsWith("fe80:")) continue;
+      const bytes = parseIP(address.address);
+      if (bytes !== undefined && out.length < MAX_ENDPOINTS) out.push({ address: bytes, port });
+    }
+  }
+  return out;
+}

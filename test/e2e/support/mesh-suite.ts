@@ -1,0 +1,188 @@
+/**
+ * The mesh end-to-end suite (topology in mesh-lab.ts), run against one relay runtime.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { clusterSecrets } from "../../../shared/mesh/cluster.ts";
+import { openRecord } from "../../../shared/mesh/record.ts";
+import type { LabProcess } from "../../netns/netns.ts";
+import { nodeBinary } from "../../sidecar/support/cli.ts";
+import { eventually } from "../../support/eventually.ts";
+import {
+  createMeshLab,
+  Lan,
+  MEMBERS,
+  type MemberName,
+  type MeshLab,
+  type MeshRelayKind,
+  type MeshStatus,
+  PodCidrs,
+  podAddress,
+} from "./mesh-lab.ts";
+
+const CLUSTER: readonly MemberName[] = ["a", "b", "c"];
+
+export function describeMesh(kind: MeshRelayKind): void {
+  describe(`mesh across the ${kind === "node" ? "Node relay" : "Worker relay (workerd)"}`, {
+    timeout: 240_000,
+  }, () => {
+    let lab: MeshLab;
+    const members: Partial<Record<MemberName, LabProcess>> = {};
+    const statuses: Partial<Record<MemberName, MeshStatus>> = {};
+
+    before(async () => {
+      lab = await createMeshLab(kind);
+      for (const name of MEMBERS) members[name] = lab.startMember(name);
+      for (const name of MEMBERS) await members[name]!.waitFor(/"mesh member up"/, 30_000);
+    });
+    after(async () => {
+      await lab?.close();
+    });
+
+    const peerOf = (status: MeshStatus, of: MeshStatus) =>
+      status.peers.find((peer) => peer.meshAddress === of.addresses.local.replace(/\/128$/, ""));
+
+    it("members of the cluster learn each other; the wrong token's member sees nothing and is seen by no one", async () => {
+      for (const name of MEMBERS) statuses[name] = await lab.status(name);
+      for (const name of CLUSTER) {
+        await eventually(
+          `${name} has two peers`,
+          async () => (await lab.status(name)).peers.length === 2,
+          40_000,
+          100,
+        );
+      }
+      for (const name of CLUSTER) {
+        const status = await lab.status(name);
+        for (const other of CLUSTER) {
+          if (other === name) continue;
+          const peer = peerOf(status, statuses[other]!);
+          assert.ok(peer, `${name} has ${other} as a peer`);
+          assert.deepEqual(peer.routedPrefixes, [PodCidrs[other]]);
+        }
+        assert.equal(peerOf(status, statuses.d!), undefined, `${name} does not see d`);
+      }
+      const d = await lab.status("d");
+      assert.deepEqual(d.peers, [], "d sees no one");
+      assert.ok(
+        (d.drops.recordsRejected ?? 0) === 0,
+        "d was not even sent the other cluster's records",
+      );
+    });
+
+    it("every pair pings every mesh address and every pod prefix", async () => {
+      for (const from of CLUSTER) {
+        for (const to of CLUSTER) {
+          if (from === to) continue;
+          const meshAddress = statuses[to]!.addresses.local.replace(/\/128$/, "");
+          await eventually(
+            `${from} pings ${to}'s mesh address ${meshAddress}`,
+            () => lab.ns[from].run("ping", ["-6", "-c1", "-W1", meshAddress]).then(() => true),
+            30_000,
+            200,
+          );
+          await eventually(
+            `${from} pings ${to}'s pod address ${podAddress(to)}`,
+            () =>
+              lab.ns[from]
+                .run("ping", ["-c1", "-W1", "-I", podAddress(from), podAddress(to)])
+                .then(() => true),
+            30_000,
+            200,
+          );
+        }
+      }
+      // d's pod prefix is routed nowhere in the cluster.
+      await assert.rejects(
+        lab.ns.a.run("ping", ["-c1", "-W1", "-I", podAddress("a"), podAddress("d")]),
+      );
+    });
+
+    it("a reaches b directly at its LAN endpoint and c through the relay, as status and wg show say", async () => {
+      const a = await lab.status("a");
+      const b = peerOf(a, statuses.b!);
+      const c = peerOf(a, statuses.c!);
+      assert.equal(b?.path, "direct");
+      assert.match(b?.endpoint ?? "", new RegExp(`^${Lan.b.replaceAll(".", "\\.")}:\\d+$`));
+      assert.equal(c?.path, "relay");
+      assert.match(c?.endpoint ?? "", /^\[100::/);
+      assert.ok(b.lastHandshake && c.lastHandshake, "both handshakes done");
+      assert.ok(b.rxBytes > 0 && c.rxBytes > 0);
+      const { stdout } = await lab.ns.a.run("wg", ["show", lab.ifaces.a, "endpoints"]);
+      assert.match(
+        stdout,
+        new RegExp(
+          `${b.publicKey.replace(/[+/]/g, "\\$&")}\\s+${Lan.b.replaceAll(".", "\\.")}:\\d+`,
+        ),
+      );
+      assert.match(stdout, new RegExp(`${c.publicKey.replace(/[+/]/g, "\\$&")}\\s+\\[100::`));
+    });
+
+    it("the relay stores the records sealed: not readable without the token", async () => {
+      const { clusterId, recordKey } = clusterSecrets(lab.clusterToken);
+      const script = [
+        "const r = await fetch(process.argv[1]);",
+        "process.stdout.write(await r.text());",
+      ].join("\n");
+      const { stdout } = await lab.ns.a.run(
+        nodeBinary,
+        ["--input-type=module", "-e", script, `${lab.relayUrl("a")}/v1/mesh/${clusterId}/records`],
+        { env: lab.clientEnv },
+      );
+      const { records } = JSON.parse(stdout) as { records: { member: string; record: string }[] };
+      assert.equal(records.length, 3, "a, b and c published");
+      const wrong = clusterSecrets(`${lab.clusterToken}x`);
+      for (const stored of records) {
+        const blob = Buffer.from(stored.record, "base64");
+        const member = Buffer.from(stored.member, "hex");
+        for (const name of CLUSTER) {
+          const address = statuses[name]!.addresses.local.replace(/\/128$/, "");
+          assert.equal(blob.toString("latin1").includes(address), false);
+        }
+        assert.throws(() => openRecord(wrong.recordKey, member, blob), /does not authenticate/);
+        assert.ok(openRecord(recordKey, member, blob).publicKey.length === 32);
+      }
+    });
+
+    it("c goes direct once its UDP block is lifted", async () => {
+      await lab.unblockC();
+      const direct = await eventually(
+        "a's path to c becomes direct",
+        async () => {
+          const peer = peerOf(await lab.status("a"), statuses.c!);
+          return peer?.path === "direct" ? peer : undefined;
+        },
+        30_000,
+        200,
+      );
+      assert.match(direct.endpoint ?? "", /^10\.97\.0\.2:\d+$/);
+      await lab.ns.a.run("ping", [
+        "-6",
+        "-c1",
+        "-W2",
+        statuses.c!.addresses.local.replace(/\/128$/, ""),
+      ]);
+    });
+
+    it("SIGTERM removes every route, rule and nftables table", async () => {
+      for (const name of MEMBERS) {
+        await members[name]!.stop(10_000);
+        assert.equal((await members[name]!.exited).code, 0, `${name} exits 0`);
+        const ns = lab.ns[name];
+        const rules =
+          (await ns.run("ip", ["-4", "rule"])).stdout + (await ns.run("ip", ["-6", "rule"])).stdout;
+        assert.doesNotMatch(rules, /lookup 180/);
+        for (const family of ["-4", "-6"]) {
+          // An empty table 180 is one the kernel no longer has.
+          const routes = await ns.run("ip", [family, "route", "show", "table", "180"]).then(
+            ({ stdout }) => stdout.trim(),
+            (error: Error) => (/table does not exist/.test(error.message) ? "" : error.message),
+          );
+          assert.equal(routes, "", `${name}: table 180 (${family}) is empty`);
+        }
+        assert.doesNotMatch((await ns.run("nft", ["list", "tables"])).stdout, /siderolink_mesh/);
+        assert.doesNotMatch((await ns.run("ip", ["link"])).stdout, new RegExp(lab.ifaces[name]));
+      }
+    });
+  });
+}

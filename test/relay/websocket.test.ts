@@ -149,25 +149,27 @@ describe("liveness", () => {
     const uplink = new Uplink(server, "alive", network.adminSecret);
     sockets.push(uplink);
     await uplink.ready();
-    const quiet = new NodeStream(
-      server,
-      "alive",
-      (await provisionNode(server, network.joinToken!, "00000000-0000-4000-8000-0000000a1e17"))
-        .addrPort,
-    );
-    const chatty = new NodeStream(
-      server,
-      "alive",
-      (await provisionNode(server, network.joinToken!, "00000000-0000-4000-8000-00000000c4a7"))
-        .addrPort,
-    );
-    sockets.push(quiet, chatty);
-    await Promise.all([quiet.opened, chatty.opened]);
+    // The uplink pings from the start: provisioning may outlast the short timeout on a busy host.
+    let chatty: NodeStream | undefined;
     const timer = setInterval(() => {
-      chatty.send("ping");
+      chatty?.send("ping");
       uplink.send("ping");
     }, 100);
     try {
+      const quiet = new NodeStream(
+        server,
+        "alive",
+        (await provisionNode(server, network.joinToken!, "00000000-0000-4000-8000-0000000a1e17"))
+          .addrPort,
+      );
+      chatty = new NodeStream(
+        server,
+        "alive",
+        (await provisionNode(server, network.joinToken!, "00000000-0000-4000-8000-00000000c4a7"))
+          .addrPort,
+      );
+      sockets.push(quiet, chatty);
+      await Promise.all([quiet.opened, chatty.opened]);
       const closed = await quiet.waitClosed();
       assert.equal(closed.code, CloseCode.LivenessTimeout);
       assert.match(closed.reason, /nothing received for \d+ s \(limit 0\.4 s\)/);

@@ -159,7 +159,7 @@ describe("HTTP/2 limits on the Node relay", () => {
     assert.equal(insisting.goAway, H2Error.ProtocolError);
 
     const reply = await client.provision({
-      node_uuid: "legit-1",
+      node_uuid: "00000000-0000-4000-8000-00000000a001",
       node_public_key: base64(randomKey()),
       join_token: joinToken,
     });
@@ -190,7 +190,7 @@ describe("HTTP/2 limits on the Node relay", () => {
     timeout: 10_000,
   }, async () => {
     const reply = await client.provision({
-      node_uuid: "silent-tunnel",
+      node_uuid: "00000000-0000-4000-8000-00000000a002",
       node_public_key: base64(randomKey()),
       join_token: joinToken,
     });

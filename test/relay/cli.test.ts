@@ -300,7 +300,11 @@ describe("network create --omni-prefix", () => {
     const uplink = new Uplink(server, "omni", String(omni.adminSecret));
     cleanups.push(() => uplink.close());
     await uplink.ready();
-    const reply = await provision(server, String(omni.joinToken), "omni-node");
+    const reply = await provision(
+      server,
+      String(omni.joinToken),
+      "00000000-0000-4000-8000-0000000000a1",
+    );
     assert.equal(reply.serverAddress, OMNI_SERVER);
     assert.ok(reply.nodeAddressPrefix.startsWith("fdae:41e4:649b:9303:"), reply.nodeAddressPrefix);
   });

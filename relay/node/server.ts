@@ -12,7 +12,6 @@ import tls from "node:tls";
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
-import { WireGuardOverGRPCService } from "../../shared/gen/sidero/link/wireguard_pb.ts";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
 import { createRelayApp } from "../app/app.ts";
 import { MAX_PROVISION_REQUEST_BYTES, registerProvision } from "../app/connect.ts";
@@ -20,7 +19,12 @@ import { clientAddressKey, DEFAULT_RELAY_LIMITS, type RelayLimits } from "../app
 import { tunnelsFull } from "../app/tunnel.ts";
 import type { HubLimits } from "../hub/hub.ts";
 import { createNodeDirectory, type NodeDirectory } from "./directory.ts";
-import { createWireGuardOverGrpc } from "./grpc-stream.ts";
+import {
+  CREATE_STREAM_PATH,
+  createWireGuardOverGrpc,
+  TUNNEL_HTTP2_SETTINGS,
+  TUNNEL_SESSION_WINDOW_BYTES,
+} from "./grpc-stream.ts";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite.ts";
 import { createWebSocketUpgrades } from "./websocket.ts";
 
@@ -91,20 +95,17 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
   const upgrades = createWebSocketUpgrades((request) => app.fetch(request));
   directory.setUpgrades(upgrades);
 
+  const createStream = createWireGuardOverGrpc(
+    (address) => directory.locatePeer(address),
+    (runtime, address) =>
+      runtime.hub.hasNode(address) || !tunnelsFull(directory, limits.maxTunnels),
+  );
   const grpcHandler = connectNodeAdapter({
     readMaxBytes: MAX_PROVISION_REQUEST_BYTES,
     contextValues: (request) =>
       createContextValues().set(clientAddressKey, request.socket?.remoteAddress),
     routes: (router) => {
       registerProvision(router, provision);
-      router.service(
-        WireGuardOverGRPCService,
-        createWireGuardOverGrpc(
-          (address) => directory.locatePeer(address),
-          (runtime, address) =>
-            runtime.hub.hasNode(address) || !tunnelsFull(directory, limits.maxTunnels),
-        ),
-      );
     },
     fallback: (request, response) => {
       honoListener(
@@ -131,11 +132,19 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
   // http1 never listens itself (the front server hands it sockets), and Node starts the timer
   // that enforces headersTimeout and requestTimeout on "listening": start it here.
   http1.emit("listening");
-  const h2 = http2.createServer({ settings: { maxHeaderListSize: MAX_HEADER_BYTES } }, grpcHandler);
+  const h2 = http2.createServer(
+    { settings: { maxHeaderListSize: MAX_HEADER_BYTES, ...TUNNEL_HTTP2_SETTINGS } },
+    (request, response) => {
+      if (request.url === CREATE_STREAM_PATH && request.method === "POST")
+        createStream(request.stream, request.headers);
+      else grpcHandler(request, response);
+    },
+  );
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
+    session.setLocalWindowSize(TUNNEL_SESSION_WINDOW_BYTES);
     session.on("close", () => sessions.delete(session));
   });
 

@@ -5,6 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import {
+  admitNode,
   assignAddress,
   createToken,
   describeNetwork,
@@ -51,7 +52,9 @@ Manage networks (a local data dir, or a remote relay with --relay URL):
   token list NETWORK [--json]
   token revoke NETWORK ID|TOKEN    provisioning with it fails from now on
   node list NETWORK [--json]
-  node revoke NETWORK NODE         NODE: node UUID, address, virtual address or public key
+  node revoke NETWORK NODE         NODE: node UUID, address, virtual address or public key;
+                                   it stays out (Provision refused) until admitted
+  node admit NETWORK UUID          lets a revoked node UUID provision again
   node assign NETWORK UUID ADDRESS the address this node UUID gets when it first provisions
                                    (ADDRESS "-" removes the assignment)
 
@@ -85,6 +88,7 @@ interface Manager {
   revokeToken(network: string, id: string): Promise<void>;
   listNodes(network: string): Promise<NodeSummary[]>;
   revokeNode(network: string, node: string): Promise<NodeSummary[]>;
+  admitNode(network: string, nodeUuid: string): Promise<number>;
   assignAddress(network: string, nodeUuid: string, address: string | undefined): Promise<void>;
   close(): void;
 }
@@ -220,6 +224,12 @@ async function manage(
       );
       return 0;
     }
+    case "node admit": {
+      const [network, nodeUuid] = need(2, "NETWORK UUID");
+      const admitted = await manager.admitNode(network, nodeUuid);
+      print({ admitted }, () => `admitted ${nodeUuid}\n`);
+      return 0;
+    }
     case "node assign": {
       const [network, nodeUuid, address] = need(3, "NETWORK UUID ADDRESS|-");
       await manager.assignAddress(network, nodeUuid, address === "-" ? undefined : address);
@@ -279,6 +289,12 @@ function localManager(options: Options): Manager {
         throw new UsageError(`no node in ${network} matches ${JSON.stringify(node)}`);
       return revoked;
     },
+    async admitNode(network, nodeUuid) {
+      const admitted = await admitNode(runtime(network), nodeUuid);
+      if (admitted === 0)
+        throw new UsageError(`node ${JSON.stringify(nodeUuid)} is not revoked in ${network}`);
+      return admitted;
+    },
     async assignAddress(network, nodeUuid, address) {
       await assignAddress(runtime(network), nodeUuid, address);
     },
@@ -334,6 +350,13 @@ function remoteManager(relay: string): Manager {
           `${n(network)}/nodes/${encodeURIComponent(node)}`,
         )
       ).revoked,
+    admitNode: async (network, nodeUuid) =>
+      (
+        await call<{ admitted: number }>(
+          "POST",
+          `${n(network)}/nodes/${encodeURIComponent(nodeUuid)}/admit`,
+        )
+      ).admitted,
     async assignAddress(network, nodeUuid, address) {
       const path = `${n(network)}/addresses/${encodeURIComponent(nodeUuid)}`;
       await (address === undefined ? call("DELETE", path) : call("PUT", path, { address }));

@@ -10,6 +10,7 @@
  *   DELETE /v1/networks/:network/tokens/:id  {"revoked": id}                       operator or admin secret
  *   GET    /v1/networks/:network/nodes       {"nodes": [NodeSummary]}              operator or admin secret
  *   DELETE /v1/networks/:network/nodes/:node {"revoked": [NodeSummary]}            operator or admin secret
+ *   POST   /v1/networks/:network/nodes/:uuid/admit {"admitted": count}            operator or admin secret
  *   PUT    /v1/networks/:network/addresses/:uuid {"address"} -> same        operator or admin secret
  *   DELETE /v1/networks/:network/addresses/:uuid {"nodeUuid"}                 operator or admin secret
  *   GET    /v1/networks/:network/metrics     Prometheus text                        operator or admin secret
@@ -24,6 +25,7 @@ import { validateNetworkName } from "../../shared/siderolink/relay-api.ts";
 import { HttpError, InvalidInputError } from "./http-error.ts";
 import { renderMetrics } from "./metrics.ts";
 import {
+  admitNode,
   assignAddress,
   createToken,
   describeNetwork,
@@ -126,6 +128,13 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
       );
     }
     return c.json({ revoked });
+  });
+  app.post("/v1/networks/:network/nodes/:uuid/admit", async (c) => {
+    const nodeUuid = c.req.param("uuid");
+    const admitted = await admitNode(await network(c), nodeUuid);
+    if (admitted === 0)
+      throw new HttpError(404, `node ${JSON.stringify(nodeUuid)} is not revoked; nothing to admit`);
+    return c.json({ admitted });
   });
   app.put("/v1/networks/:network/addresses/:uuid", async (c) => {
     const body = await c.req.json().catch(() => undefined);

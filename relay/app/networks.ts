@@ -152,11 +152,13 @@ export async function listNodes(runtime: NetworkRuntime): Promise<NodeSummary[]>
 
 /**
  * Revokes nodes matching `selector` (node UUID, address, virtual address or public key): they
- * leave the store, the uplink drops them and their streams close. Returns the revoked nodes.
+ * leave the store, the uplink drops them and their streams close, and Provision refuses their
+ * identities (UUID and unique token) until `admitNode`. Returns the revoked nodes.
  */
 export async function revokeNodes(
   runtime: NetworkRuntime,
   selector: string,
+  now: number = Date.now(),
 ): Promise<NodeSummary[]> {
   await requireNetwork(runtime);
   const matches = (await runtime.store.peers()).filter(
@@ -169,10 +171,17 @@ export async function revokeNodes(
   const revoked: NodeSummary[] = [];
   for (const peer of matches) {
     revoked.push(nodeSummary(runtime, peer));
+    await runtime.store.revokeIdentity(peer.nodeUuid, peer.uniqueToken, now);
     await runtime.store.removePeer(peer.nodeUuid, peer.uniqueToken);
     runtime.hub.removePeer(peerEntry(peer), "node revoked by the operator");
   }
   return revoked;
+}
+
+/** Lets a revoked node UUID provision again; returns how many revoked identities it had. */
+export async function admitNode(runtime: NetworkRuntime, nodeUuid: string): Promise<number> {
+  await requireNetwork(runtime);
+  return runtime.store.admitNode(nodeUuid);
 }
 
 /**

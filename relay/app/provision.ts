@@ -130,8 +130,21 @@ async function provisionPeer(
       throw new ConnectError(error.message, Code.InvalidArgument);
     throw error;
   }
-  if (request.nodeUuid === "") {
-    throw new ConnectError("node_uuid: empty; expected the machine's UUID", Code.InvalidArgument);
+  // An empty node_uuid is accepted, as siderolink's own server does: the unique token and the
+  // key still tell such nodes apart.
+  const uniqueToken = request.nodeUniqueToken ?? "";
+  if (await runtime.store.identityRevoked(request.nodeUuid, uniqueToken)) {
+    throw new ConnectError(
+      `node ${JSON.stringify(request.nodeUuid)} was revoked by the operator; to let it in again: siderolink-relay node admit ${network.name} ${request.nodeUuid || '""'}`,
+      Code.PermissionDenied,
+    );
+  }
+  const tooOld = talosTooOldToTunnel(request.talosVersion ?? "");
+  if (tooOld) {
+    throw new ConnectError(
+      `Talos ${tooOld} cannot tunnel WireGuard over gRPC, and this relay only tunnels; upgrade the machine to Talos ${MIN_TUNNEL_TALOS} or newer`,
+      Code.FailedPrecondition,
+    );
   }
   if (!runtime.hub.hasUplink || network.serverPublicKey === null) {
     throw new ConnectError(
@@ -142,7 +155,6 @@ async function provisionPeer(
   }
 
   const prefix = networkPrefix(network.installationId);
-  const uniqueToken = request.nodeUniqueToken ?? "";
   const existing = await runtime.store.peerByIdentity(request.nodeUuid, uniqueToken);
   const maxPeers = limiters.limits.maxPeersPerNetwork;
   if (!existing && (await runtime.store.peerCount()) >= maxPeers) {
@@ -202,6 +214,25 @@ async function provisionPeer(
     serverAddress: formatIPv6(serverAddress(prefix)),
     grpcPeerAddrPort: virtualEndpoint,
   };
+}
+
+/**
+ * The first Talos that tunnels WireGuard over gRPC (`grpc_tunnel`): siderolink's
+ * WireGuardOverGRPCService landed in March 2024 (siderolabs/siderolink 8866351) and Talos
+ * v1.7.0 is the first release whose SideroLink documentation has `grpc_tunnel`.
+ */
+export const MIN_TUNNEL_TALOS = "v1.7.0";
+
+/**
+ * `talos_version` when it names a Talos older than MIN_TUNNEL_TALOS, else undefined. An empty
+ * or unparsable version passes: clients other than Talos send none.
+ */
+export function talosTooOldToTunnel(version: string): string | undefined {
+  const match = /^v?(\d+)\.(\d+)/.exec(version);
+  if (!match) return undefined;
+  const major = Number(match[1]);
+  const minor = Number(match[2]);
+  return major < 1 || (major === 1 && minor < 7) ? version : undefined;
 }
 
 /** Throws ResourceExhausted when `retryMs` > 0, with the wait in the message and Retry-After. */

@@ -46,6 +46,16 @@ const MIGRATIONS: readonly (readonly string[])[] = [
       PRIMARY KEY (network, node_uuid)
     )`,
   ],
+  // Node identities an operator revoked: Provision refuses them until `node admit`.
+  [
+    `CREATE TABLE revoked_identities (
+      network TEXT NOT NULL REFERENCES networks(name) ON DELETE CASCADE,
+      node_uuid TEXT NOT NULL,
+      unique_token TEXT NOT NULL,
+      revoked_at INTEGER NOT NULL,
+      PRIMARY KEY (network, node_uuid, unique_token)
+    )`,
+  ],
 ];
 
 /** Brings the database to the newest schema; safe to call on every start. */

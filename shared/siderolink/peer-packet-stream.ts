@@ -76,7 +76,8 @@ export class PeerPacketError extends Error {
 
 /**
  * Splits a `CreateStream` body, as it arrives in chunks, into datagrams. `push` hands every
- * datagram of the chunk to `deliver` in one call (views into the chunk, valid during the call);
+ * datagram of the chunk to `deliver` in one call (an array exactly `count` long of views into
+ * the chunk, valid during the call);
  * only a message cut by a chunk's end is copied, into a buffer kept for the next chunk. It
  * throws PeerPacketError on bytes that are no PeerPacket message. Empty PeerPackets (no Data)
  * carry nothing and are skipped.
@@ -117,10 +118,14 @@ export class PeerPacketReader {
       if (data.length > 0) batch[count++] = data;
       at = end;
     }
-    try {
-      if (count > 0) this.#deliver(batch, count);
-    } finally {
-      batch.fill(EMPTY, 0, count);
+    if (count > 0) {
+      // Exactly `count` long for the call, and emptied after it so no view outlives it.
+      batch.length = count;
+      try {
+        this.#deliver(batch, count);
+      } finally {
+        batch.length = 0;
+      }
     }
     if (at < chunk.length) {
       // The delivered views are done with, so the buffer can take the cut message's start.
@@ -145,8 +150,6 @@ export class PeerPacketReader {
     return at + take;
   }
 }
-
-const EMPTY = new Uint8Array(0);
 
 /** The length of the gRPC message whose prefix starts at bytes[at], checked. */
 function messageLength(bytes: Uint8Array, at: number): number {

@@ -13,6 +13,7 @@ export interface ProvisionRequest {
   readonly joinToken?: string;
   readonly nodeUniqueToken?: string;
   readonly wireguardOverGrpc?: boolean;
+  readonly talosVersion?: string;
 }
 
 export interface ProvisionReply {

@@ -17,7 +17,7 @@ import {
 import { endpointsToWire } from "../../shared/siderolink/endpoints.ts";
 import { SideroLinkError } from "../../shared/siderolink/errors.ts";
 import { parseKey } from "../../shared/siderolink/keys.ts";
-import { isNetworkName, parseJoinToken } from "../../shared/siderolink/relay-api.ts";
+import { isNetworkName, parseJoinToken, REVOKED_NODE } from "../../shared/siderolink/relay-api.ts";
 import { type AckResult, NoUplinkError } from "../hub/hub.ts";
 import { type PeerRecord, StoreConflictError, StoreUnavailableError } from "../store/store.ts";
 import { clientAddressKey, DEFAULT_RELAY_LIMITS, type RelayLimits } from "./limits.ts";
@@ -135,7 +135,7 @@ async function provisionPeer(
   const uniqueToken = request.nodeUniqueToken ?? "";
   if (await runtime.store.identityRevoked(request.nodeUuid, uniqueToken)) {
     throw new ConnectError(
-      `node ${JSON.stringify(request.nodeUuid)} was revoked by the operator; to let it in again: siderolink-relay node admit ${network.name} ${request.nodeUuid || '""'}`,
+      `node ${JSON.stringify(request.nodeUuid)} ${REVOKED_NODE}; to let it in again: siderolink-relay node admit ${network.name} ${request.nodeUuid || '""'}`,
       Code.PermissionDenied,
     );
   }

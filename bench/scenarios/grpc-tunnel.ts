@@ -47,6 +47,15 @@ const TalosUdpPort = 51950;
 /** The target: the gRPC tunnel carries at least this share of the WebSocket tunnel's rate. */
 const TargetRatio = 0.8;
 
+/**
+ * Why both ends drive node:http2 directly, with the one-off measurement that decided it: this
+ * scenario run on the revision before the change, where both ends went through Connect.
+ */
+const TransportChoice =
+  "Why node:http2 rather than connect-node on both ends (relay/node/grpc-stream.ts, sidecar/transport/grpc.ts): with connect-node each datagram was one protobuf object, one async-generator step and one HTTP/2 write, the relay copied every datagram into a queue it drained with Array.shift, and response headers went out only with the first packet; flow control stayed at the 64 KiB defaults. " +
+  "This scenario run on revision a8ab338 (connect-node on both ends; 2 repetitions of 6 s, 2026-11-24, 1-minute load average 12.2 before and 16.9 after) measured the gRPC tunnel at 56 Mbit/s node-to-server (0.54x the WebSocket tunnel in the same run) and 7 Mbit/s server-to-node (0.09x), with 93 and 541 CPU s/GB over all processes, and the grpc-js Talos-equivalent at 0.63x and 0.10x: the relay's Connect path, not the client, was the bottleneck. " +
+  "Driving the stream directly lets every batch the hub or the TUN hands over become one write of many gRPC messages framed by hand into one buffer (5-byte prefix, tag 0x12, varint length, datagram: still one datagram per PeerPacket), headers go out at once, incoming DATA chunks are split into datagrams without a copy, and both ends open 1 MiB stream and 4 MiB connection windows with 64 KiB frames. Connect still serves Provision, Connect and gRPC-web.";
+
 export async function grpcTunnel(options: ScenarioOptions): Promise<ScenarioResult> {
   requirePrerequisites(["ip", "nft", "wg", "wireguard-go", "iperf3", "ping"]);
   const started = performance.now();
@@ -159,7 +168,7 @@ export async function grpcTunnel(options: ScenarioOptions): Promise<ScenarioResu
     const after = loadNow();
     const rows: string[][] = [];
     const targets = [];
-    const notes: string[] = [];
+    const notes: string[] = [TransportChoice];
     for (const direction of ["node-to-server", "server-to-node"] as const) {
       const of = (name: PathName) =>
         samples.filter((s) => s.path === name && s.direction === direction);

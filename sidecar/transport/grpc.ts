@@ -66,11 +66,11 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
   let stream: http2.ClientHttp2Stream | undefined;
   let ping: ReturnType<typeof setInterval> | undefined;
 
-  const reader = new PeerPacketReader((datagrams, count) => {
+  const deliver = (datagrams: readonly Uint8Array[], count: number): void => {
     stats.rxDatagrams += count;
     for (let i = 0; i < count; i++) stats.rxBytes += datagrams[i].length;
     options.onDatagrams(datagrams);
-  });
+  };
 
   const connectSession = (): http2.ClientHttp2Session => {
     if (session && !session.closed && !session.destroyed) return session;
@@ -119,6 +119,8 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
       return;
     }
     stream = call;
+    // Per stream: a message cut off when the last one ended must not run into this one.
+    const reader = new PeerPacketReader(deliver);
     // The call is over once the relay sent its status; our half of the stream goes too.
     const ended = (headers: http2.IncomingHttpHeaders): void => {
       end(statusOf(headers));

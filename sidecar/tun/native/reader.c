@@ -14,8 +14,10 @@
 
 // Bytes per sender record in the `addresses` array (layout in addon.c).
 #define ADDRESS_RECORD 24
-// Batches one wakeup reads at most before other handles get their turn.
-#define MAX_BATCHES_PER_WAKEUP 16
+// Batches one wakeup reads at most before other handles get their turn: enough to empty a
+// TUN's 128-packet queue (sidecar/backend/userspace.ts) and what arrives meanwhile, few
+// enough that replies waiting on the sockets are not held up long behind it.
+#define MAX_BATCHES_PER_WAKEUP 4
 
 // A reader lives until both its poll handle is closed and its JS handle is collected.
 typedef struct {

@@ -16,6 +16,7 @@ import {
   listTokens,
   type NetworkCreation,
   type NetworkSummary,
+  type NodeAdmission,
   type NodeSummary,
   revokeNodes,
   revokeToken,
@@ -79,9 +80,11 @@ Manage networks (a local data dir, or a remote relay with --relay URL):
   token list NETWORK [--json]      ids and states, not the secrets
   token revoke NETWORK ID|TOKEN    provisioning with it fails from now on
   node list NETWORK [--json]
-  node revoke NETWORK NODE         NODE: node UUID, address, virtual address or public key
-  node admit NETWORK UUID          let the next Provision of UUID rebind it to a new unique token
-                                   and key (a reinstalled machine), keeping its addresses
+  node revoke NETWORK NODE         NODE: node UUID, address, virtual address or public key;
+                                   it stays out (Provision refused) until admitted
+  node admit NETWORK UUID          let a revoked node UUID provision again, and let its next
+                                   Provision take its record over with a new unique token and
+                                   key (a reinstalled machine), keeping its addresses
   node assign NETWORK UUID ADDRESS the address this node UUID gets when it first provisions
                                    (ADDRESS "-" removes the assignment)
 
@@ -113,7 +116,7 @@ interface Options {
 interface Manager {
   createNetwork(name: string, creation: NetworkCreation): Promise<NetworkSummary>;
   setRequireUniqueToken(network: string, required: boolean): Promise<NetworkSummary>;
-  admitNode(network: string, nodeUuid: string): Promise<NodeSummary>;
+  admitNode(network: string, nodeUuid: string): Promise<NodeAdmission>;
   showNetwork(name: string): Promise<NetworkSummary>;
   listNetworks(): Promise<string[]>;
   createToken(network: string, maxNodes: number | null): Promise<TokenSummary>;
@@ -299,10 +302,7 @@ async function manage(
     case "node admit": {
       const [network, nodeUuid] = need(2, "NETWORK UUID");
       const admitted = await manager.admitNode(network, nodeUuid);
-      print(
-        { admitted },
-        () => `admitted ${admitted.nodeUuid}: its next Provision may rebind it\n`,
-      );
+      print({ admitted }, () => admissionText(admitted));
       return 0;
     }
     case "node assign": {
@@ -320,6 +320,14 @@ async function manage(
         `unknown command "${[command, verb].filter(Boolean).join(" ")}"; see siderolink-relay --help`,
       );
   }
+}
+
+function admissionText(admitted: NodeAdmission): string {
+  const what = [
+    admitted.revocationsLifted > 0 ? "its revocation is lifted" : "",
+    admitted.rebindAllowed ? "its next Provision may take its record over" : "",
+  ].filter(Boolean);
+  return `admitted ${printable(admitted.nodeUuid)}: ${what.join("; ")}\n`;
 }
 
 function networkText(network: NetworkSummary): string {
@@ -431,7 +439,7 @@ function remoteManager(relay: string): Manager {
       call("PATCH", n(name), { requireUniqueToken }),
     admitNode: async (network, nodeUuid) =>
       (
-        await call<{ admitted: NodeSummary }>(
+        await call<{ admitted: NodeAdmission }>(
           "POST",
           `${n(network)}/nodes/${encodeURIComponent(nodeUuid)}/admit`,
         )

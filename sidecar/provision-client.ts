@@ -14,6 +14,7 @@ import {
 import { ProvisionService } from "../shared/gen/sidero/link/provision_pb.ts";
 import type { ApiUrl } from "../shared/siderolink/api-url.ts";
 import { endpointsFromWire } from "../shared/siderolink/endpoints.ts";
+import { REVOKED_NODE } from "../shared/siderolink/relay-api.ts";
 import { ExitCode, SidecarError } from "./exit-codes.ts";
 import { type TlsSettings, tlsOptions } from "./tls.ts";
 
@@ -129,6 +130,10 @@ export function classifyProvisionError(error: unknown): Error {
   switch (connectError.code) {
     case Code.PermissionDenied:
     case Code.Unauthenticated:
+      if (detail.includes(REVOKED_NODE))
+        return new SidecarError(ExitCode.BadCredentials, `the relay refused this node: ${detail}`, {
+          cause: error,
+        });
       return new SidecarError(
         ExitCode.BadCredentials,
         `the relay refused the join token (${detail}): check jointoken= in the API URL; ` +

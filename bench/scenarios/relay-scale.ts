@@ -31,11 +31,11 @@ const Identities = 5_000;
 const KiB = 1024;
 
 /** What limits the Provision rate when it misses, from the profile the notes record. */
-function provisionLimit(relayCpu: number): string {
+function provisionLimit(relayCpu: number, load: number): string {
   return (
-    "What limits it: every Provision commits a SQLite transaction synchronously on the relay's event loop (node:sqlite), and under journal_mode=WAL at SQLite's default synchronous=FULL each commit waits for an fsync: the transaction function is the largest self time in the relay's profile (next note), " +
-    `and the relay process used ${fixed(relayCpu * 100)}% of one core, the rest of the time blocked or idle. ` +
-    "What would move it: group commit (one transaction for the provisions that arrive in the same event-loop turn), PRAGMA synchronous=NORMAL under WAL (still safe against process crashes, not against power loss), or the store on a worker thread so the loop keeps serving; gRPC-web also pays one HTTP/1.1 request per call."
+    `What limits it: the relay process used ${fixed(relayCpu * 100)}% of one core and sat idle the rest, so it waits rather than computes: every Provision waits for the uplink's ACK (a WebSocket round trip to the management server, here the bench process) and for the load generator's next call, and all three processes share the 2 vCPU with the machine's other work (1-minute load average ${fixed(load, 1)} at the start). ` +
+    "The store's commit (WAL with synchronous=NORMAL, no fsync per commit) is no longer the largest self time (next note). " +
+    "What would move it: a machine whose other work leaves the relay, the uplink and the load generator a core each; then one PEER_ADDED per event-loop turn for all the provisions that arrive in it (one ACK round trip for many), and the store on a worker thread."
   );
 }
 
@@ -219,7 +219,7 @@ export async function relayScale(options: ScenarioOptions): Promise<ScenarioResu
     ],
     notes: [
       ...((["grpc-web", "grpc"] as const).some((protocol) => rate(protocol) < 2000)
-        ? [provisionLimit(relayCpu)]
+        ? [provisionLimit(relayCpu, before)]
         : []),
       `Provision runs: the relay process used ${fixed(relayCpu * 100)}% of one core; its CPU profile's largest self times (share of all sampled time): ${profile.join("; ")}.`,
     ],

@@ -83,9 +83,9 @@ const Baseline = { node: "fd00:ba5e::1", mgmt: "fd00:ba5e::2" };
 
 /** What limits S2 when it misses, from the evidence the S2 and S4 notes record. */
 const ThroughputLimit =
-  "What limits it: the node sidecar drains its TUN more slowly than the kernel fills it. While iperf3 saturates the path, the node's WireGuard interface drops packets on transmit (its 500-packet ring overflows; counts in the S4 notes), wireguard-go's interface drops none, and neither the sidecars nor the relay drop a datagram; the inner TCP takes those drops for congestion and backs off. " +
-  "Our path also runs three single-threaded processes (two sidecars, relay) beside iperf3 on 2 vCPU, where the baseline has multi-threaded wireguard-go and a forwarder that only copies bytes. " +
-  "What would move it: draining the TUN until it is empty on every wakeup and sealing and sending the whole batch in one event-loop turn as one WebSocket message (no per-datagram copies), and, where the S4 notes find a queue on the uplink at the management host, the server sidecar reading it in larger batches.";
+  "What limits it: the node sidecar drains its TUN more slowly than the kernel fills it. While iperf3 saturates the path, the node's WireGuard interface drops packets on transmit (its ring of txqueuelen packets overflows; counts in the S4 notes), wireguard-go's interface drops none, and neither the sidecars nor the relay drop a datagram; the inner TCP takes those drops for congestion and backs off. " +
+  "Our path also runs three single-threaded processes (two sidecars, relay) beside iperf3 on 2 vCPU, where the baseline has multi-threaded wireguard-go and a forwarder that only copies bytes; when other work loads the machine (see the load average) the single-threaded processes lose the most (CPU shares in the notes above). " +
+  "What would move it: the node sidecar sealing off the event loop (a worker thread for the crypto), since it already drains its TUN until empty on every wakeup and sends each batch as one WebSocket message; and, where the S4 notes find a queue on the uplink at the management host, the server sidecar reading it in larger batches.";
 
 /** A TCP queue smaller than this (a few ms at the rates measured) is not worth naming. */
 const NamedQueueBytes = 64 * 1024;
@@ -458,13 +458,14 @@ function latencyLimit(latency: readonly LatencySample[], mbitPerSecond: number):
   const queue = named
     ? `The largest queue halfway through the loaded runs sat ${place.where} (${fixed(largest.bytes / 1024)} KiB, about ${fixed(delayMs)} ms at the S2 rate). `
     : `The tunnels' TCP connections held little (at most ${fixed(largest.bytes / 1024)} KiB) halfway through the loaded runs. `;
+  const qlen = median(loaded.map((s) => s.tunTx?.qlen ?? 0));
   const ring =
     dropped > 0
-      ? `The node's TUN overflowed (${dropped} packets dropped on transmit): its ring of txqueuelen packets (500 x 1280 bytes, about ${fixed((500 * 1280 * 8) / (mbitPerSecond * 1e3))} ms at the S2 rate) stays full while the node sidecar drains it more slowly than iperf3's TCP fills it, and ping's requests wait behind it. `
+      ? `The node's TUN overflowed (${dropped} packets dropped on transmit): its ring of txqueuelen packets (${qlen} x 1280 bytes, about ${fixed((qlen * 1280 * 8) / (mbitPerSecond * 1e3))} ms at the S2 rate) fills while the node sidecar drains it more slowly than iperf3's TCP fills it, and ping's requests wait behind it. `
       : "";
   return (
     `What limits it: queues inside our path. ${queue}${ring}` +
-    `What would move it: ${named ? `${place.fix}; ` : ""}${dropped > 0 ? "draining the TUN until empty on every wakeup and a shorter TUN txqueuelen (64 to 128 packets), so the inner TCP meets loss before a long queue builds; " : ""}` +
+    `What would move it: ${named ? `${place.fix}; ` : ""}${dropped > 0 ? "a node sidecar that seals and sends faster than iperf3 fills its TUN (it already drains the TUN until empty on every wakeup, up to 4 batches of 64, behind a 128-packet txqueuelen), which on this machine means cores not shared with iperf3, the relay and the server sidecar; " : ""}` +
     "the baseline keeps its queues short because wireguard-go drains its TUN faster and its forwarder drops beyond 256 KiB."
   );
 }

@@ -11,7 +11,7 @@
  *   DELETE /v1/networks/:network/tokens/:id  {"revoked": id}                       operator or admin secret
  *   GET    /v1/networks/:network/nodes       {"nodes": [NodeSummary]}              operator or admin secret
  *   DELETE /v1/networks/:network/nodes/:node {"revoked": [NodeSummary]}            operator or admin secret
- *   POST   /v1/networks/:network/nodes/:uuid/admit {"admitted": NodeSummary}       operator or admin secret
+ *   POST   /v1/networks/:network/nodes/:uuid/admit {"admitted": NodeAdmission}    operator or admin secret
  *   PUT    /v1/networks/:network/addresses/:uuid {"address"} -> same        operator or admin secret
  *   DELETE /v1/networks/:network/addresses/:uuid {"nodeUuid"}                 operator or admin secret
  *   GET    /v1/networks/:network/metrics     Prometheus text                        operator or admin secret

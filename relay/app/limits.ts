@@ -8,7 +8,8 @@ import type { RateLimit } from "./rate-limit.ts";
 export interface RelayLimits {
   /**
    * Provision calls with a valid join token one client (an IPv4 address, an IPv6 /64) may make.
-   * Talos provisions once per boot; a burst covers a rack booting behind one NAT address.
+   * Talos provisions at boot and then again about every 30 s for as long as its WireGuard
+   * handshake with the server is missing; a burst covers a rack booting behind one NAT address.
    */
   readonly provisionPerClient: RateLimit;
   /**

@@ -126,21 +126,32 @@ export async function setRequireUniqueToken(
   await runtime.store.setRequireUniqueToken(required);
 }
 
+/** What `node admit` did for a node UUID. */
+export interface NodeAdmission {
+  readonly nodeUuid: string;
+  /** Revoked identities of the UUID lifted: it may provision again. */
+  readonly revocationsLifted: number;
+  /** Its record may be taken over once, whatever unique token and key come (a reinstall). */
+  readonly rebindAllowed: boolean;
+}
+
 /**
- * Lets the next Provision of a node UUID take its record over whatever unique token and key it
- * brings (a reinstalled machine); the record keeps its addresses. Returns the admitted node.
+ * Lets a node UUID in again: lifts its revocations (`node revoke` keeps it out until then), and
+ * lets its next Provision take its record over whatever unique token and key it brings (a
+ * reinstalled machine keeps its addresses). 404 when the UUID is neither revoked nor known.
  */
-export async function admitNode(runtime: NetworkRuntime, nodeUuid: string): Promise<NodeSummary> {
+export async function admitNode(runtime: NetworkRuntime, nodeUuid: string): Promise<NodeAdmission> {
   await requireNetwork(runtime);
   const canonical = nodeUuid.toLowerCase();
-  const peer = await runtime.store.peerByUuid(canonical);
-  if (!peer || !(await runtime.store.allowRebind(canonical))) {
+  const revocationsLifted = await runtime.store.liftRevocations(canonical);
+  const rebindAllowed = await runtime.store.allowRebind(canonical);
+  if (revocationsLifted === 0 && !rebindAllowed) {
     throw new HttpError(
       404,
-      `no node ${JSON.stringify(nodeUuid)} in network ${runtime.name} (see node list); a new node needs no admission`,
+      `node ${JSON.stringify(nodeUuid)} is neither revoked nor provisioned in network ${runtime.name} (see node list); a new node needs no admission`,
     );
   }
-  return nodeSummary(runtime, peer);
+  return { nodeUuid: canonical, revocationsLifted, rebindAllowed };
 }
 
 /** The network's record; rejects with NetworkNotFoundError when it does not exist. */
@@ -248,11 +259,13 @@ export async function listNodes(runtime: NetworkRuntime): Promise<NodeSummary[]>
 
 /**
  * Revokes nodes matching `selector` (node UUID, address, virtual address or public key): they
- * leave the store, the uplink drops them and their streams close. Returns the revoked nodes.
+ * leave the store, the uplink drops them and their streams close, and Provision refuses their
+ * identities (UUID and unique token) until `admitNode`. Returns the revoked nodes.
  */
 export async function revokeNodes(
   runtime: NetworkRuntime,
   selector: string,
+  now: number = Date.now(),
 ): Promise<NodeSummary[]> {
   await requireNetwork(runtime);
   const matches = (await runtime.store.peers()).filter(
@@ -265,6 +278,7 @@ export async function revokeNodes(
   const revoked: NodeSummary[] = [];
   for (const peer of matches) {
     revoked.push(nodeSummary(runtime, peer));
+    await runtime.store.revokeIdentity(peer.nodeUuid, peer.uniqueToken, now);
     await runtime.store.removePeer(peer.nodeUuid);
     runtime.hub.removePeer(peerEntry(peer), "node revoked by the operator");
   }

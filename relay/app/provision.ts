@@ -17,7 +17,7 @@ import {
 import { endpointsToWire } from "../../shared/siderolink/endpoints.ts";
 import { SideroLinkError } from "../../shared/siderolink/errors.ts";
 import { parseKey } from "../../shared/siderolink/keys.ts";
-import { isNetworkName, parseJoinToken } from "../../shared/siderolink/relay-api.ts";
+import { isNetworkName, parseJoinToken, REVOKED_NODE } from "../../shared/siderolink/relay-api.ts";
 import { type AckResult, NoUplinkError } from "../hub/hub.ts";
 import { hashSecret } from "../store/secret-hash.ts";
 import {
@@ -187,6 +187,19 @@ async function provisionPeer(
       Code.PermissionDenied,
     );
   }
+  if (await runtime.store.identityRevoked(nodeUuid, uniqueToken)) {
+    throw new ConnectError(
+      `node ${JSON.stringify(nodeUuid)} ${REVOKED_NODE}; to let it in again: siderolink-relay node admit ${network.name} ${nodeUuid || '""'}`,
+      Code.PermissionDenied,
+    );
+  }
+  const tooOld = talosTooOldToTunnel(talosVersion);
+  if (tooOld) {
+    throw new ConnectError(
+      `Talos ${tooOld} cannot tunnel WireGuard over gRPC, and this relay only tunnels; upgrade the machine to Talos ${MIN_TUNNEL_TALOS} or newer`,
+      Code.FailedPrecondition,
+    );
+  }
   if (!runtime.hub.hasUplink || network.serverPublicKey === null) {
     throw new ConnectError(
       `the management server is not connected to the relay for network ${JSON.stringify(network.name)}; ` +
@@ -322,6 +335,25 @@ function checkBinding(existing: PeerRecord, uniqueToken: string, network: string
     `node ${existing.nodeUuid} is bound to another node_unique_token; if this machine was reinstalled, admit it (siderolink-relay node admit ${network} ${existing.nodeUuid}) or revoke the old node`,
     Code.PermissionDenied,
   );
+}
+
+/**
+ * The first Talos that tunnels WireGuard over gRPC (`grpc_tunnel`): siderolink's
+ * WireGuardOverGRPCService landed in March 2024 (siderolabs/siderolink 8866351) and Talos
+ * v1.7.0 is the first release whose SideroLink documentation has `grpc_tunnel`.
+ */
+export const MIN_TUNNEL_TALOS = "v1.7.0";
+
+/**
+ * `talos_version` when it names a Talos older than MIN_TUNNEL_TALOS, else undefined. An empty
+ * or unparsable version passes: clients other than Talos send none.
+ */
+export function talosTooOldToTunnel(version: string): string | undefined {
+  const match = /^v?(\d+)\.(\d+)/.exec(version);
+  if (!match) return undefined;
+  const major = Number(match[1]);
+  const minor = Number(match[2]);
+  return major < 1 || (major === 1 && minor < 7) ? version : undefined;
 }
 
 /** Throws ResourceExhausted when `retryMs` > 0, with the wait in the message and Retry-After. */

@@ -12,7 +12,6 @@ import tls from "node:tls";
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
-import { WireGuardOverGRPCService } from "../../shared/gen/sidero/link/wireguard_pb.ts";
 import type { Prefix } from "../../shared/net/ip.ts";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
 import { createRelayApp } from "../app/app.ts";
@@ -28,7 +27,12 @@ import {
   resolveConnectionLimits,
 } from "./connection-limits.ts";
 import { createNodeDirectory, type NodeDirectory } from "./directory.ts";
-import { createWireGuardOverGrpc } from "./grpc-stream.ts";
+import {
+  CREATE_STREAM_PATH,
+  createWireGuardOverGrpc,
+  TUNNEL_HTTP2_SETTINGS,
+  TUNNEL_SESSION_WINDOW_BYTES,
+} from "./grpc-stream.ts";
 import { closeWhenIdle, withStreamDeadlines } from "./http2-deadlines.ts";
 import { createNodeMeshDirectory, type NodeMeshDirectory } from "./mesh.ts";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite.ts";
@@ -124,6 +128,12 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
   upgrades = createWebSocketUpgrades((request, incoming) => app.fetch(request, { incoming }));
   directory.setUpgrades(upgrades);
 
+  const createStream = createWireGuardOverGrpc(
+    (address) => directory.locatePeer(address),
+    (runtime, address) =>
+      runtime.hub.hasNode(address) || !tunnelsFull(directory, limits.maxTunnels),
+    { firstMessageDeadlineMs: connectionLimits.firstMessageDeadlineMs },
+  );
   const grpcHandler = connectNodeAdapter({
     readMaxBytes: MAX_PROVISION_REQUEST_BYTES,
     contextValues: (request) =>
@@ -137,15 +147,6 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
       ),
     routes: (router) => {
       registerProvision(router, provision);
-      router.service(
-        WireGuardOverGRPCService,
-        createWireGuardOverGrpc(
-          (address) => directory.locatePeer(address),
-          (runtime, address) =>
-            runtime.hub.hasNode(address) || !tunnelsFull(directory, limits.maxTunnels),
-          { firstMessageDeadlineMs: connectionLimits.firstMessageDeadlineMs },
-        ),
-      );
     },
     fallback: (request, response) => {
       honoListener(
@@ -177,15 +178,21 @@ export async function startRelayServer(options: RelayServerOptions): Promise<Rel
       settings: {
         maxHeaderListSize: MAX_HEADER_BYTES,
         maxConcurrentStreams: connectionLimits.maxConcurrentStreams,
+        ...TUNNEL_HTTP2_SETTINGS,
       },
       maxSessionMemory: connectionLimits.maxSessionMemoryMb,
     },
-    withStreamDeadlines(grpcHandler, connectionLimits),
+    withStreamDeadlines((request, response) => {
+      if (request.url === CREATE_STREAM_PATH && request.method === "POST")
+        createStream(request.stream, request.headers);
+      else grpcHandler(request, response);
+    }, connectionLimits),
   );
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
+    session.setLocalWindowSize(TUNNEL_SESSION_WINDOW_BYTES);
     session.on("close", () => sessions.delete(session));
     closeWhenIdle(session, connectionLimits.idleSessionTimeoutMs);
   });

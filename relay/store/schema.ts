@@ -68,6 +68,16 @@ const MIGRATIONS: readonly Migration[] = [
     "ALTER TABLE networks ADD COLUMN require_unique_token INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE networks ADD COLUMN uplink_secret_hash TEXT",
   ],
+  // Version 4: node identities an operator revoked; Provision refuses them until `node admit`.
+  [
+    `CREATE TABLE revoked_identities (
+      network TEXT NOT NULL REFERENCES networks(name) ON DELETE CASCADE,
+      node_uuid TEXT NOT NULL,
+      unique_token TEXT NOT NULL,
+      revoked_at INTEGER NOT NULL,
+      PRIMARY KEY (network, node_uuid, unique_token)
+    )`,
+  ],
 ];
 
 function hashStoredSecrets(sql: SqlExecutor): void {

@@ -277,6 +277,37 @@ class SqlNetworkStore implements NetworkStore {
     );
   }
 
+  async revokeIdentity(nodeUuid: string, uniqueToken: string, at: number): Promise<void> {
+    this.#requireNetwork();
+    this.#sql.all(
+      `INSERT INTO revoked_identities (network, node_uuid, unique_token, revoked_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (network, node_uuid, unique_token) DO UPDATE SET revoked_at = excluded.revoked_at`,
+      this.name,
+      nodeUuid,
+      uniqueToken,
+      at,
+    );
+  }
+
+  async identityRevoked(nodeUuid: string, uniqueToken: string): Promise<boolean> {
+    const rows = this.#sql.all(
+      "SELECT 1 FROM revoked_identities WHERE network = ? AND node_uuid = ? AND unique_token = ?",
+      this.name,
+      nodeUuid,
+      uniqueToken,
+    );
+    return rows.length > 0;
+  }
+
+  async liftRevocations(nodeUuid: string): Promise<number> {
+    this.#requireNetwork();
+    return this.#sql.all(
+      "DELETE FROM revoked_identities WHERE network = ? AND node_uuid = ? RETURNING node_uuid",
+      this.name,
+      nodeUuid,
+    ).length;
+  }
+
   async predefinedAddress(nodeUuid: string): Promise<string | undefined> {
     const [row] = this.#sql.all<{ address: string }>(
       "SELECT address FROM predefined_addresses WHERE network = ? AND node_uuid = ?",

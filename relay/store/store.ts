@@ -108,6 +108,12 @@ export interface NetworkStore {
   /** Adds to the counters of the peer with this virtual address (no-op if it is gone). */
   recordTraffic(virtualAddress: string, delta: TrafficDelta): Promise<void>;
 
+  /** Marks an identity revoked: Provision refuses it until `admitNode`. */
+  revokeIdentity(nodeUuid: string, uniqueToken: string, at: number): Promise<void>;
+  identityRevoked(nodeUuid: string, uniqueToken: string): Promise<boolean>;
+  /** Lifts the revocation of every identity with this node UUID; returns how many. */
+  liftRevocations(nodeUuid: string): Promise<number>;
+
   /** Addresses configured ahead of time for node UUIDs. */
   predefinedAddress(nodeUuid: string): Promise<string | undefined>;
   setPredefinedAddress(nodeUuid: string, address: string | undefined): Promise<void>;

@@ -93,3 +93,9 @@ export function canonicalPeerAddress(value: string): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * Part of the PermissionDenied message a Provision gets for an identity an operator revoked
+ * (`siderolink-relay node revoke`), until `siderolink-relay node admit`.
+ */
+export const REVOKED_NODE = "was revoked by the operator";

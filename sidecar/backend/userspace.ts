@@ -8,12 +8,21 @@ import { createStreamBind, type StreamEndpoint } from "../../shared/wireguard/st
 import { handleUapiRequest } from "../../shared/wireguard/uapi.ts";
 import { createStreamEndpoints } from "../bind/stream-endpoints.ts";
 import { createUdpBind } from "../bind/udp.ts";
+import { ip } from "../net/iproute2.ts";
 import { openLinuxTun } from "../tun/tun-linux.ts";
 import { nodeClock } from "../wireguard/clock-node.ts";
 import { createNodeCryptoProvider } from "../wireguard/crypto-node.ts";
 import { serveUapi } from "../wireguard/uapi-socket.ts";
 import { type BackendOptions, LinkMtu, type WireGuardBackend } from "./backend.ts";
 import { filterTunSource } from "./source-filter.ts";
+
+/**
+ * Packets the kernel queues for the device to read (the TUN's txqueuelen; 500 by default).
+ * Behind a full queue of 500 packets at 1280 bytes every new packet, a ping included, waits
+ * about 10 ms at a few hundred Mbit/s; with a short one the tunnelled TCP meets loss sooner
+ * and backs off instead of building delay (docs/benchmarks.md, S4).
+ */
+export const TunTxQueuePackets = 128;
 
 export async function createUserspaceBackend(options: BackendOptions): Promise<WireGuardBackend> {
   const streamBind = createStreamBind();
@@ -33,6 +42,7 @@ export async function createUserspaceBackend(options: BackendOptions): Promise<W
   });
   let uapi: Awaited<ReturnType<typeof serveUapi>> | undefined;
   try {
+    await ip(["link", "set", "dev", tun.name, "txqueuelen", String(TunTxQueuePackets)]);
     device.setPrivateKey(options.privateKey);
     await device.start();
     uapi = await serveUapi(tun.name, (request) => handleUapiRequest(device, request));

@@ -14,6 +14,10 @@
 
 // Bytes per sender record in the `addresses` array (layout in addon.c).
 #define ADDRESS_RECORD 24
+// Batches one wakeup reads at most before other handles get their turn: enough to empty a
+// TUN's 128-packet queue (sidecar/backend/userspace.ts) and what arrives meanwhile, few
+// enough that replies waiting on the sockets are not held up long behind it.
+#define MAX_BATCHES_PER_WAKEUP 4
 
 // A reader lives until both its poll handle is closed and its JS handle is collected.
 typedef struct {
@@ -157,16 +161,21 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   }
   if (!(events & UV_READABLE)) return;
   int gone = 0;
-  uint32_t n = r->addresses != NULL ? drain_udp(r, &gone) : drain_tun(r, &gone);
-  if (n > 0) {
-    napi_env env = r->env;
-    napi_handle_scope scope;
-    napi_open_handle_scope(env, &scope);
-    napi_value fn, count;
-    napi_get_reference_value(env, r->refs[REF_ON_BATCH], &fn);
-    napi_create_uint32(env, n, &count);
-    make_callback(env, r->async_context, fn, count);
-    napi_close_handle_scope(env, scope);
+  // Drain until the queue is empty (a batch comes back short), up to MAX_BATCHES_PER_WAKEUP:
+  // a TUN queue left for the next loop turn fills up behind the sockets' work and drops.
+  for (int batch = 0; batch < MAX_BATCHES_PER_WAKEUP && !r->stopped && !gone; batch++) {
+    uint32_t n = r->addresses != NULL ? drain_udp(r, &gone) : drain_tun(r, &gone);
+    if (n > 0) {
+      napi_env env = r->env;
+      napi_handle_scope scope;
+      napi_open_handle_scope(env, &scope);
+      napi_value fn, count;
+      napi_get_reference_value(env, r->refs[REF_ON_BATCH], &fn);
+      napi_create_uint32(env, n, &count);
+      make_callback(env, r->async_context, fn, count);
+      napi_close_handle_scope(env, scope);
+    }
+    if (n < r->count) break;
   }
   if (gone && !r->stopped) reader_gone(r, gone);
 }

@@ -1,35 +1,48 @@
 /**
  * The node stream as Talos opens it: `sidero.link.WireGuardOverGRPCService/CreateStream`, a
  * bidirectional gRPC stream over HTTP/2 whose PEER_ADDRESS_HEADER metadata carries
- * `grpc_peer_addr_port` (shared/siderolink/relay-api.ts), one datagram per PeerPacket. PermissionDenied ("peer not allowed")
- * and Aborted ("peer replaced") end it for good; anything else is retried.
+ * `grpc_peer_addr_port` (shared/siderolink/relay-api.ts), one datagram per PeerPacket.
  *
- * Outgoing datagrams wait in a short drop-oldest queue for the stream to take them: a deep
- * queue inside TCP only adds latency. The stream counts as connected once the relay has
- * answered (response headers or a packet): a gRPC server may hold its headers until its first
- * message, so datagrams queue while connecting rather than wait for that.
+ * As in siderolink's wggrpc client, only the relay's own `PermissionDenied "peer not allowed"`
+ * and `Aborted "peer replaced"` end the stream for good (the caller provisions again); any other
+ * ending (a reset, EOF, another status) reopens the stream at once on the next outgoing datagram,
+ * so a restarted relay is back as soon as WireGuard sends anything.
+ *
+ * Driven on node:http2 directly (docs/benchmarks.md, S7, has the comparison with connect-node):
+ * each batch from the device is framed by hand into one buffer (shared/siderolink/
+ * peer-packet-stream.ts) and written at once, and each DATA chunk from the relay is split into
+ * datagrams without a copy. While the stream opens, a short drop-oldest queue holds outgoing
+ * datagrams; once open, the stream's own buffer is the queue, capped at HighWaterBytes.
  */
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import {
-  type PeerPacket,
-  WireGuardOverGRPCService,
-} from "../../shared/gen/sidero/link/wireguard_pb.ts";
+import http2 from "node:http2";
+import { Code } from "@connectrpc/connect";
 import type { ApiUrl } from "../../shared/siderolink/api-url.ts";
+import {
+  encodedPeerPacketBytes,
+  encodePeerPackets,
+  PeerPacketError,
+  PeerPacketReader,
+} from "../../shared/siderolink/peer-packet-stream.ts";
 import { PEER_ADDRESS_HEADER } from "../../shared/siderolink/relay-api.ts";
+import { REASON_PEER_NOT_ALLOWED, REASON_PEER_REPLACED } from "../../shared/tunnel/frame.ts";
 import { type TlsSettings, tlsOptions } from "../tls.ts";
 import {
-  createReconnector,
   createTransportStats,
+  HighWaterBytes,
   type NodeTransport,
   type TransportHandlers,
   type TransportState,
 } from "./transport.ts";
 
-/** Outgoing datagrams held while the stream is busy; Talos keeps 100 per peer. */
+/** Outgoing datagrams held while the stream opens; Talos keeps 100 per peer. */
 export const SendQueueLimit = 100;
 /** HTTP/2 PING cadence: a dead connection is noticed within two intervals. */
 const PingIntervalMs = 15_000;
+const CREATE_STREAM_PATH = "/sidero.link.WireGuardOverGRPCService/CreateStream";
+/** Receive windows sized for a tunnel (the relay sets the same; see relay/node/grpc-stream.ts). */
+const STREAM_WINDOW_BYTES = 1024 * 1024;
+const SESSION_WINDOW_BYTES = 4 * 1024 * 1024;
+const MAX_FRAME_BYTES = 64 * 1024;
 
 export interface GrpcTransportOptions extends TransportHandlers {
   readonly api: ApiUrl;
@@ -37,106 +50,154 @@ export interface GrpcTransportOptions extends TransportHandlers {
   readonly tls: TlsSettings;
 }
 
+/** How one stream ended: a gRPC status from the relay, or a connection failure. */
+interface Ending {
+  readonly code: number | undefined;
+  readonly message: string;
+}
+
 export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTransport {
   const { log } = options;
   const stats = createTransportStats();
-  const transport = createGrpcTransport({
-    baseUrl: options.api.origin,
-    pingIntervalMs: PingIntervalMs,
-    pingTimeoutMs: PingIntervalMs,
-    nodeOptions: options.api.tls ? { ...tlsOptions(options.tls), ALPNProtocols: ["h2"] } : {},
-  });
-  const client = createClient(WireGuardOverGRPCService, transport);
-  const queue: Uint8Array[] = [];
-  const one: Uint8Array[] = [];
-  let wake: (() => void) | undefined;
+  const pending: Uint8Array[] = [];
   let state: TransportState = "connecting";
   let lastError: string | undefined;
-  let abort: AbortController | undefined;
+  let session: http2.ClientHttp2Session | undefined;
+  let stream: http2.ClientHttp2Stream | undefined;
+  let ping: ReturnType<typeof setInterval> | undefined;
 
-  const signal = (): void => {
-    const resolve = wake;
-    wake = undefined;
-    resolve?.();
+  const deliver = (datagrams: readonly Uint8Array[], count: number): void => {
+    stats.rxDatagrams += count;
+    for (let i = 0; i < count; i++) stats.rxBytes += datagrams[i].length;
+    options.onDatagrams(datagrams);
   };
 
-  async function* outgoing(controller: AbortController): AsyncGenerator<{ Data: Uint8Array }> {
-    while (!controller.signal.aborted) {
-      const datagram = queue.shift();
-      if (datagram !== undefined) {
-        yield { Data: datagram };
-        continue;
+  const connectSession = (): http2.ClientHttp2Session => {
+    if (session && !session.closed && !session.destroyed) return session;
+    const settings = { initialWindowSize: STREAM_WINDOW_BYTES, maxFrameSize: MAX_FRAME_BYTES };
+    const opened = http2.connect(
+      options.api.origin,
+      options.api.tls
+        ? { settings, ...tlsOptions(options.tls), ALPNProtocols: ["h2"] }
+        : { settings },
+    );
+    opened.on("connect", () => opened.setLocalWindowSize(SESSION_WINDOW_BYTES));
+    opened.on("error", () => undefined);
+    opened.on("close", () => {
+      if (session === opened) {
+        session = undefined;
+        clearInterval(ping);
       }
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-      });
-    }
-  }
+    });
+    clearInterval(ping);
+    ping = setInterval(() => {
+      const timeout = setTimeout(() => opened.destroy(), PingIntervalMs);
+      if (!opened.ping(() => clearTimeout(timeout))) clearTimeout(timeout);
+    }, PingIntervalMs);
+    ping.unref();
+    session = opened;
+    return opened;
+  };
 
-  const reconnector = createReconnector({
-    what: "tunnel stream",
-    log,
-    intervalMs: options.retryIntervalMs,
-    reconnect: () => {
-      if (state === "retrying") void run();
-    },
-  });
-
-  const run = async (): Promise<void> => {
+  const open = (): void => {
     state = "connecting";
-    const controller = new AbortController();
-    abort = controller;
-    let opened = false;
-    const markOpen = (): void => {
-      if (opened) return;
-      opened = true;
+    let ending: Ending | undefined;
+    const end = (next: Ending): void => {
+      ending ??= next;
+    };
+    let call: http2.ClientHttp2Stream;
+    try {
+      call = connectSession().request({
+        ":method": "POST",
+        ":path": CREATE_STREAM_PATH,
+        "content-type": "application/grpc",
+        te: "trailers",
+        [PEER_ADDRESS_HEADER]: options.peerAddrPort,
+      });
+    } catch (error) {
+      finish(undefined, { code: undefined, message: (error as Error).message });
+      return;
+    }
+    stream = call;
+    // Per stream: a message cut off when the last one ended must not run into this one.
+    const reader = new PeerPacketReader(deliver);
+    // The call is over once the relay sent its status; our half of the stream goes too.
+    const ended = (headers: http2.IncomingHttpHeaders): void => {
+      end(statusOf(headers));
+      call.close(http2.constants.NGHTTP2_NO_ERROR);
+    };
+    call.on("response", (headers) => {
+      // Trailers-Only: the relay answered with its status and nothing else.
+      if (headers["grpc-status"] !== undefined) {
+        ended(headers);
+        return;
+      }
+      if (stream !== call || state !== "connecting") return;
       state = "connected";
       stats.connects++;
       log.info("tunnel stream connected", { transport: "grpc", origin: options.api.origin });
-    };
-    try {
-      const responses: AsyncIterable<PeerPacket> = client.createStream(outgoing(controller), {
-        headers: { [PEER_ADDRESS_HEADER]: options.peerAddrPort },
-        signal: controller.signal,
-        onHeader: markOpen,
-      });
-      for await (const packet of responses) {
-        markOpen();
-        if (packet.Data.length === 0) continue;
-        stats.rxDatagrams++;
-        stats.rxBytes += packet.Data.length;
-        one[0] = packet.Data;
-        options.onDatagrams(one);
+      flushPending(call);
+    });
+    call.on("trailers", ended);
+    call.on("data", (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (error) {
+        if (!(error instanceof PeerPacketError)) throw error;
+        end({ code: undefined, message: `the relay sent no PeerPacket: ${error.message}` });
+        call.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
       }
-      lastError = "the relay ended the stream";
-    } catch (error) {
-      if ((state as TransportState) === "stopped") return;
-      const connectError = ConnectError.from(error);
-      lastError = `${Code[connectError.code]}: ${connectError.rawMessage}`;
-      // Only a status the relay sent ends the stream for good: connect-node reports a reset
-      // connection (the relay restarting) as Aborted too, with the socket error as its cause.
-      const sentByRelay = connectError.cause === undefined;
-      if (
-        sentByRelay &&
-        (connectError.code === Code.PermissionDenied || connectError.code === Code.Aborted)
-      ) {
-        state = "stopped";
-        controller.abort();
-        signal();
-        log.warn("the relay ended the tunnel stream; provisioning again", { error: lastError });
-        options.onTerminal(connectError.rawMessage);
-        return;
-      }
-    } finally {
-      controller.abort();
-      signal();
-    }
-    if ((state as TransportState) === "stopped") return;
-    state = "retrying";
-    reconnector.schedule(lastError);
+    });
+    call.on("error", (error: Error) => end({ code: undefined, message: error.message }));
+    call.on("close", () => {
+      finish(call, ending ?? { code: undefined, message: closeReason(call) });
+    });
   };
 
-  void run();
+  const finish = (call: http2.ClientHttp2Stream | undefined, ending: Ending): void => {
+    if (call !== undefined && stream !== call) return;
+    stream = undefined;
+    if (state === "stopped") return;
+    lastError =
+      ending.code === undefined
+        ? ending.message
+        : `${Code[ending.code] ?? `status ${ending.code}`}: ${ending.message}`;
+    if (isFinal(ending)) {
+      state = "stopped";
+      pending.length = 0;
+      log.warn("the relay ended the tunnel stream; provisioning again", { error: lastError });
+      options.onTerminal(ending.message);
+      return;
+    }
+    state = "retrying";
+    log.warn("tunnel stream down; reopening on the next datagram", { error: lastError });
+  };
+
+  const flushPending = (call: http2.ClientHttp2Stream): void => {
+    if (pending.length === 0) return;
+    write(call, pending, pending.length);
+    pending.length = 0;
+  };
+
+  const count = (datagrams: readonly Uint8Array[]): void => {
+    stats.txDatagrams += datagrams.length;
+    for (const datagram of datagrams) stats.txBytes += datagram.length;
+  };
+
+  const write = (
+    call: http2.ClientHttp2Stream,
+    datagrams: readonly Uint8Array[],
+    count: number,
+  ): void => {
+    let bytes = 0;
+    for (let i = 0; i < count; i++) bytes += encodedPeerPacketBytes(datagrams[i].length);
+    // One buffer per batch: the stream holds it until the kernel has taken it.
+    const out = Buffer.allocUnsafe(bytes);
+    encodePeerPackets(datagrams, count, out);
+    call.write(out);
+  };
+
+  open();
 
   return {
     kind: "grpc",
@@ -148,29 +209,65 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
       return lastError;
     },
     send(datagrams) {
-      // While connecting, datagrams queue: the relay may send response headers only with its
-      // first packet, which answers the handshake this queue holds.
-      if (state === "retrying" || state === "stopped") {
+      if (state === "stopped") {
         stats.dropsNotConnected += datagrams.length;
         return;
       }
+      if (state === "retrying") open();
+      if (state === "connected" && stream) {
+        if (stream.writableLength > HighWaterBytes) {
+          stats.dropsCongested += datagrams.length;
+          return;
+        }
+        count(datagrams);
+        write(stream, datagrams, datagrams.length);
+        return;
+      }
+      count(datagrams);
+      // Opening: the relay answers with headers at once, so this queue holds little.
       for (const datagram of datagrams) {
-        if (queue.length >= SendQueueLimit) {
-          queue.shift();
+        if (pending.length >= SendQueueLimit) {
+          pending.shift();
           stats.dropsCongested++;
         }
-        // The device may reuse its buffer once send returns; the stream writes later.
-        queue.push(datagram.slice());
-        stats.txDatagrams++;
-        stats.txBytes += datagram.length;
+        // The device may reuse its buffer once send returns.
+        pending.push(datagram.slice());
       }
-      signal();
     },
     async close() {
       state = "stopped";
-      reconnector.cancel();
-      abort?.abort();
-      signal();
+      pending.length = 0;
+      clearInterval(ping);
+      stream?.close(http2.constants.NGHTTP2_CANCEL);
+      stream = undefined;
+      session?.destroy();
+      session = undefined;
     },
   };
+}
+
+/** The relay's own endings that only a new Provision can fix; every other one reopens. */
+function isFinal(ending: Ending): boolean {
+  return (
+    (ending.code === Code.PermissionDenied && ending.message === REASON_PEER_NOT_ALLOWED) ||
+    (ending.code === Code.Aborted && ending.message === REASON_PEER_REPLACED)
+  );
+}
+
+function statusOf(headers: http2.IncomingHttpHeaders): Ending {
+  const status = Number(headers["grpc-status"]);
+  const message = headers["grpc-message"];
+  let text = typeof message === "string" ? message : "";
+  try {
+    text = decodeURIComponent(text);
+  } catch {
+    // Not valid percent-encoding: show it as sent.
+  }
+  return { code: Number.isInteger(status) ? status : Code.Unknown, message: text };
+}
+
+function closeReason(call: http2.ClientHttp2Stream): string {
+  return call.rstCode !== undefined && call.rstCode !== http2.constants.NGHTTP2_NO_ERROR
+    ? `the stream was reset (HTTP/2 error ${call.rstCode})`
+    : "the relay ended the stream without a status";
 }

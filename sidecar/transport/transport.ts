@@ -1,13 +1,17 @@
 /**
  * What a node's tunnel transport looks like to the rest of the sidecar: a stream to the relay
  * that carries WireGuard datagrams both ways and keeps itself connected. It reconnects on its
- * own after failures (every RetryIntervalMs, jittered); when the relay ends the stream for a
- * reason a reconnect cannot fix ("peer not allowed", "peer replaced", peer removed), it stops
- * and reports `onTerminal`, and the caller provisions again.
+ * own after failures (gRPC, as Talos: at once on the next outgoing datagram; WebSocket: every
+ * RetryIntervalMs, jittered); when the relay ends the stream for a reason a reconnect cannot fix
+ * ("peer not allowed", "peer replaced"), it stops and reports `onTerminal`, and the caller
+ * provisions again.
  */
 import type { Logger } from "../log.ts";
 
-/** Talos retries a failed stream every 10 s. */
+/**
+ * The WebSocket transport's retry after a failure. (Talos's gRPC stream has no such delay: it
+ * reopens on the next outgoing datagram, and so does the gRPC transport.)
+ */
 export const RetryIntervalMs = 10_000;
 /** Talos waits 5 s after a terminal error before provisioning again. */
 export const TerminalRetryMs = 5_000;

@@ -10,7 +10,12 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
 import { eventually } from "../support/eventually.ts";
-import { type NetworkSummary, randomKey, type TestUplink } from "../worker/support/clients.ts";
+import {
+  adminCall,
+  type NetworkSummary,
+  randomKey,
+  type TestUplink,
+} from "../worker/support/clients.ts";
 import {
   ackFrame,
   ipv6Bytes,
@@ -357,6 +362,70 @@ export function describeRelayContract(fixture: RelayFixture): void {
       await provisionNode(net, { joinToken, nodeUuid: first.nodeUuid, nodeUniqueToken: "a" });
       // The network's own token is another quota.
       await provisionNode(net);
+    });
+
+    test("an empty node_uuid is accepted, as siderolink's own server accepts it", async () => {
+      const net = await network();
+      const node = await provisionNode(net, { nodeUuid: "", nodeUniqueToken: "empty-uuid" });
+      assert.match(node.peerAddrPort, VIRTUAL_ADDR_PORT);
+    });
+
+    test("a Talos older than v1.7 is FailedPrecondition naming the minimum version; v1.7 and newer are served", async () => {
+      const net = await network();
+      for (const talosVersion of ["v1.6.7", "v1.3.0", "v0.14.1"]) {
+        await refused(
+          fixture.provision(protocol, request(net.summary, { talosVersion })),
+          Code.FailedPrecondition,
+          new RegExp(
+            `Talos ${talosVersion.replaceAll(".", "\\.")} cannot tunnel.*Talos v1\\.7\\.0 or newer`,
+          ),
+        );
+      }
+      for (const talosVersion of ["v1.7.0", "v1.11.2", ""]) {
+        const node = await provisionNode(net, { talosVersion });
+        assert.match(node.peerAddrPort, VIRTUAL_ADDR_PORT, talosVersion);
+      }
+    });
+
+    test("a revoked node stays out: its identity is PermissionDenied until an operator admits it", async () => {
+      const net = await network();
+      const identity = { nodeUuid: randomUUID(), nodeUniqueToken: "revoked-one" };
+      const node = await provisionNode(net, identity);
+      const path = `/v1/networks/${net.summary.name}/nodes`;
+      const secret = net.summary.adminSecret;
+      const revoked = await adminCall(fixture.url, secret, "DELETE", `${path}/${node.nodeUuid}`);
+      assert.equal(revoked.status, 200, JSON.stringify(revoked.json));
+      for (let attempt = 0; attempt < 3; attempt++) {
+        await refused(
+          fixture.provision(protocol, request(net.summary, identity)),
+          Code.PermissionDenied,
+          new RegExp(
+            `revoked by the operator.*node admit ${net.summary.name} ${identity.nodeUuid}`,
+          ),
+        );
+      }
+      // Another machine with the same UUID (another unique token) is not the revoked one.
+      await provisionNode(net, { ...identity, nodeUniqueToken: "another-machine" });
+      const admitted = await adminCall(
+        fixture.url,
+        secret,
+        "POST",
+        `${path}/${node.nodeUuid}/admit`,
+      );
+      assert.equal(admitted.status, 200, JSON.stringify(admitted.json));
+      assert.equal(
+        (admitted.json as { admitted: { revocationsLifted: number } }).admitted.revocationsLifted,
+        1,
+      );
+      const again = await provisionNode(net, identity);
+      assert.match(again.peerAddrPort, VIRTUAL_ADDR_PORT);
+      const stranger = await adminCall(
+        fixture.url,
+        secret,
+        "POST",
+        `${path}/${randomUUID()}/admit`,
+      );
+      assert.equal(stranger.status, 404, "a UUID neither revoked nor known has nothing to admit");
     });
 
     const cap = fixture.maxPeersPerNetwork;

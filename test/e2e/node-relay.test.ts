@@ -5,9 +5,36 @@
  */
 import assert from "node:assert/strict";
 import { it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { nodeBinary } from "../sidecar/support/cli.ts";
+import { eventually } from "../support/eventually.ts";
 import { describeEndToEnd } from "./support/suite.ts";
-import { Links, nodeUuid, talosMachineFixture } from "./support/topology.ts";
+import {
+  Links,
+  NetworkName,
+  type NodeOptions,
+  nodeUuid,
+  talosMachineFixture,
+} from "./support/topology.ts";
+import { pingUntilReply } from "./support/traffic.ts";
+
+const provisionLoopFixture = fileURLToPath(
+  new URL("./fixtures/talos-provision-loop.ts", import.meta.url),
+);
+const suffix = String(process.pid % 100000);
+
+interface Outcome {
+  code: number;
+  details: string;
+}
+
+/** The Provision outcomes the loop fixture has printed so far. */
+function outcomes(output: string): Outcome[] {
+  return output
+    .split("\n")
+    .filter((line) => line.startsWith('{"code"'))
+    .map((line) => JSON.parse(line) as Outcome);
+}
 
 interface MachineReport {
   publicKey: string;
@@ -57,6 +84,92 @@ describeEndToEnd("node", (get) => {
       if (peer.lastHandshakeAgeSeconds !== null) break;
       assert.ok(Date.now() < deadline, "the server never completed the machine's handshake");
       await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  });
+
+  it("a revoked Talos machine stays out: its retries are PermissionDenied until an operator admits it", async () => {
+    const { topology, relay } = get();
+    const uuid = nodeUuid();
+    const machine = topology.nodes["node-b"].spawn(nodeBinary, [
+      provisionLoopFixture,
+      `${Links["node-b"].edge}:8787`,
+      relay.info.joinToken,
+      uuid,
+      "talos-unique-token",
+      "200",
+    ]);
+    try {
+      await machine.waitFor(/^\{"code":0,/, 30_000);
+      await relay.admin(`/v1/networks/${NetworkName}/nodes/${uuid}`, "DELETE");
+      const revokedAt = outcomes(machine.output()).length;
+      // Several retries, all refused, saying why and what lets it in again.
+      const refused = await eventually("three refused retries", () => {
+        const since = outcomes(machine.output()).slice(revokedAt + 1);
+        return since.length >= 3 ? since : undefined;
+      });
+      for (const outcome of refused) {
+        assert.equal(outcome.code, 7, `PermissionDenied: ${JSON.stringify(outcome)}`);
+        assert.match(
+          outcome.details,
+          new RegExp(`revoked by the operator.*node admit ${NetworkName} ${uuid}`),
+        );
+      }
+      await relay.admin(`/v1/networks/${NetworkName}/nodes/${uuid}/admit`, "POST");
+      const admittedAt = outcomes(machine.output()).length;
+      await eventually("an answer after the admission", () =>
+        outcomes(machine.output())
+          .slice(admittedAt)
+          .some((o) => o.code === 0),
+      );
+    } finally {
+      await machine.stop();
+    }
+  });
+
+  it("a revoked node sidecar stays out on both transports: refused at every restart until admitted, then back", async () => {
+    const { topology, relay, nodes } = get();
+    const ns = topology.nodes["node-b"];
+    for (const transport of ["grpc", "websocket"] as const) {
+      const iface = `r${transport[0]}${suffix}`;
+      const options: NodeOptions = {
+        backend: "userspace",
+        nodeUuid: nodeUuid(),
+        transport,
+        state: `state-revoke-${transport}`,
+      };
+      const first = topology.startNode(relay, "node-b", iface, options);
+      await first.waitFor(/"msg":"ready"/, 60_000);
+      await relay.admin(`/v1/networks/${NetworkName}/nodes/${options.nodeUuid}`, "DELETE");
+      const ended = await first.exited;
+      assert.equal(
+        ended.code,
+        6,
+        `${transport}: exits with the credentials status\n${first.output()}`,
+      );
+      assert.match(first.output(), /revoked by the operator/);
+      const again = topology.startNode(relay, "node-b", iface, options);
+      assert.equal((await again.exited).code, 6, `${transport}: still refused\n${again.output()}`);
+      assert.match(again.output(), /revoked by the operator/);
+
+      await relay.admin(`/v1/networks/${NetworkName}/nodes/${options.nodeUuid}/admit`, "POST");
+      const admitted = topology.startNode(relay, "node-b", iface, options);
+      try {
+        await admitted.waitFor(/"msg":"ready"/, 60_000);
+        const status = await topology.status(iface);
+        await pingUntilReply(topology.mgmt, status.addresses.local!.split("/")[0], 10);
+        assert.equal(status.transport.kind, transport);
+      } finally {
+        await admitted.stop(10_000);
+        // The sidecar routed the server's address to its own interface: give it back to node-b.
+        await ns.run("ip", [
+          "-6",
+          "route",
+          "replace",
+          `${relay.info.serverAddress}/128`,
+          "dev",
+          nodes["node-b"].iface,
+        ]);
+      }
     }
   });
 });

@@ -70,6 +70,7 @@ describe("siderolink-relay on a data dir", () => {
       "network create NAME",
       "token revoke",
       "node revoke",
+      "node admit NETWORK UUID",
       "--relay URL",
     ]) {
       assert.ok(result.stdout.includes(words), words);
@@ -236,6 +237,21 @@ describe("siderolink-relay --relay URL (admin API)", () => {
       "PEER_REMOVED at the uplink",
       () => uplink.control.some((m) => m.type === FrameType.PeerRemoved) || undefined,
     );
+    // Revoked stays revoked: the same identity is refused until `node admit`.
+    await assert.rejects(
+      provision(server, String(created.joinToken), "remote-node"),
+      (error: ConnectError) =>
+        error.code === Code.PermissionDenied &&
+        /node admit edge remote-node/.test(error.rawMessage),
+    );
+    assert.deepEqual(
+      json(await relayCli(["node", "admit", "edge", "remote-node", "--json", ...remote], env)),
+      { admitted: 1 },
+    );
+    const notRevoked = await relayCli(["node", "admit", "edge", "remote-node", ...remote], env);
+    assert.notEqual(notRevoked.code, 0);
+    assert.match(notRevoked.stderr, /is not revoked/);
+    await provision(server, String(created.joinToken), "remote-node");
 
     assert.equal(
       json(
@@ -257,8 +273,8 @@ describe("siderolink-relay --relay URL (admin API)", () => {
     assert.equal(metrics.status, 200);
     const text = await metrics.text();
     assert.match(text, /^siderolink_relay_connections\{network="edge",role="uplink"\} 1$/m);
-    assert.match(text, /^siderolink_relay_provisions_total\{code="ok"\} 2$/m);
-    assert.match(text, /^siderolink_relay_provisions_total\{code="permission_denied"\} 1$/m);
+    assert.match(text, /^siderolink_relay_provisions_total\{code="ok"\} 3$/m);
+    assert.match(text, /^siderolink_relay_provisions_total\{code="permission_denied"\} 2$/m);
     assert.match(text, /^siderolink_relay_drops_total\{network="edge",reason="queue_full"\} 0$/m);
     assert.equal((await fetch(`${server.url}/metrics`)).status, 401);
     const perNetwork = await fetch(`${server.url}/v1/networks/edge/metrics`, {

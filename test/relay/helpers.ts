@@ -176,7 +176,7 @@ export class Uplink extends RecordingSocket {
   readonly control: ControlMessage[] = [];
   readonly received: { tag: Uint8Array; datagram: Uint8Array }[] = [];
 
-  constructor(server: RelayServer, network: string, adminSecret: string) {
+  constructor(server: Pick<RelayServer, "url">, network: string, adminSecret: string) {
     super(`${server.url.replace(/^http/, "ws")}/v1/networks/${network}/uplink`, {
       authorization: `Bearer ${adminSecret}`,
     });

@@ -260,6 +260,29 @@ describe("sidecar clients against the Node relay", { timeout: 60_000 }, () => {
     assert.equal(uplink!.stats.connects, 2);
   });
 
+  it("a grpc stream cut by a relay restart reopens on the next outgoing datagram, without a retry timer", async () => {
+    const result = await provisionAs("grpc");
+    const tag = parseAddrPort(result.grpcPeerAddrPort).address;
+    const tagHex = Buffer.from(tag).toString("hex");
+    const transport = openTransport("grpc", result.grpcPeerAddrPort, {});
+    await eventually("the stream to connect", () => transport.state === "connected");
+    const port = server.port;
+    await server.close();
+    await eventually("the stream to notice", () => transport.state === "retrying");
+    await startRelay(port);
+    await eventually("the uplink to sync again", () => uplink!.synced);
+    // Nothing reopens the stream until WireGuard sends: it stays down while the node is quiet.
+    assert.equal(transport.state, "retrying");
+    transport.send([datagram(21)]);
+    assert.equal(transport.state, "connecting", "the datagram opened the stream at once");
+    await eventually("the datagram to reach the uplink", () =>
+      fromNodes.some((d) => d.tag === tagHex && d.marker === 21),
+    );
+    assert.equal(transport.state, "connected");
+    assert.equal(transport.stats.connects, 2);
+    assert.match(transport.lastError ?? "", /reset|without a status|Unavailable|GOAWAY|closed/i);
+  });
+
   it("a wrong admin secret is fatal for the uplink, with the relay's reason", async () => {
     let fatal: { reason: string; code: number } | undefined;
     const refused = startUplink("wrong", (reason, code) => {

@@ -296,27 +296,51 @@ function defineAssertions(get: () => Context): void {
     assert.match(result.stderr, /the relay refused the join token/);
   });
 
-  it("the node sidecar restarted: it provisions again with a new key and keeps its overlay address", async () => {
+  it("each node sidecar stopped and started with its state three times in a row: a new key each time, the same overlay address, back at once on its transport", async () => {
     const c = get();
-    const node = c.nodes["node-a"];
-    const before = await c.topology.status(node.iface);
-    const oldKey = startingKey(node.process);
-    await node.process.stop(10_000);
-    assert.equal(node.process.child.exitCode, 0, node.process.output());
-    node.process = c.topology.startNode(c.relay, "node-a", node.iface, node.options);
-    await node.process.waitFor(/"msg":"ready"/, 60_000);
-    const newKey = startingKey(node.process);
-    assert.notEqual(newKey, oldKey, "a new WireGuard key, as Talos makes at every boot");
-    const after = await c.topology.status(node.iface);
-    assert.notEqual(after.pid, before.pid);
-    assert.equal(after.addresses.local, before.addresses.local, "the same overlay address");
-    await pingUntilReply(c.topology.nodes["node-a"], c.relay.info.serverAddress);
-    await pingUntilReply(c.topology.mgmt, after.addresses.local!.split("/")[0]);
-    const nodes = JSON.parse(await c.relay.admin(`/v1/networks/${NetworkName}/nodes`)).nodes as {
-      publicKey: string;
-    }[];
-    assert.ok(nodes.some((n) => n.publicKey === newKey));
-    assert.ok(!nodes.some((n) => n.publicKey === oldKey), "the old key is gone from the relay");
+    for (const name of ["node-a", "node-b"] as const) {
+      const node = c.nodes[name];
+      const before = await c.topology.status(node.iface);
+      const keys = [startingKey(node.process)];
+      for (let round = 1; round <= 3; round++) {
+        await node.process.stop(10_000);
+        assert.equal(node.process.child.exitCode, 0, node.process.output());
+        node.process = c.topology.startNode(c.relay, name, node.iface, node.options);
+        await node.process.waitFor(/"msg":"ready"/, 60_000);
+        const key = startingKey(node.process);
+        assert.ok(
+          !keys.includes(key),
+          `${name} round ${round}: a new WireGuard key, as Talos makes at every boot`,
+        );
+        keys.push(key);
+        const after = await c.topology.status(node.iface);
+        assert.notEqual(after.pid, before.pid);
+        assert.equal(
+          after.addresses.local,
+          before.addresses.local,
+          `${name} round ${round}: the same overlay address`,
+        );
+        // The relay ended the old key's stream only: the new one carries the handshake.
+        await pingUntilReply(c.topology.nodes[name], c.relay.info.serverAddress, 10);
+        await pingUntilReply(c.topology.mgmt, after.addresses.local!.split("/")[0], 10);
+        const status = await c.topology.status(node.iface);
+        assert.equal(status.transport.state, "connected", `${name} round ${round}`);
+        assert.equal(
+          status.transport.connects,
+          1,
+          `${name} round ${round}: its first stream stayed`,
+        );
+      }
+      const nodes = JSON.parse(await c.relay.admin(`/v1/networks/${NetworkName}/nodes`)).nodes as {
+        publicKey: string;
+      }[];
+      assert.ok(nodes.some((n) => n.publicKey === keys.at(-1)));
+      for (const old of keys.slice(0, -1))
+        assert.ok(
+          !nodes.some((n) => n.publicKey === old),
+          `${name}: old key ${old} gone from the relay`,
+        );
+    }
   });
 
   it("no server connected: a new node is told Unavailable; the server restarted restores its peers", async () => {

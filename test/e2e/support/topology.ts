@@ -73,8 +73,8 @@ export interface Relay {
   kill(): Promise<void>;
   /** Starts it again on the same storage. */
   restart(): Promise<void>;
-  /** GET on the admin API with the network's admin secret, run from the management host. */
-  admin(path: string): Promise<string>;
+  /** A call (GET unless `method`) to the admin API with the network's admin secret, from mgmt. */
+  admin(path: string, method?: string): Promise<string>;
 }
 
 export interface Status {
@@ -106,6 +106,8 @@ export interface NodeOptions {
   nodeUuid: string;
   /** Overrides the network's join token. */
   joinToken?: string;
+  /** The --state directory's name in the work dir (default: one per node namespace). */
+  state?: string;
 }
 
 export interface Topology {
@@ -204,10 +206,10 @@ export async function createTopology(prefix: string): Promise<Topology> {
         async restart() {
           Object.assign(relay, await launch());
         },
-        async admin(path) {
+        async admin(path, method = "GET") {
           const script = [
-            "const [url, secret] = process.argv.slice(1);",
-            'const r = await fetch(url, { headers: { authorization: "Bearer " + secret } });',
+            "const [url, secret, method] = process.argv.slice(1);",
+            'const r = await fetch(url, { method, headers: { authorization: "Bearer " + secret } });',
             'if (!r.ok) throw new Error(url + ": " + r.status + " " + (await r.text()));',
             "process.stdout.write(await r.text());",
           ].join("\n");
@@ -219,6 +221,7 @@ export async function createTopology(prefix: string): Promise<Topology> {
               script,
               `${relay.serverUrl}${path}`,
               relay.info.adminSecret,
+              method,
             ],
             { env: kind === "worker" ? { NODE_EXTRA_CA_CERTS: caFile } : {} },
           );
@@ -234,7 +237,7 @@ export async function createTopology(prefix: string): Promise<Topology> {
       "--iface",
       iface,
       "--state",
-      join(work, `state-${node}`),
+      join(work, options.state ?? `state-${node}`),
       "--run-dir",
       runDir,
       "--node-uuid",

@@ -11,6 +11,10 @@
  * as on Node), armed while sockets are open, closes silent streams and writes the nodes'
  * traffic counters to the store.
  *
+ * The HTTP-only tunnel's streams (relay/app/http-tunnel.ts) are response bodies of this object's
+ * fetch, not WebSockets: they cannot hibernate, so the object stays in memory, and its alarm
+ * keeps sweeping, for as long as one is open.
+ *
  * Any name reaches an object (a join token may name a network that does not exist), so an
  * object whose request leaves no network behind deletes its storage again: guessing names
  * costs the relay no storage. A request that leaves a network where there was none created it,
@@ -61,6 +65,7 @@ export class NetworkObject extends DurableObject<Env> {
     const { runtime, app } = this.#open();
     const existed = (await runtime.store.network()) !== undefined;
     const response = await app.fetch(request);
+    await this.#armSweep(runtime);
     const exists = (await runtime.store.network()) !== undefined;
     if (!exists) {
       await this.ctx.storage.deleteAll();
@@ -95,7 +100,15 @@ export class NetworkObject extends DurableObject<Env> {
     const { hub } = this.#open().runtime;
     hub.sweep();
     await this.#storeTraffic();
-    if (this.ctx.getWebSockets().length > 0) {
+    if (this.ctx.getWebSockets().length > 0 || hub.nodeCount + hub.uplinkCount > 0) {
+      await this.ctx.storage.setAlarm(Date.now() + this.#sweepIntervalMs);
+    }
+  }
+
+  /** Arms the sweep for streams the hub holds, whatever carries them (HTTP-only ones too). */
+  async #armSweep(runtime: NetworkRuntime): Promise<void> {
+    if (runtime.hub.nodeCount + runtime.hub.uplinkCount === 0) return;
+    if ((await this.ctx.storage.getAlarm()) === null) {
       await this.ctx.storage.setAlarm(Date.now() + this.#sweepIntervalMs);
     }
   }
@@ -175,9 +188,6 @@ export class NetworkObject extends DurableObject<Env> {
       // No tags: the attachment says all the hub needs, and survives hibernation with it.
       this.ctx.acceptWebSocket(server);
       runtime.hub.attach(this.#wrap(server), admission.attach);
-      if ((await this.ctx.storage.getAlarm()) === null) {
-        await this.ctx.storage.setAlarm(Date.now() + this.#sweepIntervalMs);
-      }
     }
     return new Response(null, { status: 101, webSocket: client });
   }

@@ -18,6 +18,7 @@ import { ExitCode } from "./exit-codes.ts";
 import type { Shutdown } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
 import { ip, setLinkUp } from "./net/iproute2.ts";
+import type { ProxySettings } from "./net/proxy.ts";
 import { peerReport, type StatusSnapshot } from "./status.ts";
 import type { TlsSettings } from "./tls.ts";
 import { connectUplink, type Uplink } from "./uplink/client.ts";
@@ -35,6 +36,8 @@ export interface ServerLinkOptions {
   readonly serverKey: Uint8Array;
   readonly serverPublicKey: Uint8Array;
   readonly tls: TlsSettings;
+  readonly proxy: ProxySettings;
+  readonly transport: "websocket" | "http";
   readonly log: Logger;
   readonly shutdown: Shutdown;
 }
@@ -88,6 +91,8 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
       serverPublicKey: options.serverPublicKey,
       reconciler,
       tls: options.tls,
+      proxy: options.proxy,
+      transport: options.transport,
       log: log.with({ uplink: network }),
       onDatagrams(tags, datagrams) {
         // Consecutive datagrams of one node go to the device as one batch.
@@ -124,7 +129,9 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
       relay: `${relayUrl}${uplinkPath(network)}`,
       up: link.synced,
       transport: {
-        kind: "websocket",
+        kind: options.transport,
+        choice: options.transport,
+        reason: null,
         state: link.state,
         lastError: link.lastError ?? null,
         connects: link.stats.connects,

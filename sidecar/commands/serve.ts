@@ -18,7 +18,7 @@ import {
 import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { retryWithBackoff, watchShutdown } from "../lifecycle.ts";
 import { type Logger, redactUrl } from "../log.ts";
-import { parseOptions } from "../options.ts";
+import { choiceOption, parseOptions } from "../options.ts";
 import { createServerLink } from "../server-link.ts";
 import { DefaultStateDirectory, ensureStateDirectory, loadOrCreateServerKey } from "../state.ts";
 import { DefaultRunDirectory } from "../status.ts";
@@ -53,6 +53,12 @@ Options (environment variable in brackets):
   --insecure                do not verify the relay's TLS certificate (warns at every start)
   --metrics-port PORT       serve Prometheus metrics on 127.0.0.1:PORT (default: off)
                                                                       [SIDEROLINK_METRICS_PORT]
+  --transport KIND          websocket (default) or http: the uplink's carrier; http is the
+                            HTTP-only tunnel (gRPC-web over HTTP/1.1 requests), for a host
+                            whose proxies drop WebSockets                 [SIDEROLINK_TRANSPORT]
+  --proxy URL               reach the relay through this HTTP proxy (CONNECT; user:password@ in
+                            the URL for Basic auth); default: HTTPS_PROXY or HTTP_PROXY by the
+                            URL's scheme, except hosts in NO_PROXY               [SIDEROLINK_PROXY]
   --connect-timeout SEC     give up (exit ${ExitCode.RelayUnreachable}) when the relay stays unreachable this long at
                             start; 0 retries forever (default)    [SIDEROLINK_CONNECT_TIMEOUT]
   -h, --help                show this text
@@ -69,6 +75,7 @@ const OptionSpecs = [
   { name: "admin-secret", value: true, env: "SIDEROLINK_ADMIN_SECRET" },
   { name: "admin-secret-file", value: true, env: "SIDEROLINK_ADMIN_SECRET_FILE" },
   { name: "address", value: true, env: "SIDEROLINK_ADDRESS" },
+  { name: "transport", value: true, env: "SIDEROLINK_TRANSPORT" },
 ];
 
 export const serveCommand: Command = daemonCommand(
@@ -140,7 +147,8 @@ async function serve(args: string[], log: Logger): Promise<number> {
     }
   }
 
-  const { backendKind, tls } = await preflight(daemon, options, log);
+  const transport = choiceOption(options, "transport", ["websocket", "http"], "websocket");
+  const { backendKind, tls, proxy } = await preflight(daemon, options, log);
   ensureStateDirectory(daemon.stateDirectory);
   const serverKey = loadOrCreateServerKey(daemon.stateDirectory);
   const serverPublicKey = publicKey(serverKey);
@@ -159,7 +167,7 @@ async function serve(args: string[], log: Logger): Promise<number> {
       addressOverride ??
       retryWithBackoff({
         what: `reading network ${network} from ${relayUrl}`,
-        attempt: () => fetchServerAddress(relayUrl, network, adminSecret, tls),
+        attempt: () => fetchServerAddress(relayUrl, network, adminSecret, tls, proxy),
         retryable: (error) => !(error instanceof SidecarError),
         log,
         signal: shutdown.signal,
@@ -179,6 +187,8 @@ async function serve(args: string[], log: Logger): Promise<number> {
     serverKey,
     serverPublicKey,
     tls,
+    proxy,
+    transport,
     log,
     shutdown,
   });

@@ -17,6 +17,7 @@ import {
 } from "../../shared/gen/sidero/link/wireguard_pb.ts";
 import type { ApiUrl } from "../../shared/siderolink/api-url.ts";
 import { PEER_ADDRESS_HEADER } from "../../shared/siderolink/relay-api.ts";
+import { http2ProxyConnection, type ProxySettings } from "../net/proxy.ts";
 import { type TlsSettings, tlsOptions } from "../tls.ts";
 import {
   createReconnector,
@@ -35,16 +36,19 @@ export interface GrpcTransportOptions extends TransportHandlers {
   readonly api: ApiUrl;
   readonly peerAddrPort: string;
   readonly tls: TlsSettings;
+  readonly proxy: ProxySettings;
 }
 
 export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTransport {
   const { log } = options;
   const stats = createTransportStats();
+  const secure = options.api.tls ? { ...tlsOptions(options.tls), ALPNProtocols: ["h2"] } : {};
+  const createConnection = http2ProxyConnection(options.proxy, options.api.origin, secure);
   const transport = createGrpcTransport({
     baseUrl: options.api.origin,
     pingIntervalMs: PingIntervalMs,
     pingTimeoutMs: PingIntervalMs,
-    nodeOptions: options.api.tls ? { ...tlsOptions(options.tls), ALPNProtocols: ["h2"] } : {},
+    nodeOptions: { ...secure, ...(createConnection ? { createConnection } : {}) },
   });
   const client = createClient(WireGuardOverGRPCService, transport);
   const queue: Uint8Array[] = [];

@@ -10,6 +10,7 @@
  *   s3      the relay in workerd: sidecars through it, and batching on/off with a load generator
  *   s5      Node relay scale: idle tunnels' memory, Provision rate over gRPC-web and gRPC
  *   s6      datagrams/s through the hub on Node and in a Durable Object, per batch size
+ *   s7      UDP blocked, the HTTP-only tunnel (gRPC-web) vs the WebSocket tunnel (iperf3)
  *
  * --quick runs each scenario briefly (to check it works) and leaves the docs alone; its results
  * go to bench/results/<date>-quick.json. A run of some scenarios replaces only those in the
@@ -21,6 +22,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { benchmarksMarkdown, printScenario, type RunRecord } from "./report.ts";
+import { httpTunnel } from "./scenarios/http-tunnel.ts";
 import { relayForwarding } from "./scenarios/relay-forwarding.ts";
 import { relayScale } from "./scenarios/relay-scale.ts";
 import { relayTunnel } from "./scenarios/relay-tunnel.ts";
@@ -40,6 +42,7 @@ const runners: readonly Runner[] = [
   { ids: ["s3"], run: async (o) => [await workerTunnel(o)] },
   { ids: ["s5"], run: async (o) => [await relayScale(o)] },
   { ids: ["s6"], run: async (o) => [await relayForwarding(o)] },
+  { ids: ["s7"], run: async (o) => [await httpTunnel(o)] },
 ];
 const allIds = runners.flatMap((r) => r.ids);
 

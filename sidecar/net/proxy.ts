@@ -150,7 +150,9 @@ export function connectThroughProxy(proxy: URL, host: string, port: number): Pro
       const statusLine = seen.subarray(0, seen.indexOf("\r\n")).toString("latin1");
       const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
       if (status < 200 || status > 299) {
-        const hint = status === 407 ? " (check the user and password in the proxy URL)" : "";
+        // 407 is the standard answer; tinyproxy's BasicAuth answers 401.
+        const hint =
+          status === 407 || status === 401 ? " (check the user and password in the proxy URL)" : "";
         fail(`CONNECT ${authority} refused: ${statusLine}${hint}`);
         return;
       }

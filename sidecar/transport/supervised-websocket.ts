@@ -127,12 +127,16 @@ export function superviseWebSocket(options: SupervisedWebSocketOptions): Supervi
         ws.close(error.closeCode, error.message);
       }
     });
+    // An HTTP answer instead of the upgrade (a proxy that drops Upgrade: 426, 400) says more
+    // than the error terminating the attempt reports after it.
+    let answered = false;
     ws.on("unexpected-response", (_request, response) => {
+      answered = true;
       lastError = `HTTP ${response.statusCode} from ${options.url}`;
       ws.terminate();
     });
     ws.on("error", (error) => {
-      lastError = error.message;
+      if (!answered) lastError = error.message;
     });
     ws.on("close", (code: number, reason: Buffer) => {
       clearInterval(pingTimer);

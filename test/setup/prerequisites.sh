@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the suite drives (wireguard-go and wg for interop, iproute2 and
 # nftables for namespaces and the UDP block, iperf3 and ping for traffic, openssl for test
-# certificates). Run by `npm test`.
+# certificates, nginx and tinyproxy as the reverse and forward proxies of the proxy tests). Run by
+# `npm test`. Package scripts may not start services: the tests run nginx and tinyproxy themselves,
+# inside namespaces, with their own configuration.
 # As root it installs what is missing; otherwise it only reports, and the suites that need a
 # package fail with its name.
 set -euo pipefail
-packages=(wireguard-go wireguard-tools iproute2 nftables iperf3 iputils-ping openssl)
+packages=(wireguard-go wireguard-tools iproute2 nftables iperf3 iputils-ping openssl nginx tinyproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,4 +20,10 @@ fi
 echo "prerequisites: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

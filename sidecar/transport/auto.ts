@@ -82,7 +82,7 @@ export function createAutoTransport(options: AutoTransportOptions): AutoTranspor
         const error = current.lastError ?? `not connected in ${Math.round((now - since) / 1000)} s`;
         switchTo(
           "http",
-          `http: ${preferred} failed (${error}); probing ${preferred} every ${Math.round(probeMs / 1000)} s`,
+          `http: ${preferred} failed (${error}); probing ${preferred} every ${interval(probeMs)}`,
         );
         nextProbe = now + probeMs;
       }
@@ -101,7 +101,7 @@ export function createAutoTransport(options: AutoTransportOptions): AutoTranspor
         }
         probeMs = Math.min(probeMs * 2, MAX_PROBE_INTERVAL_MS);
         nextProbe = Date.now() + probeMs;
-        reason = `http: ${preferred} still fails; next probe in ${Math.round(probeMs / 1000)} s`;
+        reason = `http: ${preferred} still fails; next probe in ${interval(probeMs)}`;
       },
       () => {
         probing = false;
@@ -135,4 +135,8 @@ export function createAutoTransport(options: AutoTransportOptions): AutoTranspor
       await current.close();
     },
   };
+}
+
+function interval(ms: number): string {
+  return ms < 1_000 ? `${ms} ms` : `${Math.round(ms / 1_000)} s`;
 }

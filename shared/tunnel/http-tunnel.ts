@@ -85,10 +85,30 @@ export function framesMessageSize(frames: readonly Uint8Array[], count = frames.
   return size;
 }
 
+/** Bytes a frame's field takes beyond the frame: its key and the longest length varint. */
+export const FRAME_FIELD_OVERHEAD = 1 + MAX_VARINT_SIZE;
+
+/**
+ * Writes one `Frames.frame` field (key, varint length, the frame) into `out` at `offset` and
+ * returns the offset after it. The frame may not exceed MAX_FRAME_SIZE.
+ */
+export function writeFrameField(out: Uint8Array, offset: number, frame: Uint8Array): number {
+  if (frame.length > MAX_FRAME_SIZE)
+    throw new RangeError(`frame of ${frame.length} bytes is over ${MAX_FRAME_SIZE}`);
+  out[offset++] = FRAME_FIELD_KEY;
+  let length = frame.length;
+  while (length >= 0x80) {
+    out[offset++] = (length & 0x7f) | 0x80;
+    length >>>= 7;
+  }
+  out[offset++] = length;
+  out.set(frame, offset);
+  return offset + frame.length;
+}
+
 /**
  * Writes the first `count` of `frames` as one gRPC-web message into `out` at `offset` (which must
- * hold framesMessageSize bytes) and returns the offset after it. No frame may exceed
- * MAX_FRAME_SIZE.
+ * hold framesMessageSize bytes) and returns the offset after it.
  */
 export function writeFramesMessage(
   out: Uint8Array,
@@ -98,20 +118,7 @@ export function writeFramesMessage(
 ): number {
   const start = offset;
   offset += ENVELOPE_HEADER_SIZE;
-  for (let i = 0; i < count; i++) {
-    const frame = frames[i];
-    if (frame.length > MAX_FRAME_SIZE)
-      throw new RangeError(`frame of ${frame.length} bytes is over ${MAX_FRAME_SIZE}`);
-    out[offset++] = FRAME_FIELD_KEY;
-    let length = frame.length;
-    while (length >= 0x80) {
-      out[offset++] = (length & 0x7f) | 0x80;
-      length >>>= 7;
-    }
-    out[offset++] = length;
-    out.set(frame, offset);
-    offset += frame.length;
-  }
+  for (let i = 0; i < count; i++) offset = writeFrameField(out, offset, frames[i]);
   writeEnvelopeHeader(out, start, 0, offset - start - ENVELOPE_HEADER_SIZE);
   return offset;
 }

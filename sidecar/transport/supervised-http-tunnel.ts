@@ -23,6 +23,7 @@ import {
   EMPTY_FRAMES_MESSAGE,
   ENVELOPE_HEADER_SIZE,
   ENVELOPE_TRAILER_FLAG,
+  FRAME_FIELD_OVERHEAD,
   GRPC_WEB_CONTENT_TYPE,
   GrpcStatus,
   KEEPALIVE_INTERVAL_MS,
@@ -32,6 +33,7 @@ import {
   SEND_METHOD_PATH,
   SESSION_HEADER,
   writeEnvelopeHeader,
+  writeFrameField,
 } from "../../shared/tunnel/http-tunnel.ts";
 import type { LogFields, Logger } from "../log.ts";
 import { createProxyAgent, type ProxySettings, proxyFor } from "../net/proxy.ts";
@@ -110,6 +112,9 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
     /** The body being built for the next Send: envelope header space, then Frames fields. */
     #pending = Buffer.allocUnsafe(64 * 1024);
     #pendingLength = ENVELOPE_HEADER_SIZE;
+    /** Bodies sealed because the next frame would not have fitted the relay's Send limit. */
+    readonly #sealed: Buffer[] = [];
+    #sealedBytes = 0;
     #inFlightBytes = 0;
     #sending = false;
     #lastSent = Date.now();
@@ -121,7 +126,7 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
     }
 
     get bufferedAmount(): number {
-      return this.#pendingLength - ENVELOPE_HEADER_SIZE + this.#inFlightBytes;
+      return this.#pendingLength - ENVELOPE_HEADER_SIZE + this.#sealedBytes + this.#inFlightBytes;
     }
 
     start(): void {
@@ -164,8 +169,12 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
     /** Queues one frame for the next Send (the bytes are copied). */
     send(frame: Uint8Array): void {
       if (!this.isOpen) return;
-      const needed = 1 + 3 + frame.length;
-      if (this.#pendingLength + needed > MAX_SEND_BODY_BYTES) this.#flush();
+      const needed = FRAME_FIELD_OVERHEAD + frame.length;
+      if (this.#pendingLength + needed > MAX_SEND_BODY_BYTES) {
+        const body = this.#seal();
+        this.#sealed.push(body);
+        this.#sealedBytes += body.length;
+      }
       if (this.#pendingLength + needed > this.#pending.length) {
         const grown = Buffer.allocUnsafe(
           Math.max(this.#pending.length * 2, this.#pendingLength + needed),
@@ -173,17 +182,7 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
         this.#pending.copy(grown, 0, 0, this.#pendingLength);
         this.#pending = grown;
       }
-      const out = this.#pending;
-      let at = this.#pendingLength;
-      out[at++] = 0x0a;
-      let length = frame.length;
-      while (length >= 0x80) {
-        out[at++] = (length & 0x7f) | 0x80;
-        length >>>= 7;
-      }
-      out[at++] = length;
-      out.set(frame, at);
-      this.#pendingLength = at + frame.length;
+      this.#pendingLength = writeFrameField(this.#pending, this.#pendingLength, frame);
       this.#flush();
     }
 
@@ -243,21 +242,32 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
     }
 
     #flush(): void {
-      if (this.#sending || this.#ended || this.#pendingLength === ENVELOPE_HEADER_SIZE) return;
+      if (this.#sending || this.#ended) return;
+      if (this.#sealed.length === 0 && this.#pendingLength === ENVELOPE_HEADER_SIZE) return;
       this.#post(false);
     }
 
-    /** POSTs what is queued (or, for a ping, an empty Frames). */
+    /** The pending frames as a finished body; a new buffer takes the next ones. */
+    #seal(): Buffer {
+      writeEnvelopeHeader(this.#pending, 0, 0, this.#pendingLength - ENVELOPE_HEADER_SIZE);
+      const body = this.#pending.subarray(0, this.#pendingLength);
+      // The request owns these bytes until it is written.
+      this.#pending = Buffer.allocUnsafe(this.#pending.length);
+      this.#pendingLength = ENVELOPE_HEADER_SIZE;
+      return body;
+    }
+
+    /** POSTs the oldest sealed body, else what is pending (or, for a ping, an empty Frames). */
     #post(ping: boolean): void {
       let body: Buffer;
-      if (ping && this.#pendingLength === ENVELOPE_HEADER_SIZE) {
+      const sealed = this.#sealed.shift();
+      if (sealed) {
+        body = sealed;
+        this.#sealedBytes -= sealed.length;
+      } else if (ping && this.#pendingLength === ENVELOPE_HEADER_SIZE) {
         body = Buffer.from(EMPTY_FRAMES_MESSAGE);
       } else {
-        writeEnvelopeHeader(this.#pending, 0, 0, this.#pendingLength - ENVELOPE_HEADER_SIZE);
-        body = this.#pending.subarray(0, this.#pendingLength);
-        // The request owns these bytes until it is written: the next batch gets a new buffer.
-        this.#pending = Buffer.allocUnsafe(this.#pending.length);
-        this.#pendingLength = ENVELOPE_HEADER_SIZE;
+        body = this.#seal();
       }
       this.#sending = true;
       this.#inFlightBytes = body.length;

@@ -15,10 +15,10 @@ import { parseArgs } from "node:util";
 import { DEFAULT_RELAY_LIMITS } from "../relay/app/limits.ts";
 import { PING_INTERVAL_MS } from "../shared/tunnel/frame.ts";
 import {
-  MessageInitiationSize,
-  MessageResponseSize,
-  MessageTransportSize,
-  RekeyAfterTime,
+  MESSAGE_INITIATION_SIZE,
+  MESSAGE_RESPONSE_SIZE,
+  MESSAGE_TRANSPORT_SIZE,
+  REKEY_AFTER_TIME,
 } from "../shared/wireguard/constants.ts";
 import { LinkMtu, PersistentKeepaliveSeconds } from "../sidecar/backend/backend.ts";
 import { DefaultBatch } from "../sidecar/tun/tun-linux.ts";
@@ -41,7 +41,7 @@ const MESSAGE_BUDGET = 1_000;
 /** A Worker isolate's memory, which a Durable Object's isolate has too. */
 const MEMORY_BYTES = 128 * 1024 * 1024;
 /** A full-size WireGuard datagram: a 1280-byte packet in a transport message. */
-const FULL_DATAGRAM = LinkMtu + MessageTransportSize;
+const FULL_DATAGRAM = LinkMtu + MESSAGE_TRANSPORT_SIZE;
 
 /** Named traffic profiles: management traffic is mostly idle links and small bursts. */
 const PROFILES: Record<string, { readonly what: string; readonly traffic: Traffic }> = {
@@ -203,13 +203,13 @@ function networkOf(
     traffic: profileTraffic,
     timers: {
       keepaliveSeconds: PersistentKeepaliveSeconds,
-      rekeySeconds: RekeyAfterTime / 1000,
+      rekeySeconds: REKEY_AFTER_TIME / 1000,
       pingSeconds: PING_INTERVAL_MS / 1000,
     },
     idle: {
-      keepaliveBytes: MessageTransportSize,
-      initiationBytes: MessageInitiationSize,
-      responseBytes: MessageResponseSize,
+      keepaliveBytes: MESSAGE_TRANSPORT_SIZE,
+      initiationBytes: MESSAGE_INITIATION_SIZE,
+      responseBytes: MESSAGE_RESPONSE_SIZE,
     },
     limits: {
       messagesPerSecond,

@@ -115,7 +115,6 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
     /** Bodies sealed because the next frame would not have fitted the relay's Send limit. */
     readonly #sealed: Buffer[] = [];
     #sealedBytes = 0;
-    #inFlightBytes = 0;
     #sending = false;
     #lastSent = Date.now();
     #lastReceived = Date.now();
@@ -125,8 +124,12 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
       return this.#open && !this.#ended;
     }
 
+    /**
+     * Bytes queued and not yet handed to a request: like a WebSocket's bufferedAmount, what the
+     * POST in flight carries is out already (in the kernel's buffers or on the way).
+     */
     get bufferedAmount(): number {
-      return this.#pendingLength - ENVELOPE_HEADER_SIZE + this.#sealedBytes + this.#inFlightBytes;
+      return this.#pendingLength - ENVELOPE_HEADER_SIZE + this.#sealedBytes;
     }
 
     start(): void {
@@ -270,7 +273,6 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
         body = this.#seal();
       }
       this.#sending = true;
-      this.#inFlightBytes = body.length;
       this.#lastSent = Date.now();
       const req = request(`${base.href}${SEND_METHOD_PATH}`, {
         method: "POST",
@@ -284,7 +286,6 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
         const refused = statusOf(response);
         response.on("end", () => {
           this.#sending = false;
-          this.#inFlightBytes = 0;
           if (refused && refused.code !== GrpcStatus.Ok) {
             this.end(refused.code, `Send refused: ${refused.reason}`);
             return;

@@ -33,8 +33,10 @@ import {
   grpcStatusOfClose,
   HttpTunnelError,
   MAX_SEND_BODY_BYTES,
+  MAX_SENDS_IN_FLIGHT,
   RECEIVE_METHOD_PATH,
   SEND_METHOD_PATH,
+  SEQUENCE_HEADER,
   SESSION_HEADER,
 } from "../../shared/tunnel/http-tunnel.ts";
 import { createHttpDownlink, type HttpDownlink } from "../hub/http-downlink.ts";
@@ -50,6 +52,10 @@ interface Session {
   /** The node's canonical virtual address, or the admin secret the uplink presented. */
   readonly credential: string;
   readonly downlink: HttpDownlink;
+  /** The SEQUENCE_HEADER value the next Send to switch carries. */
+  nextSequence: number;
+  /** Bodies of Sends that arrived ahead of an earlier one, by sequence number. */
+  readonly held: Map<number, Uint8Array>;
 }
 
 /** Bytes of randomness in a session id. */
@@ -89,7 +95,14 @@ export function registerHttpTunnelRoutes(
         admission.attach.role === "node"
           ? admission.attach.virtualAddress
           : (bearerToken(c.req.header("authorization")) ?? "");
-      sessions.set(id, { kind, runtime, credential, downlink });
+      sessions.set(id, {
+        kind,
+        runtime,
+        credential,
+        downlink,
+        nextSequence: 0,
+        held: new Map(),
+      });
       runtime.hub.attach(downlink, admission.attach);
       return new Response(downlink.body, {
         status: 200,
@@ -125,21 +138,49 @@ export function registerHttpTunnelRoutes(
         refuse(runtime, downlink, CloseCode.TooBig, reason);
         return trailersOnly(GrpcStatus.InvalidArgument, reason, CloseCode.TooBig);
       }
-      const frames = FRAMES;
-      let count: number;
-      try {
-        count = decodeFramesRequest(body, frames);
-      } catch (error) {
-        if (!(error instanceof HttpTunnelError)) throw error;
-        refuse(runtime, downlink, CloseCode.Malformed, error.message);
-        return trailersOnly(GrpcStatus.InvalidArgument, error.message, CloseCode.Malformed);
+      const sequence = c.req.header(SEQUENCE_HEADER);
+      if (sequence === undefined) return switchBody(session, body);
+      const number = Number(sequence);
+      const ahead = number - session.nextSequence;
+      if (!Number.isInteger(number) || ahead < 0 || ahead >= MAX_SENDS_IN_FLIGHT) {
+        const reason = `Send ${sequence} out of order: expected ${session.nextSequence} (at most ${MAX_SENDS_IN_FLIGHT} in flight)`;
+        refuse(runtime, downlink, CloseCode.Malformed, reason);
+        return trailersOnly(GrpcStatus.InvalidArgument, reason, CloseCode.Malformed);
       }
-      if (count === 0) runtime.hub.message(downlink, PING_TEXT);
-      for (let i = 0; i < count && downlink.writable; i++) runtime.hub.message(downlink, frames[i]);
-      frames.length = 0;
-      return trailersOnly(GrpcStatus.Ok, "");
+      if (ahead > 0) {
+        // An earlier Send is still on its way: this one waits for it, answered at once.
+        session.held.set(number, body);
+        return trailersOnly(GrpcStatus.Ok, "");
+      }
+      let answer = switchBody(session, body);
+      session.nextSequence++;
+      for (let next = session.held.get(session.nextSequence); next; ) {
+        session.held.delete(session.nextSequence);
+        answer = switchBody(session, next);
+        session.nextSequence++;
+        next = session.held.get(session.nextSequence);
+      }
+      return answer;
     });
   }
+}
+
+/** Switches the frames of one Send body through the session's hub; the Send's answer. */
+function switchBody(session: Session, body: Uint8Array): Response {
+  const { runtime, downlink } = session;
+  const frames = FRAMES;
+  let count: number;
+  try {
+    count = decodeFramesRequest(body, frames);
+  } catch (error) {
+    if (!(error instanceof HttpTunnelError)) throw error;
+    refuse(runtime, downlink, CloseCode.Malformed, error.message);
+    return trailersOnly(GrpcStatus.InvalidArgument, error.message, CloseCode.Malformed);
+  }
+  if (count === 0) runtime.hub.message(downlink, PING_TEXT);
+  for (let i = 0; i < count && downlink.writable; i++) runtime.hub.message(downlink, frames[i]);
+  frames.length = 0;
+  return trailersOnly(GrpcStatus.Ok, "");
 }
 
 /** Views of the frames of the Send being handled; each request is handled in one go. */

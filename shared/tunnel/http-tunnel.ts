@@ -17,7 +17,8 @@
  * buffering proxies hold request bodies, so the client's direction is a sequence of unary calls.
  *
  * Receive answers with the session id in SESSION_HEADER (128 random bits); every Send names it
- * and presents the same credential that opened the session. Receive sends an empty Frames at once
+ * and presents the same credential that opened the session, and may number itself
+ * (SEQUENCE_HEADER) so that Sends in flight together are switched in order. Receive sends an empty Frames at once
  * (so proxies pass the headers on) and every KEEPALIVE_INTERVAL_MS after; a Send with no frame is
  * the client's ping, and both directions count as activity for the relay's liveness sweep. The
  * relay ends the stream with a gRPC-web trailer frame whose CLOSE_CODE_TRAILER carries the same
@@ -39,6 +40,13 @@ export const SEND_METHOD_PATH = `/${HTTP_TUNNEL_SERVICE}/Send`;
 
 /** The response header of Receive, and request header of Send, naming the session. */
 export const SESSION_HEADER = "x-siderolink-session";
+/**
+ * Request header of Send numbering a session's Sends from 0, so a client may have up to
+ * MAX_SENDS_IN_FLIGHT of them out at once (on separate connections) and the relay still
+ * switches their frames in order. A Send without it is switched as it arrives.
+ */
+export const SEQUENCE_HEADER = "x-siderolink-seq";
+export const MAX_SENDS_IN_FLIGHT = 2;
 /** Trailer carrying the close code (CloseCode in frame.ts) a WebSocket would have closed with. */
 export const CLOSE_CODE_TRAILER = "siderolink-close-code";
 /** gRPC-web's binary content type: proxies treat it as an opaque stream. */

@@ -1,8 +1,9 @@
 /**
  * The client side of the HTTP-only tunnel (shared/tunnel/http-tunnel.ts), kept up like
  * supervised-websocket.ts keeps a WebSocket: one long `Receive` response carries the relay's
- * frames, and the frames this side sends go out as `Send` POSTs, one at a time and in order, each
- * carrying everything queued while the previous one was out (the batch grows with the load and
+ * frames, and the frames this side sends go out as `Send` POSTs, up to MAX_SENDS_IN_FLIGHT at a
+ * time on as many kept-alive connections and numbered so the relay switches them in order, each
+ * carrying everything queued while the earlier ones were out (the batch grows with the load and
  * the round trip). Nothing here needs more than HTTP/1.1 requests, so it passes reverse proxies
  * that drop `Upgrade` and forward proxies that only speak plain HTTP.
  *
@@ -28,9 +29,11 @@ import {
   GrpcStatus,
   KEEPALIVE_INTERVAL_MS,
   MAX_SEND_BODY_BYTES,
+  MAX_SENDS_IN_FLIGHT,
   parseTrailer,
   RECEIVE_METHOD_PATH,
   SEND_METHOD_PATH,
+  SEQUENCE_HEADER,
   SESSION_HEADER,
   writeEnvelopeHeader,
   writeFrameField,
@@ -88,7 +91,7 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
   // Sends reuse one kept-alive connection; Receive holds its own.
   const sendAgent = proxy
     ? createProxyAgent(proxy, secure, true)
-    : new (secure ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: 1 });
+    : new (secure ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: MAX_SENDS_IN_FLIGHT });
   const receiveAgent = proxy ? createProxyAgent(proxy, secure) : undefined;
 
   let state: TransportState = "connecting";
@@ -115,7 +118,9 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
     /** Bodies sealed because the next frame would not have fitted the relay's Send limit. */
     readonly #sealed: Buffer[] = [];
     #sealedBytes = 0;
-    #sending = false;
+    /** Sends out now, at most MAX_SENDS_IN_FLIGHT; each numbered in SEQUENCE_HEADER. */
+    #inFlight = 0;
+    #sequence = 0;
     #lastSent = Date.now();
     #lastReceived = Date.now();
     #timer: ReturnType<typeof setInterval> | undefined;
@@ -240,12 +245,12 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
           this.end(ABNORMAL_CLOSURE, "silent too long");
           return;
         }
-        if (now - this.#lastSent >= KEEPALIVE_INTERVAL_MS && !this.#sending) this.#post(true);
+        if (now - this.#lastSent >= KEEPALIVE_INTERVAL_MS && this.#inFlight === 0) this.#post(true);
       }, KEEPALIVE_INTERVAL_MS / 3);
     }
 
     #flush(): void {
-      if (this.#sending || this.#ended) return;
+      if (this.#inFlight >= MAX_SENDS_IN_FLIGHT || this.#ended) return;
       if (this.#sealed.length === 0 && this.#pendingLength === ENVELOPE_HEADER_SIZE) return;
       this.#post(false);
     }
@@ -272,11 +277,15 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
       } else {
         body = this.#seal();
       }
-      this.#sending = true;
+      this.#inFlight++;
       this.#lastSent = Date.now();
       const req = request(`${base.href}${SEND_METHOD_PATH}`, {
         method: "POST",
-        headers: { ...this.#headers(body.length), [SESSION_HEADER]: this.#session ?? "" },
+        headers: {
+          ...this.#headers(body.length),
+          [SESSION_HEADER]: this.#session ?? "",
+          [SEQUENCE_HEADER]: String(this.#sequence++),
+        },
         agent: sendAgent,
         signal: this.#abort.signal,
         ...tlsSettings,
@@ -285,7 +294,7 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
         response.resume();
         const refused = statusOf(response);
         response.on("end", () => {
-          this.#sending = false;
+          this.#inFlight--;
           if (refused && refused.code !== GrpcStatus.Ok) {
             this.end(refused.code, `Send refused: ${refused.reason}`);
             return;

@@ -203,4 +203,33 @@ describe("the HTTP-only tunnel on the Node relay", () => {
       assert.match(trailer, /siderolink-close-code:1007/);
     }
   });
+
+  it("numbered Sends are switched in their order whatever order they arrive in; one too far ahead ends the session", async () => {
+    const { summary, uplink, provisionOne } = await networkWithNode();
+    const address = await provisionOne();
+    const response = await receive(summary.name, address);
+    const session = response.headers.get("x-siderolink-session")!;
+    const path = `/v1/networks/${summary.name}/tunnel/${SERVICE}/Send`;
+    const [first, second] = [wireguardMessage(4, 61), wireguardMessage(4, 62)];
+    const numbered = (seq: number, datagram: Uint8Array) =>
+      send(
+        path,
+        session,
+        { "x-siderolink-ipv6-addr": address, "x-siderolink-seq": String(seq) },
+        framesMessage([nodeFrame([datagram])]),
+      );
+    assert.equal((await numbered(1, second)).headers.get("grpc-status"), "0");
+    assert.equal((await numbered(0, first)).headers.get("grpc-status"), "0");
+    const arrived = [...(await atUplink(uplink)), ...(await atUplink(uplink))];
+    assert.deepEqual(
+      arrived.map(([, datagram]) => datagram),
+      [first, second],
+    );
+    const tooFar = await numbered(5, wireguardMessage(4));
+    assert.equal(tooFar.headers.get("siderolink-close-code"), "1007");
+    assert.match(
+      decodeURIComponent(tooFar.headers.get("grpc-message") ?? ""),
+      /Send 5 out of order: expected 2/,
+    );
+  });
 });

@@ -89,7 +89,7 @@ export async function httpTunnel(options: ScenarioOptions): Promise<ScenarioResu
     title: "UDP blocked: the HTTP-only tunnel (gRPC-web) vs the WebSocket tunnel, Node relay",
     method:
       "Namespaces node (UDP dropped on its link) -- edge (Node relay, plain HTTP) -- mgmt (`siderolink-sidecar serve`, userspace WireGuard, WebSocket uplink). " +
-      "In node, `siderolink-sidecar join --wireguard userspace` with `--transport websocket`, then with `--transport http` (one gRPC-web Receive response for the relay's frames, one Send POST in flight at a time carrying every frame queued meanwhile), alternating, a fresh join each time. " +
+      "In node, `siderolink-sidecar join --wireguard userspace` with `--transport websocket`, then with `--transport http` (one gRPC-web Receive response for the relay's frames; up to two numbered Send POSTs in flight, each carrying every frame queued meanwhile), alternating, a fresh join each time. " +
       `iperf3 TCP over the overlay (MTU 1280) from node, ${options.seconds} s per run, both directions, ${options.repetitions} repetitions; medians. The 1-minute load average is recorded with every run: the machine is shared, so the ratio within this run is the figure that counts.`,
     columns: ["direction", "WebSocket Mbit/s", "HTTP-only Mbit/s", "HTTP-only / WebSocket"],
     rows: rows.map((r) => [
@@ -106,7 +106,7 @@ export async function httpTunnel(options: ScenarioOptions): Promise<ScenarioResu
     })),
     notes: [
       `load averages during the runs: ${samples.map((s) => s.load).join(", ")}`,
-      "The HTTP-only tunnel's uplink direction is one POST per round trip, each carrying what queued during the previous one (up to the sidecar's 256 KiB high-water mark), so it keeps up while the round trip is short; a slow proxy lengthens the round trip and lowers the ceiling in that direction only.",
+      "The HTTP-only tunnel's node-to-relay direction is at most two POSTs per round trip, each carrying what queued meanwhile (up to the sidecar's 256 KiB high-water mark), and every POST costs a full HTTP request on both ends; that direction is where it trails the WebSocket, and a slow proxy lowers its ceiling further.",
     ],
     load: { before, after },
     seconds: (performance.now() - started) / 1000,

@@ -10,6 +10,7 @@
  * 148-byte datagram per wakeup, round robin, for SECONDS (default 5): one WebSocket message each,
  * the worst case for batching, as slow UDP machines send.
  */
+
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,6 +18,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { openRelayTunnel, relayApiUrl } from "../sidecar/gateway/relay-tunnel.ts";
 import { createLogger } from "../sidecar/log.ts";
+import { NO_PROXY } from "../sidecar/net/proxy.ts";
 import type { NodeTransport } from "../sidecar/transport/transport.ts";
 
 const machines = Number(process.argv[2] ?? 100);
@@ -65,6 +67,7 @@ const target = {
   api: relayApiUrl(url),
   network: "bench",
   tls: { insecure: false },
+  proxy: NO_PROXY,
   transport: "websocket" as const,
 };
 const before = memory();

@@ -12,6 +12,7 @@
  *   s6      datagrams/s through the hub on Node and in a Durable Object, per batch size
  *   s7      UDP blocked, Node relay: gRPC CreateStream tunnel vs WebSocket tunnel (iperf3), with a
  *           Talos-equivalent client (wireguard-go + grpc-js) for reference
+ *   s8      UDP blocked, the HTTP-only tunnel (gRPC-web) vs the WebSocket tunnel (iperf3)
  *
  * --quick runs each scenario briefly (to check it works) and leaves the docs alone; its results
  * go to bench/results/<date>-quick.json. A run of some scenarios replaces only those in the
@@ -24,6 +25,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { benchmarksMarkdown, printScenario, type RunRecord } from "./report.ts";
 import { grpcTunnel } from "./scenarios/grpc-tunnel.ts";
+import { httpTunnel } from "./scenarios/http-tunnel.ts";
 import { relayForwarding } from "./scenarios/relay-forwarding.ts";
 import { relayScale } from "./scenarios/relay-scale.ts";
 import { relayTunnel } from "./scenarios/relay-tunnel.ts";
@@ -44,6 +46,7 @@ const runners: readonly Runner[] = [
   { ids: ["s5"], run: async (o) => [await relayScale(o)] },
   { ids: ["s6"], run: async (o) => [await relayForwarding(o)] },
   { ids: ["s7"], run: async (o) => [await grpcTunnel(o)] },
+  { ids: ["s8"], run: async (o) => [await httpTunnel(o)] },
 ];
 const allIds = runners.flatMap((r) => r.ids);
 

@@ -12,6 +12,7 @@ import { ExitCode, SidecarError } from "./exit-codes.ts";
 import { RetriesExhausted, type Shutdown } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { type MetricsServer, serveMetrics } from "./metrics.ts";
+import { describeProxy, loadProxySettings, type ProxySettings } from "./net/proxy.ts";
 import {
   checkInterfaceName,
   choiceOption,
@@ -41,6 +42,7 @@ export const DaemonOptionSpecs: readonly OptionSpec[] = [
   { name: "insecure", value: false, env: "SIDEROLINK_INSECURE" },
   { name: "metrics-port", value: true, env: "SIDEROLINK_METRICS_PORT" },
   { name: "connect-timeout", value: true, env: "SIDEROLINK_CONNECT_TIMEOUT" },
+  { name: "proxy", value: true, env: "SIDEROLINK_PROXY" },
 ];
 
 export interface DaemonSettings {
@@ -102,12 +104,31 @@ export async function preflight(
   settings: DaemonSettings,
   options: ParsedOptions,
   log: Logger,
-): Promise<{ backendKind: BackendKind; tls: TlsSettings }> {
+): Promise<{ backendKind: BackendKind } & RelayAccess> {
   requireNetAdmin();
   const backendKind = await resolveBackend(settings.backendChoice, settings.wireguardGo);
+  return { backendKind, ...loadRelayAccess(options, log) };
+}
+
+/** How every role reaches the relay: TLS trust and the forward proxy. */
+export interface RelayAccess {
+  readonly tls: TlsSettings;
+  readonly proxy: ProxySettings;
+}
+
+/** `--ca-file`/`--insecure` and `--proxy` (or the proxy variables), each said in the log. */
+export function loadRelayAccess(options: ParsedOptions, log: Logger): RelayAccess {
   const tls = loadTlsSettings(options.get("ca-file"), options.flag("insecure"));
   if (tls.insecure) log.warn(InsecureWarning);
-  return { backendKind, tls };
+  const proxy = loadProxySettings(options.get("proxy"));
+  for (const [name, url] of [
+    ["--proxy", proxy.explicit],
+    ["HTTPS_PROXY", proxy.httpsProxy],
+    ["HTTP_PROXY", proxy.httpProxy],
+  ] as const) {
+    if (url) log.info("using a forward proxy", { from: name, proxy: describeProxy(url) });
+  }
+  return { tls, proxy };
 }
 
 /**

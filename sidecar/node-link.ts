@@ -22,11 +22,20 @@ import { type Shutdown, sleep } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
 import { CheckIntervalMs, EndpointCycle, handshakeFresh } from "./monitor.ts";
 import { ip, setLinkUp } from "./net/iproute2.ts";
+import type { ProxySettings } from "./net/proxy.ts";
 import type { ProvisionResult } from "./provision-client.ts";
 import { peerReport, type StatusSnapshot } from "./status.ts";
 import type { TlsSettings } from "./tls.ts";
+import { type AutoTransport, createAutoTransport } from "./transport/auto.ts";
 import { createGrpcNodeTransport } from "./transport/grpc.ts";
-import { type NodeTransport, TerminalRetryMs } from "./transport/transport.ts";
+import { createHttpTunnelTransport, httpTunnelUrl } from "./transport/http-tunnel.ts";
+import { probeGrpc, probeWebSocket } from "./transport/probe.ts";
+import {
+  type NodeTransport,
+  TerminalRetryMs,
+  type TransportChoice,
+  type TransportKind,
+} from "./transport/transport.ts";
 import { createWebSocketTransport, tunnelUrl } from "./transport/websocket.ts";
 
 interface NodeLinkOptions {
@@ -38,7 +47,8 @@ interface NodeLinkOptions {
   readonly tls: TlsSettings;
   readonly log: Logger;
   readonly shutdown: Shutdown;
-  readonly transportChoice: "auto" | "websocket" | "grpc";
+  readonly proxy: ProxySettings;
+  readonly transportChoice: TransportChoice;
   readonly network: string | undefined;
   readonly reprovision: () => Promise<ProvisionResult>;
 }
@@ -135,35 +145,53 @@ export class NodeLink {
   }
 
   #startTransport(result: ProvisionResult): void {
-    const { api, log, tls } = this.#options;
-    const kind =
-      this.#options.transportChoice === "auto"
-        ? api.tls
-          ? "websocket"
-          : "grpc"
-        : this.#options.transportChoice;
-    const handlers = {
-      onDatagrams: (datagrams: readonly Uint8Array[]) => {
-        if (this.#serverEndpoint) this.#backend?.deliver(datagrams, this.#serverEndpoint);
-      },
-      onTerminal: () => void this.#reprovisionLater(TerminalRetryMs),
-      log: log.with({ transport: kind }),
+    const { api, log, tls, proxy, transportChoice } = this.#options;
+    // The WebSocket and HTTP-only tunnels name the network in their path; gRPC finds it by address.
+    const network = (): string => this.#options.network ?? networkFromJoinToken(api.joinToken);
+    const create = (kind: TransportKind, isCurrent: () => boolean = () => true): NodeTransport => {
+      const handlers = {
+        onDatagrams: (datagrams: readonly Uint8Array[]) => {
+          if (this.#serverEndpoint) this.#backend?.deliver(datagrams, this.#serverEndpoint);
+        },
+        onTerminal: () => {
+          if (isCurrent()) void this.#reprovisionLater(TerminalRetryMs);
+        },
+        log: log.with({ transport: kind }),
+      };
+      const peerAddrPort = result.grpcPeerAddrPort;
+      switch (kind) {
+        case "grpc":
+          return createGrpcNodeTransport({ ...handlers, api, peerAddrPort, tls, proxy });
+        case "http":
+          return createHttpTunnelTransport({
+            ...handlers,
+            url: httpTunnelUrl(api.origin, network()),
+            peerAddrPort,
+            tls,
+            proxy,
+          });
+        case "websocket":
+          return createWebSocketTransport({
+            ...handlers,
+            url: tunnelUrl(api.origin, network()),
+            peerAddrPort,
+            tls,
+            proxy,
+          });
+      }
     };
-    if (kind === "grpc") {
-      this.#transport = createGrpcNodeTransport({
-        ...handlers,
-        api,
-        peerAddrPort: result.grpcPeerAddrPort,
-        tls,
-      });
+    if (transportChoice !== "auto") {
+      this.#transport = create(transportChoice);
       return;
     }
-    const network = this.#options.network ?? networkFromJoinToken(api.joinToken);
-    this.#transport = createWebSocketTransport({
-      ...handlers,
-      url: tunnelUrl(api.origin, network),
-      peerAddrPort: result.grpcPeerAddrPort,
-      tls,
+    this.#transport = createAutoTransport({
+      preferred: api.tls ? "websocket" : "grpc",
+      create,
+      probe: (kind) =>
+        kind === "grpc"
+          ? probeGrpc(api.origin, tls, proxy)
+          : probeWebSocket(tunnelUrl(api.origin, network()), tls, proxy),
+      log,
     });
   }
 
@@ -231,6 +259,8 @@ export class NodeLink {
       up: fresh && (!tunnel || transport?.state === "connected"),
       transport: {
         kind: tunnel ? (transport?.kind ?? "none") : "udp",
+        choice: this.#options.transportChoice,
+        reason: transport && "reason" in transport ? (transport as AutoTransport).reason : null,
         state: tunnel
           ? (transport?.state ?? (this.#reprovisioning ? "provisioning" : "stopped"))
           : "connected",

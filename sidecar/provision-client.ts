@@ -16,6 +16,13 @@ import type { ApiUrl } from "../shared/siderolink/api-url.ts";
 import { endpointsFromWire } from "../shared/siderolink/endpoints.ts";
 import { REVOKED_NODE } from "../shared/siderolink/relay-api.ts";
 import { ExitCode, SidecarError } from "./exit-codes.ts";
+import {
+  createProxyAgent,
+  http2ProxyConnection,
+  NO_PROXY,
+  type ProxySettings,
+  proxyFor,
+} from "./net/proxy.ts";
 import { type TlsSettings, tlsOptions } from "./tls.ts";
 
 /** Talos's Provision deadline. */
@@ -61,24 +68,24 @@ export function createProvisionTransport(
   api: ApiUrl,
   protocol: ProvisionProtocol,
   tls: TlsSettings,
+  proxies: ProxySettings = NO_PROXY,
 ): Transport {
   if (protocol === "grpc") {
+    const secure = api.tls ? { ...tlsOptions(tls), ALPNProtocols: ["h2"] } : {};
+    const createConnection = http2ProxyConnection(proxies, api.origin, secure);
     return createGrpcTransport({
       baseUrl: api.origin,
-      nodeOptions: api.tls ? { ...tlsOptions(tls), ALPNProtocols: ["h2"] } : {},
+      nodeOptions: { ...secure, ...(createConnection ? { createConnection } : {}) },
     });
   }
-  if (!api.tls) {
-    // Connect and gRPC-web over plain HTTP/1.1: what a local relay speaks on the same port.
-    const options = { baseUrl: api.origin, httpVersion: "1.1" as const };
-    return protocol === "connect"
-      ? createConnectTransport(options)
-      : createGrpcWebTransport(options);
-  }
+  const proxy = proxyFor(proxies, new URL(api.origin));
+  const agent = proxy ? { agent: createProxyAgent(proxy, api.tls, true) } : {};
+  // Connect and gRPC-web over HTTP/1.1: what a local relay speaks on the same port, and what
+  // passes an HTTP proxy.
   const options = {
     baseUrl: api.origin,
     httpVersion: "1.1" as const,
-    nodeOptions: tlsOptions(tls),
+    nodeOptions: { ...(api.tls ? tlsOptions(tls) : {}), ...agent },
   };
   return protocol === "connect" ? createConnectTransport(options) : createGrpcWebTransport(options);
 }

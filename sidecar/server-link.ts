@@ -20,6 +20,7 @@ import { ExitCode } from "./exit-codes.ts";
 import type { Shutdown } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
 import { ip, setLinkUp } from "./net/iproute2.ts";
+import type { ProxySettings } from "./net/proxy.ts";
 import { canonicalAddress, createNodeUuids, type NodeResolver } from "./services/nodes.ts";
 import {
   type OverlayServices,
@@ -43,6 +44,8 @@ export interface ServerLinkOptions {
   readonly serverKey: Uint8Array;
   readonly serverPublicKey: Uint8Array;
   readonly tls: TlsSettings;
+  readonly proxy: ProxySettings;
+  readonly transport: "websocket" | "http";
   readonly log: Logger;
   readonly shutdown: Shutdown;
   /** The events sink and kernel log receiver for the nodes; absent: not served. */
@@ -121,6 +124,8 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
       serverPublicKey: options.serverPublicKey,
       reconciler,
       tls: options.tls,
+      proxy: options.proxy,
+      transport: options.transport,
       log: log.with({ uplink: network }),
       onDatagrams(tags, datagrams) {
         // Consecutive datagrams of one node go to the device as one batch.
@@ -165,7 +170,9 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
       relay: `${relayUrl}${uplinkPath(network)}`,
       up: link.synced,
       transport: {
-        kind: "websocket",
+        kind: options.transport,
+        choice: options.transport,
+        reason: null,
         state: link.state,
         lastError: link.lastError ?? null,
         connects: link.stats.connects,

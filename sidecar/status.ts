@@ -42,7 +42,12 @@ export interface StatusSnapshot {
    */
   readonly up: boolean;
   readonly transport: {
+    /** In use now: websocket, grpc, http (the HTTP-only tunnel), udp, or none. */
     readonly kind: string;
+    /** What `--transport` asked for (auto, or one kind). */
+    readonly choice: string;
+    /** Under auto: which transport is in use and why; null otherwise. */
+    readonly reason: string | null;
     readonly state: string;
     readonly lastError: string | null;
     readonly connects: number;

@@ -4,6 +4,7 @@
  *   GET  /healthz                                  "ok"
  *   POST /sidero.link.ProvisionService/Provision   Connect and gRPC-web (provision.ts)
  *   GET  /v1/networks/:network/tunnel|uplink       WebSocket streams (tunnel.ts)
+ *   POST /v1/networks/:network/tunnel|uplink/...   the HTTP-only tunnel, gRPC-web (http-tunnel.ts)
  *   /v1/networks..., /metrics                      admin API (admin.ts)
  *   /v1/mesh/:cluster/...                          mesh discovery and relaying (relay/mesh/)
  */
@@ -15,6 +16,7 @@ import { NetworkNotFoundError, StoreConflictError, StoreUnavailableError } from 
 import { registerAdminRoutes } from "./admin.ts";
 import { createFetchRoutes } from "./connect.ts";
 import { HttpError } from "./http-error.ts";
+import { registerHttpTunnelRoutes } from "./http-tunnel.ts";
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from "./limits.ts";
 import { provisionRecord, type RelayLog, SILENT_LOG } from "./log.ts";
 import {
@@ -90,6 +92,8 @@ export function createRelayApp(options: RelayAppOptions): RelayApp {
   for (const [path, handler] of createFetchRoutes(provision)) {
     app.post(path, (c) => handler(c.req.raw, clientAddress(c)));
   }
+  // Before the admin body limit: a Send carries up to a whole frame.
+  registerHttpTunnelRoutes(app, options.directory, now, limits.maxTunnels);
   app.use(
     "/v1/*",
     bodyLimit({

@@ -1,12 +1,14 @@
 /**
- * The two WebSocket routes of a network (shared/siderolink/relay-api.ts): a node's tunnel, whose
+ * The two stream routes of a network (shared/siderolink/relay-api.ts): a node's tunnel, whose
  * peer address (a header) must be a provisioned peer of the network, and the management server's
- * uplink, which must present the network's admin secret. A tunnel admitted here still has to
- * prove it holds the node's key before it can take the address from a live stream (hub
- * ownership.ts).
+ * uplink, which must present the network's admin secret. Admission is the same for every tunnel
+ * transport (WebSocket here, the HTTP-only tunnel in http-tunnel.ts). A tunnel admitted here
+ * still has to prove it holds the node's key before it can take the address from a live stream
+ * (hub ownership.ts).
  *
  * Refusals complete the upgrade and close at once with a code and reason (CloseCode in
- * shared/tunnel/frame.ts): WebSocket clients see those, not an HTTP status.
+ * shared/tunnel/frame.ts): WebSocket clients see those, not an HTTP status. Every refusal is
+ * logged.
  */
 import type { Context, Hono } from "hono";
 import {
@@ -19,7 +21,7 @@ import {
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
 import { hashSecret } from "../store/secret-hash.ts";
 import { CLOSE_TRY_AGAIN_LATER } from "./limits.ts";
-import type { NetworkRuntime, RelayDirectory } from "./runtime.ts";
+import type { Admission, NetworkRuntime, RelayDirectory } from "./runtime.ts";
 import { bearerToken, constantTimeEqual } from "./secrets.ts";
 
 /**
@@ -38,68 +40,83 @@ export function registerTunnelRoutes(
   app.get(TUNNEL_ROUTE, async (c) => {
     const refused = notUpgrade(c);
     if (refused) return refused;
-    const name = c.req.param("network");
-    const runtime = await directory.runtime(validateNetworkName(name));
-    const value = c.req.header(PEER_ADDRESS_HEADER);
-    if (value === undefined && c.req.query(PEER_ADDRESS_HEADER) !== undefined) {
-      return runtime.acceptWebSocket(c.req.raw, {
-        refuse: { code: CloseCode.PeerNotAllowed, reason: REASON_ADDRESS_IN_QUERY },
-      });
-    }
-    const virtualAddress = canonicalPeerAddress(value ?? "");
-    const peer = virtualAddress && (await runtime.store.peerByVirtualAddress(virtualAddress));
-    if (!peer) {
-      return refuse(runtime, c.req.raw, "node", CloseCode.PeerNotAllowed, REASON_PEER_NOT_ALLOWED);
-    }
-    if (!runtime.hub.hasNode(peer.virtualAddress) && tunnelsFull(directory, maxTunnels)) {
-      return refuse(
-        runtime,
-        c.req.raw,
-        "node",
-        CLOSE_TRY_AGAIN_LATER,
-        `relay holds its limit of ${maxTunnels} tunnels; try again later`,
-      );
-    }
-    return runtime.acceptWebSocket(c.req.raw, {
-      attach: { v: 1, role: "node", virtualAddress: peer.virtualAddress, connectedAt: now() },
-    });
+    const { runtime, admission } = await admitNodeStream(c, directory, now, maxTunnels);
+    return runtime.acceptWebSocket(c.req.raw, admission);
   });
 
   app.get(UPLINK_ROUTE, async (c) => {
     const refused = notUpgrade(c);
     if (refused) return refused;
-    const runtime = await directory.runtime(validateNetworkName(c.req.param("network")));
-    const network = await runtime.store.network();
-    const secret = bearerToken(c.req.header("authorization"));
-    if (
-      !network ||
-      secret === undefined ||
-      !constantTimeEqual(hashSecret(secret), network.adminSecretHash)
-    ) {
-      return refuse(
-        runtime,
-        c.req.raw,
-        "uplink",
-        CloseCode.Unauthorized,
-        "invalid admin secret for this network (shown once by siderolink-relay network create)",
-      );
-    }
-    return runtime.acceptWebSocket(c.req.raw, {
-      attach: { v: 1, role: "uplink", serverPublicKey: null, connectedAt: now() },
-    });
+    const { runtime, admission } = await admitUplinkStream(c, directory, now);
+    return runtime.acceptWebSocket(c.req.raw, admission);
   });
 }
 
-/** Refuses a stream with a close code and reason, and logs the refusal. */
-function refuse(
-  runtime: NetworkRuntime,
-  request: Request,
-  role: "node" | "uplink",
-  code: number,
-  reason: string,
-): Response | Promise<Response> {
-  runtime.log({ event: "stream_refused", network: runtime.name, role, code, reason });
-  return runtime.acceptWebSocket(request, { refuse: { code, reason } });
+/** Who asks for a stream, and whether they may have it; the same for every tunnel transport. */
+export interface StreamAdmission {
+  readonly runtime: NetworkRuntime;
+  readonly admission: Admission;
+}
+
+/**
+ * A node stream for the route's network: its peer address header must name a provisioned peer
+ * of the network, and the relay must have room for one more tunnel.
+ */
+export async function admitNodeStream(
+  c: Context,
+  directory: RelayDirectory,
+  now: () => number,
+  maxTunnels: number,
+): Promise<StreamAdmission> {
+  const runtime = await directory.runtime(validateNetworkName(c.req.param("network") ?? ""));
+  const value = c.req.header(PEER_ADDRESS_HEADER);
+  if (value === undefined && c.req.query(PEER_ADDRESS_HEADER) !== undefined) {
+    return refusal(runtime, "node", CloseCode.PeerNotAllowed, REASON_ADDRESS_IN_QUERY);
+  }
+  const virtualAddress = canonicalPeerAddress(value ?? "");
+  const peer = virtualAddress && (await runtime.store.peerByVirtualAddress(virtualAddress));
+  if (!peer) return refusal(runtime, "node", CloseCode.PeerNotAllowed, REASON_PEER_NOT_ALLOWED);
+  if (!runtime.hub.hasNode(peer.virtualAddress) && tunnelsFull(directory, maxTunnels)) {
+    return refusal(
+      runtime,
+      "node",
+      CLOSE_TRY_AGAIN_LATER,
+      `relay holds its limit of ${maxTunnels} tunnels; try again later`,
+    );
+  }
+  return {
+    runtime,
+    admission: {
+      attach: { v: 1, role: "node", virtualAddress: peer.virtualAddress, connectedAt: now() },
+    },
+  };
+}
+
+/** The management server's uplink: it must present the network's admin secret. */
+export async function admitUplinkStream(
+  c: Context,
+  directory: RelayDirectory,
+  now: () => number,
+): Promise<StreamAdmission> {
+  const runtime = await directory.runtime(validateNetworkName(c.req.param("network") ?? ""));
+  const network = await runtime.store.network();
+  const secret = bearerToken(c.req.header("authorization"));
+  if (
+    !network ||
+    secret === undefined ||
+    !constantTimeEqual(hashSecret(secret), network.adminSecretHash)
+  ) {
+    return refusal(
+      runtime,
+      "uplink",
+      CloseCode.Unauthorized,
+      "invalid admin secret for this network (shown once by siderolink-relay network create)",
+    );
+  }
+  return {
+    runtime,
+    admission: { attach: { v: 1, role: "uplink", serverPublicKey: null, connectedAt: now() } },
+  };
 }
 
 /** Whether the directory's live hubs hold `maxTunnels` node streams or more. */
@@ -107,6 +124,16 @@ export function tunnelsFull(directory: RelayDirectory, maxTunnels: number): bool
   let open = 0;
   for (const runtime of directory.live()) open += runtime.hub.nodeCount;
   return open >= maxTunnels;
+}
+
+function refusal(
+  runtime: NetworkRuntime,
+  role: "node" | "uplink",
+  code: number,
+  reason: string,
+): StreamAdmission {
+  runtime.log({ event: "stream_refused", network: runtime.name, role, code, reason });
+  return { runtime, admission: { refuse: { code, reason } } };
 }
 
 function notUpgrade(c: Context): Response | undefined {

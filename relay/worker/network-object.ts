@@ -12,6 +12,10 @@
  * traffic counters to the store. The relay's own counters (/metrics) are written to the same
  * SQLite (counters.ts) and read back when the object is built again.
  *
+ * The HTTP-only tunnel's streams (relay/app/http-tunnel.ts) are response bodies of this object's
+ * fetch, not WebSockets: they cannot hibernate, so the object stays in memory, and its alarm
+ * keeps sweeping, for as long as one is open.
+ *
  * Any name reaches an object (a join token may name a network that does not exist), so an
  * object whose request leaves no network behind deletes its storage again: guessing names
  * costs the relay no storage; its Provision refusals are counted by the directory object
@@ -93,6 +97,7 @@ export class NetworkObject extends DurableObject<Env> {
     const { runtime, app } = relay;
     const existed = (await runtime.store.network()) !== undefined;
     const response = await app.fetch(request);
+    await this.#armSweep(runtime, config);
     const exists = (await runtime.store.network()) !== undefined;
     if (!exists) {
       // Refusals for a network that does not exist: counted where storage stays.
@@ -143,7 +148,15 @@ export class NetworkObject extends DurableObject<Env> {
     hub.sweep();
     await this.#storeTraffic();
     this.#saveCounters();
-    if (this.ctx.getWebSockets().length > 0) {
+    if (this.ctx.getWebSockets().length > 0 || hub.nodeCount + hub.uplinkCount > 0) {
+      await this.ctx.storage.setAlarm(Date.now() + this.#sweepInterval(config));
+    }
+  }
+
+  /** Arms the sweep for streams the hub holds, whatever carries them (HTTP-only ones too). */
+  async #armSweep(runtime: NetworkRuntime, config: RelayConfig): Promise<void> {
+    if (runtime.hub.nodeCount + runtime.hub.uplinkCount === 0) return;
+    if ((await this.ctx.storage.getAlarm()) === null) {
       await this.ctx.storage.setAlarm(Date.now() + this.#sweepInterval(config));
     }
   }
@@ -197,7 +210,7 @@ export class NetworkObject extends DurableObject<Env> {
     let runtime: NetworkRuntime | undefined;
     runtime = createNetworkRuntime({
       store: createSqlNetworkStore(this.#sql, name),
-      acceptWebSocket: (request, admission) => this.#accept(runtime!, request, admission, config),
+      acceptWebSocket: (_request, admission) => this.#accept(runtime!, admission),
       hubLimits: config.hubLimits,
       log: CONSOLE_OBJECT_LOG,
     });
@@ -238,12 +251,7 @@ export class NetworkObject extends DurableObject<Env> {
     }
   }
 
-  async #accept(
-    runtime: NetworkRuntime,
-    _request: Request,
-    admission: Admission,
-    config: RelayConfig,
-  ): Promise<Response> {
+  #accept(runtime: NetworkRuntime, admission: Admission): Response {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     if ("refuse" in admission) {
       // Not hibernatable: it lives only until the close frame is out.
@@ -253,9 +261,6 @@ export class NetworkObject extends DurableObject<Env> {
       // No tags: the attachment says all the hub needs, and survives hibernation with it.
       this.ctx.acceptWebSocket(server);
       runtime.hub.attach(this.#wrap(runtime, server, admission.attach, true), admission.attach);
-      if ((await this.ctx.storage.getAlarm()) === null) {
-        await this.ctx.storage.setAlarm(Date.now() + this.#sweepInterval(config));
-      }
     }
     return new Response(null, { status: 101, webSocket: client });
   }

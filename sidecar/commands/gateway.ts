@@ -6,6 +6,7 @@
 import {
   DaemonOptionSpecs,
   daemonCommand,
+  loadRelayAccess,
   readDaemonSettings,
   runUntilShutdown,
 } from "../daemon.ts";
@@ -28,7 +29,6 @@ import {
 } from "../options.ts";
 import { DefaultStateDirectory } from "../state.ts";
 import { DefaultRunDirectory } from "../status.ts";
-import { InsecureWarning, loadTlsSettings } from "../tls.ts";
 import type { Command } from "./command.ts";
 
 const help = `Usage: siderolink-sidecar gateway --relay URL --network NAME --listen ADDRESS:PORT [OPTIONS]
@@ -121,11 +121,10 @@ async function gateway(args: string[], log: Logger): Promise<number> {
     GatewayTransportKinds,
     "websocket",
   );
-  const tls = loadTlsSettings(options.get("ca-file"), options.flag("insecure"));
-  if (tls.insecure) log.warn(InsecureWarning);
+  const { tls, proxy } = loadRelayAccess(options, log);
 
   const role = new Gateway({
-    relay: { origin: relayUrl.origin, api: relayApiUrl(relayUrl), network, tls, transport },
+    relay: { origin: relayUrl.origin, api: relayApiUrl(relayUrl), network, tls, proxy, transport },
     provisionProtocol: choiceOption(
       options,
       "provision-protocol",

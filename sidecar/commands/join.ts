@@ -33,6 +33,7 @@ import {
 } from "../provision-client.ts";
 import { DefaultStateDirectory } from "../state.ts";
 import { DefaultRunDirectory } from "../status.ts";
+import { TRANSPORT_CHOICES } from "../transport/transport.ts";
 import type { Command } from "./command.ts";
 
 const help = `Usage: siderolink-sidecar join [OPTIONS] [API-URL]
@@ -58,8 +59,11 @@ Options (environment variable in brackets):
                             derived from /etc/machine-id)                 [SIDEROLINK_NODE_UUID]
   --unique-token TOKEN      node unique token (default: generated once, kept in the state dir)
                                                                       [SIDEROLINK_UNIQUE_TOKEN]
-  --transport KIND          auto, websocket or grpc: how to tunnel when the server asks for it;
-                            auto is grpc for grpc:// URLs, websocket otherwise
+  --transport KIND          auto, websocket, grpc or http: how to tunnel when the server asks
+                            for it. http is the HTTP-only tunnel (gRPC-web over HTTP/1.1
+                            requests), for networks whose proxies drop WebSockets and HTTP/2.
+                            auto starts on grpc for grpc:// URLs, websocket otherwise, falls
+                            back to http when that fails, and moves back when it works again
                                                                          [SIDEROLINK_TRANSPORT]
   --network NAME            the relay network for the WebSocket tunnel (default: the part of
                             the join token before the first ".")           [SIDEROLINK_NETWORK]
@@ -75,6 +79,9 @@ Options (environment variable in brackets):
   --insecure                do not verify the relay's TLS certificate (warns at every start)
   --metrics-port PORT       serve Prometheus metrics on 127.0.0.1:PORT (default: off)
                                                                       [SIDEROLINK_METRICS_PORT]
+  --proxy URL               reach the relay through this HTTP proxy (CONNECT; user:password@ in
+                            the URL for Basic auth); default: HTTPS_PROXY or HTTP_PROXY by the
+                            URL's scheme, except hosts in NO_PROXY               [SIDEROLINK_PROXY]
   --connect-timeout SEC     give up (exit ${ExitCode.RelayUnreachable}) when the relay stays unreachable this long at
                             start; 0 retries forever (default)    [SIDEROLINK_CONNECT_TIMEOUT]
   -h, --help                show this text
@@ -149,7 +156,7 @@ async function join(args: string[], log: Logger): Promise<number> {
   const settings = readApi(options.positional, options.get("config"), process.env.SIDEROLINK_API);
   const { api } = settings;
   const daemon = readDaemonSettings(options);
-  const transportChoice = choiceOption(options, "transport", ["auto", "websocket", "grpc"], "auto");
+  const transportChoice = choiceOption(options, "transport", TRANSPORT_CHOICES, "auto");
   const protocolChoice = choiceOption(
     options,
     "provision-protocol",
@@ -160,7 +167,7 @@ async function join(args: string[], log: Logger): Promise<number> {
     log.warn("the API URL has no jointoken; the relay will refuse Provision without one");
   }
 
-  const { backendKind, tls } = await preflight(daemon, options, log);
+  const { backendKind, tls, proxy } = await preflight(daemon, options, log);
   const identity = resolveIdentity({
     uuid: options.get("node-uuid"),
     uniqueToken: options.get("unique-token") ?? settings.uniqueToken,
@@ -170,7 +177,7 @@ async function join(args: string[], log: Logger): Promise<number> {
   const nodePublicKey = formatKey(publicKey(privateKey));
   const protocol: ProvisionProtocol =
     protocolChoice === "auto" ? defaultProvisionProtocol(api) : protocolChoice;
-  const provisionTransport = createProvisionTransport(api, protocol, tls);
+  const provisionTransport = createProvisionTransport(api, protocol, tls, proxy);
   log.info("starting", {
     api: redactUrl(settings.apiText),
     iface: daemon.iface,
@@ -208,6 +215,7 @@ async function join(args: string[], log: Logger): Promise<number> {
     wireguardGo: daemon.wireguardGo,
     privateKey,
     tls,
+    proxy,
     log,
     shutdown,
     transportChoice,

@@ -14,6 +14,7 @@ import { formatKey, generatePrivateKey, parseKey } from "../../shared/siderolink
 import {
   DaemonOptionSpecs,
   daemonCommand,
+  loadRelayAccess,
   readDaemonSettings,
   runUntilShutdown,
 } from "../daemon.ts";
@@ -21,11 +22,11 @@ import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { watchShutdown } from "../lifecycle.ts";
 import { type Logger, redactUrl } from "../log.ts";
 import { DEFAULT_SWEEP_MS, type MeshMember, startMeshMember } from "../mesh/member.ts";
+import { proxyFor } from "../net/proxy.ts";
 import { checkInterfaceName, integerOption, parseOptions } from "../options.ts";
 import { requireNetAdmin, requirePacketAddon, requireTunDevice } from "../preflight.ts";
 import { DefaultStateDirectory, ensureStateDirectory, loadOrCreate } from "../state.ts";
 import { DefaultRunDirectory } from "../status.ts";
-import { InsecureWarning, loadTlsSettings } from "../tls.ts";
 import type { Command } from "./command.ts";
 
 export const MeshKeyFile = "mesh.key";
@@ -149,15 +150,16 @@ async function run(args: string[], log: Logger): Promise<number> {
   requireNetAdmin();
   requirePacketAddon();
   requireTunDevice();
-  const tls = loadTlsSettings(options.get("ca-file"), options.flag("insecure"));
-  if (tls.insecure) log.warn(InsecureWarning);
+  const { tls, proxy } = loadRelayAccess(options, log);
   ensureStateDirectory(settings.stateDirectory);
   const privateKey = loadMeshKey(settings.stateDirectory);
-  const host = relay.hostname.replace(/^\[|\]$/g, "");
+  // The TCP connection the rules keep out of the tunnel: the proxy's when one carries it.
+  const dialed = proxyFor(proxy, relay) ?? relay;
+  const host = dialed.hostname.replace(/^\[|\]$/g, "");
   const relayAddresses = isIP(host)
     ? [host]
     : (await lookup(host, { all: true })).map((a) => a.address);
-  const relayPort = Number(relay.port || (relay.protocol === "https:" ? 443 : 80));
+  const relayPort = Number(dialed.port || (dialed.protocol === "https:" ? 443 : 80));
 
   const shutdown = watchShutdown();
   let member: MeshMember | undefined;
@@ -176,6 +178,7 @@ async function run(args: string[], log: Logger): Promise<number> {
           relayPort,
           sweepMs,
           tls,
+          proxy,
           log,
         });
         log.info("mesh member up", {

@@ -19,6 +19,7 @@ import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { retryWithBackoff, watchShutdown } from "../lifecycle.ts";
 import type { Logger } from "../log.ts";
 import {
+  choiceOption,
   integerOption,
   type ParsedOptions,
   parseOptions,
@@ -68,6 +69,12 @@ Options (environment variable in brackets):
   --insecure                do not verify the relay's TLS certificate (warns at every start)
   --metrics-port PORT       serve Prometheus metrics on 127.0.0.1:PORT (default: off)
                                                                       [SIDEROLINK_METRICS_PORT]
+  --transport KIND          websocket (default) or http: the uplink's carrier; http is the
+                            HTTP-only tunnel (gRPC-web over HTTP/1.1 requests), for a host
+                            whose proxies drop WebSockets                 [SIDEROLINK_TRANSPORT]
+  --proxy URL               reach the relay through this HTTP proxy (CONNECT; user:password@ in
+                            the URL for Basic auth); default: HTTPS_PROXY or HTTP_PROXY by the
+                            URL's scheme, except hosts in NO_PROXY               [SIDEROLINK_PROXY]
   --connect-timeout SEC     give up (exit ${ExitCode.RelayUnreachable}) when the relay stays unreachable this long at
                             start; 0 retries forever (default)    [SIDEROLINK_CONNECT_TIMEOUT]
 
@@ -102,6 +109,7 @@ const OptionSpecs = [
   { name: "event-sink-port", value: true, env: "SIDEROLINK_EVENT_SINK_PORT" },
   { name: "log-receiver-port", value: true, env: "SIDEROLINK_LOG_RECEIVER_PORT" },
   { name: "records-max-mib", value: true, env: "SIDEROLINK_RECORDS_MAX_MIB" },
+  { name: "transport", value: true, env: "SIDEROLINK_TRANSPORT" },
 ];
 
 /** The records services' settings, or undefined when neither records option is given. */
@@ -203,7 +211,8 @@ async function serve(args: string[], log: Logger): Promise<number> {
     }
   }
 
-  const { backendKind, tls } = await preflight(daemon, options, log);
+  const transport = choiceOption(options, "transport", ["websocket", "http"], "websocket");
+  const { backendKind, tls, proxy } = await preflight(daemon, options, log);
   ensureStateDirectory(daemon.stateDirectory);
   const serverKey = loadOrCreateServerKey(daemon.stateDirectory);
   const serverPublicKey = publicKey(serverKey);
@@ -222,7 +231,7 @@ async function serve(args: string[], log: Logger): Promise<number> {
       addressOverride ??
       retryWithBackoff({
         what: `reading network ${network} from ${relayUrl}`,
-        attempt: () => fetchServerAddress(relayUrl, network, adminSecret, tls),
+        attempt: () => fetchServerAddress(relayUrl, network, adminSecret, tls, proxy),
         retryable: (error) => !(error instanceof SidecarError),
         log,
         signal: shutdown.signal,
@@ -242,6 +251,8 @@ async function serve(args: string[], log: Logger): Promise<number> {
     serverKey,
     serverPublicKey,
     tls,
+    proxy,
+    transport,
     log,
     shutdown,
     services,

@@ -97,6 +97,7 @@ export function formatStatus(s: StatusSnapshot): string {
     `${s.iface}: ${s.role} (${s.backend} WireGuard), link ${s.up ? "UP" : "DOWN"}`,
     `  relay:     ${s.relay}`,
     `  transport: ${t.kind} ${t.state}${t.lastError ? ` (last error: ${t.lastError})` : ""}, ${t.connects} connects`,
+    ...(t.reason ? [`             ${t.choice}: ${t.reason}`] : []),
     `             rx ${t.rxDatagrams} datagrams / ${t.rxBytes} bytes, tx ${t.txDatagrams} datagrams / ${t.txBytes} bytes`,
     `  address:   ${s.addresses.local ?? "-"}   server: ${s.addresses.server ?? "-"}${s.addresses.virtual ? `   virtual: ${s.addresses.virtual}` : ""}`,
     s.gateway

@@ -135,6 +135,7 @@ export class Gateway {
       relay.api,
       this.#options.provisionProtocol,
       relay.tls,
+      relay.proxy,
     );
     this.#lan = await startLanServer({
       ...this.#options.listen,
@@ -264,6 +265,8 @@ export class Gateway {
     const nodes = [...this.#nodes.values()].map((node) => node.report(now));
     const transport = {
       kind: this.#options.relay.transport,
+      choice: this.#options.relay.transport,
+      reason: null,
       state: nodes.every((node) => node.relay.state === "connected") ? "connected" : "degraded",
       lastError: nodes.find((node) => node.relay.lastError !== null)?.relay.lastError ?? null,
       connects: 0,

@@ -1,16 +1,18 @@
 /**
  * The gateway's way to the relay: the relay's URL as the provisioning client and the tunnel
  * transports take it, and one tunnel per machine, opened with the node role's own transports
- * (sidecar/transport/) and tagged with the machine's `grpc_peer_addr_port`. A transport kind
- * added there (the HTTP-only tunnel) becomes a case here.
+ * (sidecar/transport/) and tagged with the machine's `grpc_peer_addr_port`, through the forward
+ * proxy when one is set.
  */
 import type { ApiUrl } from "../../shared/siderolink/api-url.ts";
+import type { ProxySettings } from "../net/proxy.ts";
 import type { TlsSettings } from "../tls.ts";
 import { createGrpcNodeTransport } from "../transport/grpc.ts";
+import { createHttpTunnelTransport, httpTunnelUrl } from "../transport/http-tunnel.ts";
 import type { NodeTransport, TransportHandlers } from "../transport/transport.ts";
 import { createWebSocketTransport, tunnelUrl } from "../transport/websocket.ts";
 
-export const GatewayTransportKinds = ["websocket", "grpc"] as const;
+export const GatewayTransportKinds = ["websocket", "grpc", "http"] as const;
 export type GatewayTransportKind = (typeof GatewayTransportKinds)[number];
 
 export interface RelayTarget {
@@ -20,6 +22,7 @@ export interface RelayTarget {
   readonly api: ApiUrl;
   readonly network: string;
   readonly tls: TlsSettings;
+  readonly proxy: ProxySettings;
   readonly transport: GatewayTransportKind;
 }
 
@@ -47,13 +50,28 @@ export function openRelayTunnel(
 ): NodeTransport {
   switch (relay.transport) {
     case "grpc":
-      return createGrpcNodeTransport({ ...handlers, api: relay.api, peerAddrPort, tls: relay.tls });
+      return createGrpcNodeTransport({
+        ...handlers,
+        api: relay.api,
+        peerAddrPort,
+        tls: relay.tls,
+        proxy: relay.proxy,
+      });
+    case "http":
+      return createHttpTunnelTransport({
+        ...handlers,
+        url: httpTunnelUrl(relay.origin, relay.network),
+        peerAddrPort,
+        tls: relay.tls,
+        proxy: relay.proxy,
+      });
     case "websocket":
       return createWebSocketTransport({
         ...handlers,
         url: tunnelUrl(relay.origin, relay.network),
         peerAddrPort,
         tls: relay.tls,
+        proxy: relay.proxy,
       });
   }
 }

@@ -38,6 +38,7 @@ import { createUdpBind } from "../bind/udp.ts";
 import type { Logger } from "../log.ts";
 import { handshakeAgeSeconds } from "../monitor.ts";
 import { addAddress, setLinkUp } from "../net/iproute2.ts";
+import type { ProxySettings } from "../net/proxy.ts";
 import type { PeerReport, StatusSnapshot } from "../status.ts";
 import type { TlsSettings } from "../tls.ts";
 import { openLinuxTun } from "../tun/tun-linux.ts";
@@ -66,6 +67,7 @@ export interface MeshMemberOptions {
   readonly relayPort: number;
   readonly sweepMs: number;
   readonly tls: TlsSettings;
+  readonly proxy: ProxySettings;
   readonly log: Logger;
 }
 
@@ -196,6 +198,7 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
       clusterId: secrets.clusterId,
       memberId: ownId,
       tls: options.tls,
+      proxy: options.proxy,
       log,
       record: () =>
         sealRecord(secrets.recordKey, {
@@ -269,6 +272,8 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
         up: relayLink.state === "connected",
         transport: {
           kind: "websocket",
+          choice: "websocket",
+          reason: null,
           state: relayLink.state,
           lastError: relayLink.lastError ?? null,
           connects: relayLink.stats.connects,

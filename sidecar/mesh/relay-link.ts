@@ -14,6 +14,7 @@ import {
 import { MEMBER_QUERY, MeshFrameType, REPUBLISH_INTERVAL_MS } from "../../shared/mesh/frame.ts";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
 import type { Logger } from "../log.ts";
+import type { ProxySettings } from "../net/proxy.ts";
 import type { TlsSettings } from "../tls.ts";
 import { superviseWebSocket } from "../transport/supervised-websocket.ts";
 import { createTransportStats, type TransportStats } from "../transport/transport.ts";
@@ -36,6 +37,7 @@ export interface RelayLinkOptions extends RelayLinkHandlers {
   /** The member's current sealed record (sealed anew each time: fresh expiry and nonce). */
   readonly record: () => Uint8Array;
   readonly tls: TlsSettings;
+  readonly proxy: ProxySettings;
   readonly log: Logger;
   readonly retryIntervalMs?: number;
 }
@@ -83,6 +85,7 @@ export function connectRelayLink(options: RelayLinkOptions): RelayLink {
     url: meshConnectUrl(options.relay, options.clusterId, options.memberId),
     headers: {},
     tls: options.tls,
+    proxy: options.proxy,
     log: options.log,
     stats,
     what: "mesh relay link",

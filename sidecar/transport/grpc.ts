@@ -25,6 +25,7 @@ import {
 } from "../../shared/siderolink/peer-packet-stream.ts";
 import { PEER_ADDRESS_HEADER } from "../../shared/siderolink/relay-api.ts";
 import { REASON_PEER_NOT_ALLOWED, REASON_PEER_REPLACED } from "../../shared/tunnel/frame.ts";
+import { http2ProxyConnection, type ProxySettings } from "../net/proxy.ts";
 import { type TlsSettings, tlsOptions } from "../tls.ts";
 import {
   createTransportStats,
@@ -48,6 +49,7 @@ export interface GrpcTransportOptions extends TransportHandlers {
   readonly api: ApiUrl;
   readonly peerAddrPort: string;
   readonly tls: TlsSettings;
+  readonly proxy: ProxySettings;
 }
 
 /** How one stream ended: a gRPC status from the relay, or a connection failure. */
@@ -75,12 +77,13 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
   const connectSession = (): http2.ClientHttp2Session => {
     if (session && !session.closed && !session.destroyed) return session;
     const settings = { initialWindowSize: STREAM_WINDOW_BYTES, maxFrameSize: MAX_FRAME_BYTES };
-    const opened = http2.connect(
-      options.api.origin,
-      options.api.tls
-        ? { settings, ...tlsOptions(options.tls), ALPNProtocols: ["h2"] }
-        : { settings },
-    );
+    const secure = options.api.tls ? { ...tlsOptions(options.tls), ALPNProtocols: ["h2"] } : {};
+    const createConnection = http2ProxyConnection(options.proxy, options.api.origin, secure);
+    const opened = http2.connect(options.api.origin, {
+      settings,
+      ...secure,
+      ...(createConnection ? { createConnection } : {}),
+    });
     opened.on("connect", () => opened.setLocalWindowSize(SESSION_WINDOW_BYTES));
     opened.on("error", () => undefined);
     opened.on("close", () => {

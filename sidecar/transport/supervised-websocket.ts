@@ -15,8 +15,14 @@ import {
   PING_TEXT,
 } from "../../shared/tunnel/frame.ts";
 import type { LogFields, Logger } from "../log.ts";
+import { createProxyAgent, type ProxySettings, proxyFor } from "../net/proxy.ts";
 import { type TlsSettings, tlsOptions } from "../tls.ts";
-import { createReconnector, type TransportState, type TransportStats } from "./transport.ts";
+import {
+  createReconnector,
+  type FrameStream,
+  type TransportState,
+  type TransportStats,
+} from "./transport.ts";
 
 /** How long an upgrade may take before the attempt counts as failed. */
 const HandshakeTimeoutMs = 10_000;
@@ -29,6 +35,8 @@ export interface SupervisedWebSocketOptions {
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly tls: TlsSettings;
+  /** Forward proxies: a proxied WebSocket goes through CONNECT. */
+  readonly proxy: ProxySettings;
   readonly log: Logger;
   readonly stats: TransportStats;
   /** What the log calls the stream: `<what> connected`, `<what> down; retrying`. */
@@ -50,7 +58,7 @@ export interface SupervisedWebSocketOptions {
   onEnded(code: number, reason: string): void;
 }
 
-export interface SupervisedWebSocket {
+export interface SupervisedWebSocket extends FrameStream {
   readonly state: TransportState;
   readonly lastError: string | undefined;
   /** The current connection when it is open, else undefined. */
@@ -66,6 +74,9 @@ export function superviseWebSocket(options: SupervisedWebSocketOptions): Supervi
   let socket: WebSocket | undefined;
   let pingTimer: ReturnType<typeof setInterval> | undefined;
   let lastReceived = 0;
+  const target = new URL(options.url);
+  const proxy = proxyFor(options.proxy, target);
+  const agent = proxy ? createProxyAgent(proxy, target.protocol === "wss:") : undefined;
   const reconnector = createReconnector({
     what,
     log,
@@ -83,6 +94,7 @@ export function superviseWebSocket(options: SupervisedWebSocketOptions): Supervi
       perMessageDeflate: false,
       maxPayload: MAX_FRAME_SIZE,
       handshakeTimeout: HandshakeTimeoutMs,
+      ...(agent ? { agent } : {}),
       ...tlsOptions(options.tls),
     });
     socket = ws;
@@ -115,12 +127,16 @@ export function superviseWebSocket(options: SupervisedWebSocketOptions): Supervi
         ws.close(error.closeCode, error.message);
       }
     });
+    // An HTTP answer instead of the upgrade (a proxy that drops Upgrade: 426, 400) says more
+    // than the error terminating the attempt reports after it.
+    let answered = false;
     ws.on("unexpected-response", (_request, response) => {
+      answered = true;
       lastError = `HTTP ${response.statusCode} from ${options.url}`;
       ws.terminate();
     });
     ws.on("error", (error) => {
-      lastError = error.message;
+      if (!answered) lastError = error.message;
     });
     ws.on("close", (code: number, reason: Buffer) => {
       clearInterval(pingTimer);

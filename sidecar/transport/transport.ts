@@ -21,7 +21,10 @@ export const TerminalRetryMs = 5_000;
  */
 export const HighWaterBytes = 256 * 1024;
 
-export type TransportKind = "websocket" | "grpc";
+export type TransportKind = "websocket" | "grpc" | "http";
+/** What `--transport` takes: a kind, or auto (the best that works, falling back to http). */
+export type TransportChoice = "auto" | TransportKind;
+export const TRANSPORT_CHOICES: readonly TransportChoice[] = ["auto", "websocket", "grpc", "http"];
 export type TransportState = "connecting" | "connected" | "retrying" | "stopped";
 
 export interface TransportStats {
@@ -47,6 +50,25 @@ export interface NodeTransport {
   send(datagrams: readonly Uint8Array[]): void;
   /** Ends the stream for good. */
   close(): Promise<void>;
+}
+
+/**
+ * An open stream's sending side, as the WebSocket and the HTTP-only tunnel both offer it: one
+ * binary frame per call (copied or written before the call returns), and the bytes accepted but
+ * not yet written out.
+ */
+export interface FrameSink {
+  send(frame: Uint8Array): void;
+  readonly bufferedAmount: number;
+}
+
+/** A supervised frame stream (supervised-websocket.ts, supervised-http-tunnel.ts). */
+export interface FrameStream {
+  readonly state: TransportState;
+  readonly lastError: string | undefined;
+  /** The sending side while a connection is open. */
+  openSocket(): FrameSink | undefined;
+  close(reason: string): Promise<void>;
 }
 
 export interface TransportHandlers {

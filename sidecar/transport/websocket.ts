@@ -4,25 +4,11 @@
  * frames both ways (shared/tunnel/frame.ts); the text pair ping/pong proves liveness.
  */
 import { PEER_ADDRESS_HEADER, tunnelPath } from "../../shared/siderolink/relay-api.ts";
-import { createBatchSender } from "../../shared/tunnel/batch-sender.ts";
-import { decodeNodeDatagrams } from "../../shared/tunnel/decode.ts";
-import { createBatchEncoder } from "../../shared/tunnel/encode.ts";
-import { CloseCode } from "../../shared/tunnel/frame.ts";
+import type { ProxySettings } from "../net/proxy.ts";
 import type { TlsSettings } from "../tls.ts";
+import { createNodeStreamTransport } from "./node-stream.ts";
 import { superviseWebSocket } from "./supervised-websocket.ts";
-import {
-  createTransportStats,
-  HighWaterBytes,
-  type NodeTransport,
-  type TransportHandlers,
-} from "./transport.ts";
-
-/** Close codes after which reconnecting is pointless: the relay no longer knows this node. */
-const TerminalCodes: ReadonlySet<number> = new Set([
-  CloseCode.PeerNotAllowed,
-  CloseCode.Replaced,
-  CloseCode.PeerRemoved,
-]);
+import type { NodeTransport, TransportHandlers } from "./transport.ts";
 
 /** `ws(s)://authority/v1/networks/<network>/tunnel` for an API origin (`http(s)://authority`). */
 export function tunnelUrl(origin: string, network: string): string {
@@ -34,66 +20,18 @@ export interface WebSocketTransportOptions extends TransportHandlers {
   /** `grpc_peer_addr_port` from Provision. */
   readonly peerAddrPort: string;
   readonly tls: TlsSettings;
+  readonly proxy: ProxySettings;
 }
 
 export function createWebSocketTransport(options: WebSocketTransportOptions): NodeTransport {
-  const { log } = options;
-  const stats = createTransportStats();
-  const views: Uint8Array[] = [];
-  const stream = superviseWebSocket({
-    url: options.url,
-    headers: { [PEER_ADDRESS_HEADER]: options.peerAddrPort },
-    tls: options.tls,
-    log,
-    stats,
-    what: "tunnel stream",
-    connectedFields: { transport: "websocket", url: options.url },
-    retryIntervalMs: options.retryIntervalMs,
-    onBinary(_ws, data) {
-      const count = decodeNodeDatagrams(data, views);
-      views.length = count;
-      stats.rxDatagrams += count;
-      for (let i = 0; i < count; i++) stats.rxBytes += views[i].length;
-      options.onDatagrams(views);
-    },
-    endsForGood: (code) => TerminalCodes.has(code),
-    onEnded(code, reason) {
-      log.warn("the relay ended the tunnel stream; provisioning again", { code, reason });
-      options.onTerminal(reason || `close code ${code}`);
-    },
-  });
-
-  // ws masks a client frame into a fresh buffer, so the encoder's buffer is free on return.
-  const sender = createBatchSender(createBatchEncoder(false), (frame) =>
-    stream.openSocket()?.send(frame),
+  return createNodeStreamTransport("websocket", options.url, options, (hooks) =>
+    superviseWebSocket({
+      ...hooks,
+      url: options.url,
+      headers: { [PEER_ADDRESS_HEADER]: options.peerAddrPort },
+      tls: options.tls,
+      proxy: options.proxy,
+      log: options.log,
+    }),
   );
-
-  return {
-    kind: "websocket",
-    get state() {
-      return stream.state;
-    },
-    stats,
-    get lastError() {
-      return stream.lastError;
-    },
-    send(datagrams) {
-      const ws = stream.state === "connected" ? stream.openSocket() : undefined;
-      if (ws === undefined) {
-        stats.dropsNotConnected += datagrams.length;
-        return;
-      }
-      if (ws.bufferedAmount > HighWaterBytes) {
-        stats.dropsCongested += datagrams.length;
-        return;
-      }
-      for (const datagram of datagrams) {
-        sender.add(datagram);
-        stats.txDatagrams++;
-        stats.txBytes += datagram.length;
-      }
-      sender.flush();
-    },
-    close: () => stream.close("node shutting down"),
-  };
 }

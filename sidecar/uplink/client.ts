@@ -4,20 +4,27 @@
  * applies the peer messages through a PeerReconciler and acknowledges each once applied, and
  * carries PEER_DATAGRAMS both ways: each datagram tagged with the virtual address of its node.
  *
+ * The same frames ride the HTTP-only tunnel instead (`transport: "http"`: gRPC-web Receive and Send
+ * under the same path, shared/tunnel/http-tunnel.ts) where the management host's network lets no
+ * WebSocket through; both are FrameStreams, so nothing else here depends on which.
+ *
  * It reconnects by itself (every RetryIntervalMs, jittered) and reconciles on every connection.
  * A refused admin secret or protocol version is fatal: `onFatal` reports it.
  */
-import { WebSocket } from "ws";
 import { uplinkPath } from "../../shared/siderolink/relay-api.ts";
 import { createBatchSender } from "../../shared/tunnel/batch-sender.ts";
 import { decodeControl, decodePeerDatagrams, frameType } from "../../shared/tunnel/decode.ts";
 import { createBatchEncoder, encodeAck, encodeHello } from "../../shared/tunnel/encode.ts";
 import { CloseCode, FrameType, PROTOCOL_VERSION } from "../../shared/tunnel/frame.ts";
 import type { Logger } from "../log.ts";
+import type { ProxySettings } from "../net/proxy.ts";
 import type { TlsSettings } from "../tls.ts";
+import { superviseHttpTunnel } from "../transport/supervised-http-tunnel.ts";
 import { superviseWebSocket } from "../transport/supervised-websocket.ts";
 import {
   createTransportStats,
+  type FrameSink,
+  type FrameStream,
   HighWaterBytes,
   type TransportState,
   type TransportStats,
@@ -32,6 +39,9 @@ export interface UplinkOptions {
   readonly serverPublicKey: Uint8Array;
   readonly reconciler: PeerReconciler;
   readonly tls: TlsSettings;
+  readonly proxy: ProxySettings;
+  /** The stream's carrier: a WebSocket, or the HTTP-only tunnel. */
+  readonly transport: "websocket" | "http";
   readonly log: Logger;
   /** Datagrams from nodes: `tags[i]` (16 bytes) names the node of `datagrams[i]`. Views. */
   onDatagrams(tags: readonly Uint8Array[], datagrams: readonly Uint8Array[]): void;
@@ -56,14 +66,15 @@ const FatalCodes: ReadonlySet<number> = new Set([
   CloseCode.UnsupportedVersion,
 ]);
 
-export function uplinkUrl(relayUrl: string, network: string): string {
-  const base = relayUrl.replace(/\/+$/, "").replace(/^http/, "ws");
-  return `${base}${uplinkPath(network)}`;
+/** The uplink's URL: `ws(s)://` for the WebSocket, `http(s)://` for the HTTP-only tunnel. */
+export function uplinkUrl(relayUrl: string, network: string, transport = "websocket"): string {
+  const base = relayUrl.replace(/\/+$/, "");
+  return `${transport === "websocket" ? base.replace(/^http/, "ws") : base}${uplinkPath(network)}`;
 }
 
 export function connectUplink(options: UplinkOptions): Uplink {
   const { log, reconciler } = options;
-  const url = uplinkUrl(options.relayUrl, options.network);
+  const url = uplinkUrl(options.relayUrl, options.network, options.transport);
   const stats = createTransportStats();
   const tags: Uint8Array[] = [];
   const datagrams: Uint8Array[] = [];
@@ -71,7 +82,7 @@ export function connectUplink(options: UplinkOptions): Uplink {
   /** Peer messages are applied strictly in order, one after another. */
   let applying: Promise<void> = Promise.resolve();
 
-  const control = (ws: WebSocket, frame: Uint8Array): void => {
+  const control = (sink: FrameSink, frame: Uint8Array): void => {
     const message = decodeControl(frame);
     applying = applying.then(async () => {
       try {
@@ -81,7 +92,7 @@ export function connectUplink(options: UplinkOptions): Uplink {
             log.info("peers reconciled with the relay", { peers: reconciler.peers.size });
           synced = true;
         }
-        if (seq !== undefined && ws.readyState === WebSocket.OPEN) ws.send(encodeAck(seq));
+        if (seq !== undefined && stream.openSocket() === sink) sink.send(encodeAck(seq));
       } catch (error) {
         // Not acknowledged: the relay's Provision times out and the node retries.
         log.error("applying a peer change failed", { error: (error as Error).message });
@@ -89,23 +100,29 @@ export function connectUplink(options: UplinkOptions): Uplink {
     });
   };
 
-  const stream = superviseWebSocket({
+  const supervise =
+    options.transport === "websocket"
+      ? superviseWebSocket
+      : (hooks: Omit<Parameters<typeof superviseWebSocket>[0], "url">) =>
+          superviseHttpTunnel({ ...hooks, baseUrl: url });
+  const stream: FrameStream = supervise({
     url,
     headers: { authorization: `Bearer ${options.adminSecret}` },
     tls: options.tls,
+    proxy: options.proxy,
     log,
     stats,
     what: "uplink",
-    connectedFields: { url, network: options.network },
+    connectedFields: { url, network: options.network, transport: options.transport },
     retryIntervalMs: options.retryIntervalMs,
     onConnecting() {
       synced = false;
       reconciler.connectionReset();
     },
-    onOpen(ws) {
-      ws.send(encodeHello(PROTOCOL_VERSION, options.serverPublicKey));
+    onOpen(sink) {
+      sink.send(encodeHello(PROTOCOL_VERSION, options.serverPublicKey));
     },
-    onBinary(ws, data) {
+    onBinary(sink, data) {
       if (frameType(data) === FrameType.PeerDatagrams) {
         const count = decodePeerDatagrams(data, tags, datagrams);
         tags.length = count;
@@ -114,7 +131,7 @@ export function connectUplink(options: UplinkOptions): Uplink {
         for (let i = 0; i < count; i++) stats.rxBytes += datagrams[i].length;
         options.onDatagrams(tags, datagrams);
       } else {
-        control(ws, data);
+        control(sink, data);
       }
     },
     onClosed() {

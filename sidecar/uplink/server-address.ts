@@ -2,6 +2,7 @@ import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { parseNetworkPrefix } from "../../shared/net/ip.ts";
 import { ExitCode, SidecarError } from "../exit-codes.ts";
+import { createProxyAgent, NO_PROXY, type ProxySettings, proxyFor } from "../net/proxy.ts";
 import { type TlsSettings, tlsOptions } from "../tls.ts";
 
 /**
@@ -13,9 +14,11 @@ export function fetchServerAddress(
   network: string,
   adminSecret: string,
   tls: TlsSettings,
+  proxies: ProxySettings = NO_PROXY,
 ): Promise<string> {
   const url = new URL(`/v1/networks/${encodeURIComponent(network)}`, relayUrl);
   const request = url.protocol === "https:" ? httpsRequest : httpRequest;
+  const proxy = proxyFor(proxies, url);
   return new Promise((resolve, reject) => {
     const req = request(
       url,
@@ -23,6 +26,7 @@ export function fetchServerAddress(
         method: "GET",
         headers: { authorization: `Bearer ${adminSecret}`, accept: "application/json" },
         timeout: 10_000,
+        ...(proxy ? { agent: createProxyAgent(proxy, url.protocol === "https:") } : {}),
         ...(url.protocol === "https:" ? tlsOptions(tls) : {}),
       },
       (response) => {

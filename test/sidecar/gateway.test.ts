@@ -190,6 +190,8 @@ describe("gateway options and reports", () => {
       up: true,
       transport: {
         kind: "websocket",
+        choice: "websocket",
+        reason: null,
         state: "connected",
         lastError: null,
         connects: 1,

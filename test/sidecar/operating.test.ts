@@ -128,6 +128,8 @@ const snapshot: StatusSnapshot = {
   up: true,
   transport: {
     kind: "websocket",
+    choice: "auto",
+    reason: "websocket: preferred for this relay URL",
     state: "connected",
     lastError: null,
     connects: 1,

@@ -265,6 +265,8 @@ describe("overlay services on loopback", () => {
       up: true,
       transport: {
         kind: "websocket",
+        choice: "websocket",
+        reason: null,
         state: "connected",
         lastError: null,
         connects: 1,

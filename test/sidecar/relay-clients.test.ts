@@ -1,7 +1,8 @@
 /**
  * The sidecar's clients against the real Node relay on loopback: Provision over gRPC, Connect
  * and gRPC-web; the server uplink (HELLO, peer list, ACK gating, reconnect reconciliation);
- * and the node's WebSocket and gRPC tunnel transports, including the relay's terminal closes.
+ * and the node's WebSocket, gRPC and HTTP-only tunnel transports, including the relay's terminal
+ * closes. Everything runs twice: with the uplink over a WebSocket, and over the HTTP-only tunnel.
  * WireGuard itself is replaced by a recording peer table and WireGuard-shaped datagrams.
  */
 import assert from "node:assert/strict";
@@ -22,6 +23,7 @@ import { type ApiUrl, parseApiUrl } from "../../shared/siderolink/api-url.ts";
 import { formatKey, generatePrivateKey, publicKey } from "../../shared/siderolink/keys.ts";
 import { ExitCode, SidecarError } from "../../sidecar/exit-codes.ts";
 import { createLogger } from "../../sidecar/log.ts";
+import { NO_PROXY } from "../../sidecar/net/proxy.ts";
 import {
   createProvisionTransport,
   type ProvisionProtocol,
@@ -30,6 +32,7 @@ import {
   provision,
 } from "../../sidecar/provision-client.ts";
 import { createGrpcNodeTransport } from "../../sidecar/transport/grpc.ts";
+import { createHttpTunnelTransport, httpTunnelUrl } from "../../sidecar/transport/http-tunnel.ts";
 import type { NodeTransport } from "../../sidecar/transport/transport.ts";
 import { createWebSocketTransport, tunnelUrl } from "../../sidecar/transport/websocket.ts";
 import { connectUplink, type Uplink } from "../../sidecar/uplink/client.ts";
@@ -64,263 +67,270 @@ class RecordingTable implements PeerTable {
   }
 }
 
-describe("sidecar clients against the Node relay", { timeout: 60_000 }, () => {
-  let dataDir: string;
-  let server: RelayServer;
-  let network: NetworkSummary & NetworkSecrets;
-  let api: ApiUrl;
-  let uplink: Uplink | undefined;
-  const table = new RecordingTable();
-  const serverKey = generatePrivateKey();
-  const fromNodes: { tag: string; marker: number }[] = [];
-  const transports: NodeTransport[] = [];
+for (const uplinkTransport of ["websocket", "http"] as const) {
+  describe(`sidecar clients against the Node relay (uplink over ${uplinkTransport})`, {
+    timeout: 60_000,
+  }, () => {
+    let dataDir: string;
+    let server: RelayServer;
+    let network: NetworkSummary & NetworkSecrets;
+    let api: ApiUrl;
+    let uplink: Uplink | undefined;
+    const table = new RecordingTable();
+    const serverKey = generatePrivateKey();
+    const fromNodes: { tag: string; marker: number }[] = [];
+    const transports: NodeTransport[] = [];
 
-  const startRelay = async (port = 0): Promise<void> => {
-    server = await startRelayServer({ host: "127.0.0.1", port, dataDir });
-  };
+    const startRelay = async (port = 0): Promise<void> => {
+      server = await startRelayServer({ host: "127.0.0.1", port, dataDir });
+    };
 
-  const provisionAs = (
-    protocol: ProvisionProtocol,
-    joinToken = network.joinToken!,
-  ): Promise<ProvisionResult> =>
-    provision(createProvisionTransport(api, protocol, insecure), {
-      nodeUuid: randomUUID(),
-      nodePublicKey: formatKey(publicKey(generatePrivateKey())),
-      joinToken,
-      uniqueToken: "unique",
-      wireguardOverGrpc: true,
-    });
-
-  const startUplink = (
-    adminSecret = network.adminSecret,
-    onFatal: Parameters<typeof connectUplink>[0]["onFatal"] = () => {},
-  ): Uplink =>
-    connectUplink({
-      relayUrl: server.url,
-      network: "edge",
-      adminSecret,
-      serverPublicKey: publicKey(serverKey),
-      reconciler: new PeerReconciler(table),
-      tls: insecure,
-      log: quiet,
-      retryIntervalMs: 100,
-      onDatagrams(tags, datagrams) {
-        for (let i = 0; i < datagrams.length; i++) {
-          fromNodes.push({
-            tag: Buffer.from(tags[i]).toString("hex"),
-            marker: markerOf(datagrams[i]),
-          });
-        }
-      },
-      onFatal,
-    });
-
-  before(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), "sidecar-clients-"));
-    await startRelay();
-    const runtime = await server.directory.runtime("edge");
-    const created = await initializeNetwork(runtime);
-    network = { ...(await describeNetwork(runtime, server.nodeBaseUrl, created)), ...created };
-    api = parseApiUrl(network.apiUrl);
-  });
-
-  after(async () => {
-    for (const transport of transports) await transport.close();
-    await uplink?.close();
-    await server?.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-
-  it("Provision before any server uplink is retryable and says the management server is missing", async () => {
-    await assert.rejects(provisionAs("grpc"), (error: unknown) => {
-      assert.ok(error instanceof ProvisionRetryableError);
-      assert.match(error.message, /^Unavailable: the management server is not connected/);
-      return true;
-    });
-  });
-
-  it("a wrong join token is refused with the credentials exit status on every protocol", async () => {
-    for (const protocol of ["grpc", "connect", "grpc-web"] as const) {
-      await assert.rejects(provisionAs(protocol, "edge.wrong"), (error: unknown) => {
-        assert.ok(error instanceof SidecarError, `${protocol}: ${error}`);
-        assert.equal(error.exitCode, ExitCode.BadCredentials);
-        assert.match(error.message, /the relay refused the join token \(invalid join token\)/);
-        return true;
-      });
-    }
-  });
-
-  it("an unreachable relay is retryable", async () => {
-    const down = parseApiUrl("grpc://127.0.0.1:9?jointoken=edge.x");
-    await assert.rejects(
-      provision(createProvisionTransport(down, "grpc", insecure), {
+    const provisionAs = (
+      protocol: ProvisionProtocol,
+      joinToken = network.joinToken!,
+    ): Promise<ProvisionResult> =>
+      provision(createProvisionTransport(api, protocol, insecure), {
         nodeUuid: randomUUID(),
         nodePublicKey: formatKey(publicKey(generatePrivateKey())),
-        uniqueToken: "u",
+        joinToken,
+        uniqueToken: "unique",
         wireguardOverGrpc: true,
-      }),
-      ProvisionRetryableError,
-    );
-  });
+      });
 
-  it("the uplink registers the server key and the relay's Provision answers only after the peer is configured", async () => {
-    uplink = startUplink();
-    await eventually("the uplink to sync", () => uplink!.synced);
-    for (const protocol of ["grpc", "connect", "grpc-web"] as const) {
-      const result = await provisionAs(protocol);
-      assert.equal(result.serverPublicKey, formatKey(publicKey(serverKey)), protocol);
-      assert.equal(result.serverAddress, network.serverAddress);
-      assert.match(result.grpcPeerAddrPort, /^\[fdae:41e4:649b:9304:[0-9a-f:]+\]:50888$/);
-      assert.deepEqual(result.endpoints, [result.grpcPeerAddrPort]);
-      const address = result.nodeAddressPrefix.split("/")[0];
-      const configured = [...table.peers.values()].find((peer) => peer.address === address);
-      assert.ok(configured, `${protocol}: the peer was configured before Provision returned`);
-      assert.equal(`[${configured.virtualAddress}]:50888`, result.grpcPeerAddrPort);
+    const startUplink = (
+      adminSecret = network.adminSecret,
+      onFatal: Parameters<typeof connectUplink>[0]["onFatal"] = () => {},
+    ): Uplink =>
+      connectUplink({
+        relayUrl: server.url,
+        network: "edge",
+        adminSecret,
+        serverPublicKey: publicKey(serverKey),
+        reconciler: new PeerReconciler(table),
+        tls: insecure,
+        proxy: NO_PROXY,
+        transport: uplinkTransport,
+        log: quiet,
+        retryIntervalMs: 100,
+        onDatagrams(tags, datagrams) {
+          for (let i = 0; i < datagrams.length; i++) {
+            fromNodes.push({
+              tag: Buffer.from(tags[i]).toString("hex"),
+              marker: markerOf(datagrams[i]),
+            });
+          }
+        },
+        onFatal,
+      });
+
+    before(async () => {
+      dataDir = mkdtempSync(join(tmpdir(), "sidecar-clients-"));
+      await startRelay();
+      const runtime = await server.directory.runtime("edge");
+      const created = await initializeNetwork(runtime);
+      network = { ...(await describeNetwork(runtime, server.nodeBaseUrl, created)), ...created };
+      api = parseApiUrl(network.apiUrl);
+    });
+
+    after(async () => {
+      for (const transport of transports) await transport.close();
+      await uplink?.close();
+      await server?.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    });
+
+    it("Provision before any server uplink is retryable and says the management server is missing", async () => {
+      await assert.rejects(provisionAs("grpc"), (error: unknown) => {
+        assert.ok(error instanceof ProvisionRetryableError);
+        assert.match(error.message, /^Unavailable: the management server is not connected/);
+        return true;
+      });
+    });
+
+    it("a wrong join token is refused with the credentials exit status on every protocol", async () => {
+      for (const protocol of ["grpc", "connect", "grpc-web"] as const) {
+        await assert.rejects(provisionAs(protocol, "edge.wrong"), (error: unknown) => {
+          assert.ok(error instanceof SidecarError, `${protocol}: ${error}`);
+          assert.equal(error.exitCode, ExitCode.BadCredentials);
+          assert.match(error.message, /the relay refused the join token \(invalid join token\)/);
+          return true;
+        });
+      }
+    });
+
+    it("an unreachable relay is retryable", async () => {
+      const down = parseApiUrl("grpc://127.0.0.1:9?jointoken=edge.x");
+      await assert.rejects(
+        provision(createProvisionTransport(down, "grpc", insecure), {
+          nodeUuid: randomUUID(),
+          nodePublicKey: formatKey(publicKey(generatePrivateKey())),
+          uniqueToken: "u",
+          wireguardOverGrpc: true,
+        }),
+        ProvisionRetryableError,
+      );
+    });
+
+    it("the uplink registers the server key and the relay's Provision answers only after the peer is configured", async () => {
+      uplink = startUplink();
+      await eventually("the uplink to sync", () => uplink!.synced);
+      for (const protocol of ["grpc", "connect", "grpc-web"] as const) {
+        const result = await provisionAs(protocol);
+        assert.equal(result.serverPublicKey, formatKey(publicKey(serverKey)), protocol);
+        assert.equal(result.serverAddress, network.serverAddress);
+        assert.match(result.grpcPeerAddrPort, /^\[fdae:41e4:649b:9304:[0-9a-f:]+\]:50888$/);
+        assert.deepEqual(result.endpoints, [result.grpcPeerAddrPort]);
+        const address = result.nodeAddressPrefix.split("/")[0];
+        const configured = [...table.peers.values()].find((peer) => peer.address === address);
+        assert.ok(configured, `${protocol}: the peer was configured before Provision returned`);
+        assert.equal(`[${configured.virtualAddress}]:50888`, result.grpcPeerAddrPort);
+      }
+    });
+
+    for (const kind of ["websocket", "grpc", "http"] as const) {
+      it(`the ${kind} tunnel carries datagrams both ways, tagged with the node's virtual address`, async () => {
+        const result = await provisionAs("grpc");
+        const received: number[] = [];
+        const transport = openTransport(kind, result.grpcPeerAddrPort, {
+          onDatagrams: (datagrams) => {
+            for (const d of datagrams) received.push(markerOf(d));
+          },
+        });
+        // The gRPC stream counts as connected once the relay answers, so keep sending until then.
+        const tag = Buffer.from(parseAddrPort(result.grpcPeerAddrPort).address).toString("hex");
+        await eventually("datagrams to reach the uplink", () => {
+          transport.send([datagram(1), datagram(2)]);
+          return fromNodes.some((d) => d.tag === tag && d.marker === 2);
+        });
+        const tagBytes = parseAddrPort(result.grpcPeerAddrPort).address;
+        uplink!.send([datagram(10), datagram(11)], tagBytes);
+        await eventually("datagrams to reach the node", () => received.includes(11));
+        assert.deepEqual(received.slice(0, 2), [10, 11]);
+        assert.equal(transport.state, "connected");
+      });
+
+      it(`the ${kind} tunnel reports "peer not allowed" as terminal`, async () => {
+        let terminal: string | undefined;
+        openTransport(kind, "[fdae:41e4:649b:9304::dead]:50888", {
+          onTerminal: (reason) => {
+            terminal = reason;
+          },
+        });
+        assert.equal(await eventually("a terminal close", () => terminal), "peer not allowed");
+      });
+
+      it(`a second ${kind} stream for the same node ends the first with "peer replaced"`, async () => {
+        const result = await provisionAs("grpc");
+        let terminal: string | undefined;
+        const first = openTransport(kind, result.grpcPeerAddrPort, {
+          onTerminal: (reason) => {
+            terminal = reason;
+          },
+        });
+        // A gRPC stream counts as connected once the relay has answered: the server answers here.
+        const tag = parseAddrPort(result.grpcPeerAddrPort).address;
+        await eventually("the first stream to connect", () => {
+          first.send([datagram(1)]);
+          uplink!.send([datagram(2)], tag);
+          return first.state === "connected";
+        });
+        // The second takes the address over once the server answers its handshake initiation
+        // (a response whose receiver index is the initiation's sender index).
+        const second = openTransport(kind, result.grpcPeerAddrPort, {});
+        const initiation = new Uint8Array(148);
+        initiation.set([1, 0, 0, 0, 0x2a, 0, 0, 0]);
+        const response = new Uint8Array(92);
+        response.set([2, 0, 0, 0, 7, 0, 0, 0, 0x2a, 0, 0, 0]);
+        await eventually("the second stream to connect", () => {
+          second.send([initiation]);
+          uplink!.send([response], tag);
+          return second.state === "connected";
+        });
+        assert.equal(await eventually("the first to be replaced", () => terminal), "peer replaced");
+        assert.equal(first.state, "stopped");
+      });
+    }
+
+    it("after the relay restarts, the uplink reconnects and reconciles without setting any peer twice", async () => {
+      const before = [...table.peers.keys()].sort();
+      const sets = table.calls.filter((call) => call.startsWith("set")).length;
+      const port = server.port;
+      await server.close();
+      await eventually("the uplink to notice", () => !uplink!.synced);
+      await startRelay(port);
+      await eventually("the uplink to sync again", () => uplink!.synced);
+      assert.deepEqual([...table.peers.keys()].sort(), before);
+      assert.equal(
+        table.calls.filter((call) => call.startsWith("set")).length,
+        sets,
+        "no peer set again",
+      );
+      assert.equal(uplink!.stats.connects, 2);
+    });
+
+    it("a grpc stream cut by a relay restart reopens on the next outgoing datagram, without a retry timer", async () => {
+      const result = await provisionAs("grpc");
+      const tag = parseAddrPort(result.grpcPeerAddrPort).address;
+      const tagHex = Buffer.from(tag).toString("hex");
+      const transport = openTransport("grpc", result.grpcPeerAddrPort, {});
+      await eventually("the stream to connect", () => transport.state === "connected");
+      const port = server.port;
+      await server.close();
+      await eventually("the stream to notice", () => transport.state === "retrying");
+      await startRelay(port);
+      await eventually("the uplink to sync again", () => uplink!.synced);
+      // Nothing reopens the stream until WireGuard sends: it stays down while the node is quiet.
+      assert.equal(transport.state, "retrying");
+      transport.send([datagram(21)]);
+      assert.equal(transport.state, "connecting", "the datagram opened the stream at once");
+      await eventually("the datagram to reach the uplink", () =>
+        fromNodes.some((d) => d.tag === tagHex && d.marker === 21),
+      );
+      assert.equal(transport.state, "connected");
+      assert.equal(transport.stats.connects, 2);
+      assert.match(transport.lastError ?? "", /reset|without a status|Unavailable|GOAWAY|closed/i);
+    });
+
+    it("a wrong admin secret is fatal for the uplink, with the relay's reason", async () => {
+      let fatal: { reason: string; code: number } | undefined;
+      const refused = startUplink("wrong", (reason, code) => {
+        fatal = { reason, code };
+      });
+      const result = await eventually("the refusal", () => fatal);
+      assert.equal(result.code, 4401);
+      assert.match(result.reason, /invalid admin secret/);
+      assert.equal(refused.state, "stopped");
+    });
+
+    function openTransport(
+      kind: "websocket" | "grpc" | "http",
+      peerAddrPort: string,
+      handlers: {
+        onDatagrams?: (d: readonly Uint8Array[]) => void;
+        onTerminal?: (reason: string) => void;
+      },
+    ): NodeTransport {
+      const common = {
+        onDatagrams: handlers.onDatagrams ?? (() => {}),
+        onTerminal: handlers.onTerminal ?? (() => {}),
+        log: quiet,
+        retryIntervalMs: 100,
+        peerAddrPort,
+        tls: insecure,
+        proxy: NO_PROXY,
+      };
+      const origin = `http://127.0.0.1:${server.port}`;
+      const transport =
+        kind === "websocket"
+          ? createWebSocketTransport({ ...common, url: tunnelUrl(origin, "edge") })
+          : kind === "http"
+            ? createHttpTunnelTransport({ ...common, url: httpTunnelUrl(origin, "edge") })
+            : createGrpcNodeTransport({
+                ...common,
+                api: parseApiUrl(`grpc://127.0.0.1:${server.port}`),
+              });
+      transports.push(transport);
+      return transport;
     }
   });
-
-  for (const kind of ["websocket", "grpc"] as const) {
-    it(`the ${kind} tunnel carries datagrams both ways, tagged with the node's virtual address`, async () => {
-      const result = await provisionAs("grpc");
-      const received: number[] = [];
-      const transport = openTransport(kind, result.grpcPeerAddrPort, {
-        onDatagrams: (datagrams) => {
-          for (const d of datagrams) received.push(markerOf(d));
-        },
-      });
-      // The gRPC stream counts as connected once the relay answers, so keep sending until then.
-      const tag = Buffer.from(parseAddrPort(result.grpcPeerAddrPort).address).toString("hex");
-      await eventually("datagrams to reach the uplink", () => {
-        transport.send([datagram(1), datagram(2)]);
-        return fromNodes.some((d) => d.tag === tag && d.marker === 2);
-      });
-      const tagBytes = parseAddrPort(result.grpcPeerAddrPort).address;
-      uplink!.send([datagram(10), datagram(11)], tagBytes);
-      await eventually("datagrams to reach the node", () => received.includes(11));
-      assert.deepEqual(received.slice(0, 2), [10, 11]);
-      assert.equal(transport.state, "connected");
-    });
-
-    it(`the ${kind} tunnel reports "peer not allowed" as terminal`, async () => {
-      let terminal: string | undefined;
-      openTransport(kind, "[fdae:41e4:649b:9304::dead]:50888", {
-        onTerminal: (reason) => {
-          terminal = reason;
-        },
-      });
-      assert.equal(await eventually("a terminal close", () => terminal), "peer not allowed");
-    });
-
-    it(`a second ${kind} stream for the same node ends the first with "peer replaced"`, async () => {
-      const result = await provisionAs("grpc");
-      let terminal: string | undefined;
-      const first = openTransport(kind, result.grpcPeerAddrPort, {
-        onTerminal: (reason) => {
-          terminal = reason;
-        },
-      });
-      // A gRPC stream counts as connected once the relay has answered: the server answers here.
-      const tag = parseAddrPort(result.grpcPeerAddrPort).address;
-      await eventually("the first stream to connect", () => {
-        first.send([datagram(1)]);
-        uplink!.send([datagram(2)], tag);
-        return first.state === "connected";
-      });
-      // The second takes the address over once the server answers its handshake initiation
-      // (a response whose receiver index is the initiation's sender index).
-      const second = openTransport(kind, result.grpcPeerAddrPort, {});
-      const initiation = new Uint8Array(148);
-      initiation.set([1, 0, 0, 0, 0x2a, 0, 0, 0]);
-      const response = new Uint8Array(92);
-      response.set([2, 0, 0, 0, 7, 0, 0, 0, 0x2a, 0, 0, 0]);
-      await eventually("the second stream to connect", () => {
-        second.send([initiation]);
-        uplink!.send([response], tag);
-        return second.state === "connected";
-      });
-      assert.equal(await eventually("the first to be replaced", () => terminal), "peer replaced");
-      assert.equal(first.state, "stopped");
-    });
-  }
-
-  it("after the relay restarts, the uplink reconnects and reconciles without setting any peer twice", async () => {
-    const before = [...table.peers.keys()].sort();
-    const sets = table.calls.filter((call) => call.startsWith("set")).length;
-    const port = server.port;
-    await server.close();
-    await eventually("the uplink to notice", () => !uplink!.synced);
-    await startRelay(port);
-    await eventually("the uplink to sync again", () => uplink!.synced);
-    assert.deepEqual([...table.peers.keys()].sort(), before);
-    assert.equal(
-      table.calls.filter((call) => call.startsWith("set")).length,
-      sets,
-      "no peer set again",
-    );
-    assert.equal(uplink!.stats.connects, 2);
-  });
-
-  it("a grpc stream cut by a relay restart reopens on the next outgoing datagram, without a retry timer", async () => {
-    const result = await provisionAs("grpc");
-    const tag = parseAddrPort(result.grpcPeerAddrPort).address;
-    const tagHex = Buffer.from(tag).toString("hex");
-    const transport = openTransport("grpc", result.grpcPeerAddrPort, {});
-    await eventually("the stream to connect", () => transport.state === "connected");
-    const port = server.port;
-    await server.close();
-    await eventually("the stream to notice", () => transport.state === "retrying");
-    await startRelay(port);
-    await eventually("the uplink to sync again", () => uplink!.synced);
-    // Nothing reopens the stream until WireGuard sends: it stays down while the node is quiet.
-    assert.equal(transport.state, "retrying");
-    transport.send([datagram(21)]);
-    assert.equal(transport.state, "connecting", "the datagram opened the stream at once");
-    await eventually("the datagram to reach the uplink", () =>
-      fromNodes.some((d) => d.tag === tagHex && d.marker === 21),
-    );
-    assert.equal(transport.state, "connected");
-    assert.equal(transport.stats.connects, 2);
-    assert.match(transport.lastError ?? "", /reset|without a status|Unavailable|GOAWAY|closed/i);
-  });
-
-  it("a wrong admin secret is fatal for the uplink, with the relay's reason", async () => {
-    let fatal: { reason: string; code: number } | undefined;
-    const refused = startUplink("wrong", (reason, code) => {
-      fatal = { reason, code };
-    });
-    const result = await eventually("the refusal", () => fatal);
-    assert.equal(result.code, 4401);
-    assert.match(result.reason, /invalid admin secret/);
-    assert.equal(refused.state, "stopped");
-  });
-
-  function openTransport(
-    kind: "websocket" | "grpc",
-    peerAddrPort: string,
-    handlers: {
-      onDatagrams?: (d: readonly Uint8Array[]) => void;
-      onTerminal?: (reason: string) => void;
-    },
-  ): NodeTransport {
-    const common = {
-      onDatagrams: handlers.onDatagrams ?? (() => {}),
-      onTerminal: handlers.onTerminal ?? (() => {}),
-      log: quiet,
-      retryIntervalMs: 100,
-      peerAddrPort,
-      tls: insecure,
-    };
-    const transport =
-      kind === "websocket"
-        ? createWebSocketTransport({
-            ...common,
-            url: tunnelUrl(`http://127.0.0.1:${server.port}`, "edge"),
-          })
-        : createGrpcNodeTransport({
-            ...common,
-            api: parseApiUrl(`grpc://127.0.0.1:${server.port}`),
-          });
-    transports.push(transport);
-    return transport;
-  }
-});
+}

@@ -82,7 +82,13 @@ export interface Status {
   up: boolean;
   pid: number;
   backend: string;
-  transport: { kind: string; state: string; connects: number };
+  transport: {
+    kind: string;
+    choice: string;
+    reason: string | null;
+    state: string;
+    connects: number;
+  };
   addresses: { local: string | null; server: string | null; virtual: string | null };
   peers: {
     publicKey: string;
@@ -102,7 +108,7 @@ export interface ServerOptions {
 
 export interface NodeOptions {
   backend: "userspace" | "kernel";
-  transport?: "auto" | "websocket" | "grpc";
+  transport?: "auto" | "websocket" | "grpc" | "http";
   nodeUuid: string;
   /** Overrides the network's join token. */
   joinToken?: string;
@@ -119,7 +125,10 @@ export interface Topology {
   readonly lab: Lab;
   /** The test CA that signs the relay's certificate. */
   readonly caFile: string;
-  startRelay(kind: RelayKind): Promise<Relay>;
+  /** Starts the relay; `tls` serves the Node relay over HTTPS with the test CA too. */
+  startRelay(kind: RelayKind, options?: { tls?: boolean }): Promise<Relay>;
+  /** The test CA (PEM) the relay's certificate chains to, and the certificate and key. */
+  readonly certificates: { readonly ca: string; readonly cert: string; readonly key: string };
   /** `serve` in mgmt (userspace WireGuard unless told otherwise); `extraArgs` go last. */
   startServer(relay: Relay, iface: string, options?: ServerOptions): LabProcess;
   startNode(relay: Relay, node: NodeName, iface: string, options: NodeOptions): LabProcess;
@@ -163,13 +172,16 @@ export async function createTopology(prefix: string): Promise<Topology> {
     const caFile = makeCertificates(work);
     const runDir = join(work, "run");
 
-    const startRelay = async (kind: RelayKind): Promise<Relay> => {
+    const startRelay = async (kind: RelayKind, options: { tls?: boolean } = {}): Promise<Relay> => {
       const port = RelayPort[kind];
+      const tls = kind === "worker" || options.tls === true;
       const data = join(work, `relay-${kind}`);
       const operatorToken = randomBytes(24).toString("base64url");
       const args =
         kind === "node"
-          ? [nodeRelayFixture, "0.0.0.0", String(port), data, NetworkName]
+          ? [nodeRelayFixture, "0.0.0.0", String(port), data, NetworkName].concat(
+              tls ? [join(work, "relay.pem"), join(work, "relay.key")] : [],
+            )
           : [
               workerRelayFixture,
               "0.0.0.0",
@@ -187,7 +199,7 @@ export async function createTopology(prefix: string): Promise<Topology> {
         return { process, info };
       };
       const first = await launch();
-      const scheme = kind === "node" ? "http" : "https";
+      const scheme = tls ? "https" : "http";
       const relay: Relay = {
         kind,
         ...first,
@@ -198,7 +210,7 @@ export async function createTopology(prefix: string): Promise<Topology> {
           return url.toString();
         },
         serverUrl: `${scheme}://${Links.mgmt.edge}:${port}`,
-        tlsArgs: kind === "worker" ? ["--ca-file", caFile] : [],
+        tlsArgs: tls ? ["--ca-file", caFile] : [],
         async kill() {
           if (relay.process.child.exitCode === null) killTree(relay.process.pid);
           await relay.process.exited;
@@ -223,7 +235,7 @@ export async function createTopology(prefix: string): Promise<Topology> {
               relay.info.adminSecret,
               method,
             ],
-            { env: kind === "worker" ? { NODE_EXTRA_CA_CERTS: caFile } : {} },
+            { env: tls ? { NODE_EXTRA_CA_CERTS: caFile } : {} },
           );
           return stdout;
         },
@@ -257,6 +269,11 @@ export async function createTopology(prefix: string): Promise<Topology> {
       work,
       lab,
       caFile,
+      certificates: {
+        ca: caFile,
+        cert: join(work, "relay.pem"),
+        key: join(work, "relay.key"),
+      },
       startRelay,
       startServer(relay, iface, { backend = "userspace", extraArgs = [] } = {}) {
         return mgmt.spawn(nodeBinary, [

@@ -1,0 +1,102 @@
+/**
+ * A node's tunnel over a frame stream (a WebSocket, or the HTTP-only tunnel): NODE_DATAGRAMS
+ * frames both ways, outgoing datagrams batched into one frame per call and dropped (counted)
+ * while the stream is down or its send buffer is above HighWaterBytes. The relay's "peer not
+ * allowed", "peer replaced" and peer-removed close codes end it for good.
+ */
+import { createBatchSender } from "../../shared/tunnel/batch-sender.ts";
+import { decodeNodeDatagrams } from "../../shared/tunnel/decode.ts";
+import { createBatchEncoder } from "../../shared/tunnel/encode.ts";
+import { CloseCode } from "../../shared/tunnel/frame.ts";
+import type { LogFields } from "../log.ts";
+import {
+  createTransportStats,
+  type FrameSink,
+  type FrameStream,
+  HighWaterBytes,
+  type NodeTransport,
+  type TransportHandlers,
+  type TransportKind,
+  type TransportStats,
+} from "./transport.ts";
+
+/** Close codes after which reconnecting is pointless: the relay no longer knows this node. */
+const TerminalCodes: ReadonlySet<number> = new Set([
+  CloseCode.PeerNotAllowed,
+  CloseCode.Replaced,
+  CloseCode.PeerRemoved,
+]);
+
+/** What a node transport asks of the supervised stream it opens. */
+export interface NodeStreamHooks {
+  readonly stats: TransportStats;
+  readonly what: string;
+  readonly connectedFields: LogFields;
+  readonly retryIntervalMs: number | undefined;
+  onBinary(sink: FrameSink, data: Uint8Array): void;
+  endsForGood(code: number): boolean;
+  onEnded(code: number, reason: string): void;
+}
+
+export function createNodeStreamTransport(
+  kind: TransportKind,
+  url: string,
+  handlers: TransportHandlers,
+  open: (hooks: NodeStreamHooks) => FrameStream,
+): NodeTransport {
+  const { log } = handlers;
+  const stats = createTransportStats();
+  const views: Uint8Array[] = [];
+  const stream = open({
+    stats,
+    what: "tunnel stream",
+    connectedFields: { transport: kind, url },
+    retryIntervalMs: handlers.retryIntervalMs,
+    onBinary(_sink, data) {
+      const count = decodeNodeDatagrams(data, views);
+      views.length = count;
+      stats.rxDatagrams += count;
+      for (let i = 0; i < count; i++) stats.rxBytes += views[i].length;
+      handlers.onDatagrams(views);
+    },
+    endsForGood: (code) => TerminalCodes.has(code),
+    onEnded(code, reason) {
+      log.warn("the relay ended the tunnel stream; provisioning again", { code, reason });
+      handlers.onTerminal(reason || `close code ${code}`);
+    },
+  });
+
+  // Both streams copy (or write out) the frame inside send, so the encoder's buffer is free again.
+  const sender = createBatchSender(createBatchEncoder(false), (frame) =>
+    stream.openSocket()?.send(frame),
+  );
+
+  return {
+    kind,
+    get state() {
+      return stream.state;
+    },
+    stats,
+    get lastError() {
+      return stream.lastError;
+    },
+    send(datagrams) {
+      const sink = stream.state === "connected" ? stream.openSocket() : undefined;
+      if (sink === undefined) {
+        stats.dropsNotConnected += datagrams.length;
+        return;
+      }
+      if (sink.bufferedAmount > HighWaterBytes) {
+        stats.dropsCongested += datagrams.length;
+        return;
+      }
+      for (const datagram of datagrams) {
+        sender.add(datagram);
+        stats.txDatagrams++;
+        stats.txBytes += datagram.length;
+      }
+      sender.flush();
+    },
+    close: () => stream.close("node shutting down"),
+  };
+}

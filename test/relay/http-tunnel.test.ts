@@ -1,0 +1,235 @@
+/**
+ * The HTTP-only tunnel's own rules on the Node relay, beyond the contract suite (which runs every
+ * contract case over it): the headers that keep proxies from buffering the stream, and the
+ * session binding. Each attack is performed: a Send that names another node's session with its
+ * own address, a session used on another network or on the uplink's path, and a body that is not
+ * one gRPC-web message.
+ */
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { framesMessage, openHttpTunnel } from "../contract/fixtures/http-tunnel.ts";
+import { NodeRelay } from "../contract/fixtures/node-relay.ts";
+import { eventually } from "../support/eventually.ts";
+import { randomKey, type TestUplink } from "../worker/support/clients.ts";
+import {
+  nodeFrame,
+  PEER_ADDED,
+  readPeerFrame,
+  wireguardMessage,
+} from "../worker/support/frames.ts";
+
+const SERVICE = "siderolink.edge.v1.HttpTunnel";
+
+describe("the HTTP-only tunnel on the Node relay", () => {
+  const relay = new NodeRelay();
+  const closers: { close(): void }[] = [];
+  before(() => relay.start());
+  after(async () => {
+    for (const closer of closers) closer.close();
+    await relay.close();
+  });
+
+  async function networkWithNode() {
+    const summary = await relay.createNetwork();
+    const uplink = relay.openUplink(summary.name, summary.adminSecret);
+    closers.push(uplink.socket);
+    await uplink.hello();
+    const provisionOne = async () => {
+      const added = (async () => {
+        for (;;) if ((await uplink.nextEvent()).type === PEER_ADDED) return;
+      })();
+      const [reply] = await Promise.all([
+        relay.provisionOverHttp("connect", {
+          nodeUuid: randomUUID(),
+          nodePublicKey: randomKey(),
+          joinToken: summary.joinToken,
+        }),
+        added,
+      ]);
+      return reply.grpcPeerAddrPort;
+    };
+    return { summary, uplink, provisionOne };
+  }
+
+  /** Opens Receive by hand and returns the response (its body left unread). */
+  async function receive(network: string, peerAddrPort: string): Promise<Response> {
+    const abort = new AbortController();
+    closers.push({ close: () => abort.abort() });
+    return fetch(new URL(`/v1/networks/${network}/tunnel/${SERVICE}/Receive`, relay.url), {
+      method: "POST",
+      headers: {
+        "content-type": "application/grpc-web+proto",
+        "x-siderolink-ipv6-addr": peerAddrPort,
+      },
+      body: framesMessage([]),
+      signal: abort.signal,
+    });
+  }
+
+  async function send(
+    path: string,
+    session: string,
+    headers: Record<string, string>,
+    body: Uint8Array,
+  ): Promise<Response> {
+    const response = await fetch(new URL(path, relay.url), {
+      method: "POST",
+      headers: {
+        "content-type": "application/grpc-web+proto",
+        "x-siderolink-session": session,
+        ...headers,
+      },
+      body,
+    });
+    await response.body?.cancel();
+    return response;
+  }
+
+  async function atUplink(uplink: TestUplink): Promise<[Uint8Array, Uint8Array][]> {
+    return readPeerFrame(await uplink.nextDatagrams());
+  }
+
+  it("answers Receive as a gRPC-web stream that proxies must not buffer, with an unguessable session id", async () => {
+    const { summary, provisionOne } = await networkWithNode();
+    const address = await provisionOne();
+    const ids = new Set<string>();
+    for (let i = 0; i < 2; i++) {
+      const response = await receive(summary.name, address);
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("content-type"), "application/grpc-web+proto");
+      assert.equal(response.headers.get("x-accel-buffering"), "no");
+      assert.match(response.headers.get("cache-control") ?? "", /no-transform/);
+      const id = response.headers.get("x-siderolink-session") ?? "";
+      assert.match(id, /^[A-Za-z0-9_-]{22}$/, "128 bits of base64url");
+      ids.add(id);
+      // The first message is an empty Frames: five zero bytes, at once.
+      const reader = response.body!.getReader();
+      const { value } = await reader.read();
+      assert.deepEqual([...(value ?? [])].slice(0, 5), [0, 0, 0, 0, 0]);
+      await reader.cancel();
+    }
+    assert.equal(ids.size, 2);
+  });
+
+  it("a Send naming another node's session with its own address is NotFound and reaches nothing", async () => {
+    const { summary, uplink, provisionOne } = await networkWithNode();
+    const [victim, attacker] = [await provisionOne(), await provisionOne()];
+    const victimStream = openHttpTunnel(relay.url, summary.name, victim);
+    closers.push(victimStream);
+    const hello = wireguardMessage(1);
+    victimStream.sendDatagrams([hello]);
+    await atUplink(uplink);
+    const victimSession = (await receive(summary.name, victim)).headers.get(
+      "x-siderolink-session",
+    )!;
+    // The stream opened just now replaced the fixture's; the attacker names its session.
+    const forged = wireguardMessage(4, 99);
+    const path = `/v1/networks/${summary.name}/tunnel/${SERVICE}/Send`;
+    const response = await send(
+      path,
+      victimSession,
+      { "x-siderolink-ipv6-addr": attacker },
+      framesMessage([nodeFrame([forged])]),
+    );
+    assert.equal(response.headers.get("grpc-status"), "5", "NotFound");
+    // The same session with the right address works, and is the first thing the uplink sees.
+    const genuine = wireguardMessage(4, 42);
+    const ok = await send(
+      path,
+      victimSession,
+      { "x-siderolink-ipv6-addr": victim },
+      framesMessage([nodeFrame([genuine])]),
+    );
+    assert.equal(ok.headers.get("grpc-status"), "0");
+    const [[tag, datagram]] = await atUplink(uplink);
+    assert.deepEqual(datagram, genuine, "the forged datagram never reached the uplink");
+    assert.equal(Buffer.from(tag).length, 16);
+  });
+
+  it("a session is bound to its network and its path: another network's route or the uplink's path is NotFound", async () => {
+    const here = await networkWithNode();
+    const there = await networkWithNode();
+    const address = await here.provisionOne();
+    const session = (await receive(here.summary.name, address)).headers.get(
+      "x-siderolink-session",
+    )!;
+    const body = framesMessage([nodeFrame([wireguardMessage(4)])]);
+    const header = { "x-siderolink-ipv6-addr": address };
+    for (const path of [
+      `/v1/networks/${there.summary.name}/tunnel/${SERVICE}/Send`,
+      `/v1/networks/${here.summary.name}/uplink/${SERVICE}/Send`,
+    ]) {
+      const response = await send(path, session, header, body);
+      assert.equal(response.headers.get("grpc-status"), "5", path);
+    }
+    const uplinkPath = `/v1/networks/${here.summary.name}/uplink/${SERVICE}/Send`;
+    const withSecret = await send(
+      uplinkPath,
+      session,
+      { authorization: `Bearer ${here.summary.adminSecret}` },
+      body,
+    );
+    assert.equal(withSecret.headers.get("grpc-status"), "5", "a node's session is no uplink's");
+  });
+
+  it("a Send body that is not exactly one gRPC-web message ends the session with 1007 naming the problem", async () => {
+    const { summary, provisionOne } = await networkWithNode();
+    const address = await provisionOne();
+    for (const [body, reason] of [
+      [Uint8Array.of(0, 0, 0, 0, 9, 0x0a), /claims 9 bytes but the body holds 1/],
+      [Uint8Array.of(1, 0, 0, 0, 0), /flags 0x1: expected 0/],
+      [Uint8Array.of(0, 0, 0, 0, 2, 0x12, 0x00), /expected field 1 \(0x0a\)/],
+    ] as const) {
+      const stream = openHttpTunnel(relay.url, summary.name, address);
+      closers.push(stream);
+      const response = await receive(summary.name, address);
+      const session = response.headers.get("x-siderolink-session")!;
+      await eventually("the first stream to be replaced", async () => {
+        const ending = await stream.ended();
+        return ending.code === 4409;
+      });
+      const answer = await send(
+        `/v1/networks/${summary.name}/tunnel/${SERVICE}/Send`,
+        session,
+        { "x-siderolink-ipv6-addr": address },
+        body,
+      );
+      assert.equal(answer.headers.get("grpc-status"), "3", "InvalidArgument");
+      assert.equal(answer.headers.get("siderolink-close-code"), "1007");
+      assert.match(decodeURIComponent(answer.headers.get("grpc-message") ?? ""), reason);
+      const text = Buffer.from(await response.arrayBuffer());
+      const trailer = text.subarray(text.lastIndexOf(0x80) + 5).toString();
+      assert.match(trailer, /siderolink-close-code:1007/);
+    }
+  });
+
+  it("numbered Sends are switched in their order whatever order they arrive in; one too far ahead ends the session", async () => {
+    const { summary, uplink, provisionOne } = await networkWithNode();
+    const address = await provisionOne();
+    const response = await receive(summary.name, address);
+    const session = response.headers.get("x-siderolink-session")!;
+    const path = `/v1/networks/${summary.name}/tunnel/${SERVICE}/Send`;
+    const [first, second] = [wireguardMessage(4, 61), wireguardMessage(4, 62)];
+    const numbered = (seq: number, datagram: Uint8Array) =>
+      send(
+        path,
+        session,
+        { "x-siderolink-ipv6-addr": address, "x-siderolink-seq": String(seq) },
+        framesMessage([nodeFrame([datagram])]),
+      );
+    assert.equal((await numbered(1, second)).headers.get("grpc-status"), "0");
+    assert.equal((await numbered(0, first)).headers.get("grpc-status"), "0");
+    const arrived = [...(await atUplink(uplink)), ...(await atUplink(uplink))];
+    assert.deepEqual(
+      arrived.map(([, datagram]) => datagram),
+      [first, second],
+    );
+    const tooFar = await numbered(5, wireguardMessage(4));
+    assert.equal(tooFar.headers.get("siderolink-close-code"), "1007");
+    assert.match(
+      decodeURIComponent(tooFar.headers.get("grpc-message") ?? ""),
+      /Send 5 out of order: expected 2/,
+    );
+  });
+});

@@ -1,0 +1,147 @@
+/**
+ * Forward proxy selection (flag, HTTPS_PROXY/HTTP_PROXY, NO_PROXY) and the CONNECT client, the
+ * latter against a small CONNECT proxy on loopback that demands a Basic credential and records
+ * what it was asked. The real proxies (tinyproxy, nginx) are in test/e2e/proxies.test.ts.
+ */
+import assert from "node:assert/strict";
+import http from "node:http";
+import net from "node:net";
+import { after, before, describe, it } from "node:test";
+import { SidecarError } from "../../sidecar/exit-codes.ts";
+import {
+  connectThroughProxy,
+  createProxyAgent,
+  loadProxySettings,
+  proxyAuthorization,
+  proxyFor,
+} from "../../sidecar/net/proxy.ts";
+
+describe("proxy selection", () => {
+  const env = {
+    HTTPS_PROXY: "http://secure-proxy:3128",
+    http_proxy: "plain-proxy:8080",
+    NO_PROXY: "localhost, .internal.example, 10.0.0.5:8443, [fd00::1]",
+  };
+
+  it("takes HTTPS_PROXY for https and wss targets, HTTP_PROXY for the rest; --proxy for all", () => {
+    const settings = loadProxySettings(undefined, env);
+    assert.equal(
+      proxyFor(settings, new URL("https://relay.example.com"))?.host,
+      "secure-proxy:3128",
+    );
+    assert.equal(
+      proxyFor(settings, new URL("wss://relay.example.com/x"))?.host,
+      "secure-proxy:3128",
+    );
+    assert.equal(proxyFor(settings, new URL("http://relay.example.com"))?.host, "plain-proxy:8080");
+    const flagged = loadProxySettings("http://u:p@flag-proxy:1", env);
+    assert.equal(proxyFor(flagged, new URL("http://relay.example.com"))?.host, "flag-proxy:1");
+    assert.equal(proxyFor(flagged, new URL("https://relay.example.com"))?.host, "flag-proxy:1");
+  });
+
+  it("NO_PROXY names hosts, domain suffixes, host:port and bracketed IPv6", () => {
+    const settings = loadProxySettings(undefined, env);
+    for (const direct of [
+      "https://localhost:8787",
+      "https://relay.internal.example",
+      "https://internal.example",
+      "https://10.0.0.5:8443",
+      "https://[fd00::1]:443",
+    ]) {
+      assert.equal(proxyFor(settings, new URL(direct)), undefined, direct);
+    }
+    for (const proxied of [
+      "https://10.0.0.5:443",
+      "https://notinternal.example",
+      "https://fd00::2".replace("fd00::2", "[fd00::2]"),
+    ]) {
+      assert.ok(proxyFor(settings, new URL(proxied)), proxied);
+    }
+    const all = loadProxySettings(undefined, { ...env, NO_PROXY: "*" });
+    assert.equal(proxyFor(all, new URL("https://relay.example.com")), undefined);
+  });
+
+  it("refuses a proxy URL of another scheme, naming where it came from", () => {
+    assert.throws(
+      () => loadProxySettings(undefined, { HTTPS_PROXY: "socks5://proxy:1080" }),
+      (error: unknown) =>
+        error instanceof SidecarError &&
+        /HTTPS_PROXY socks5:\/\/proxy:1080: only http/.test(error.message),
+    );
+  });
+
+  it("turns the URL's userinfo into a Basic credential, percent-decoded", () => {
+    assert.equal(
+      proxyAuthorization(new URL("http://al%40ice:p%3Ass@proxy:1")),
+      `Basic ${Buffer.from("al@ice:p:ss").toString("base64")}`,
+    );
+    assert.equal(proxyAuthorization(new URL("http://proxy:1")), undefined);
+  });
+});
+
+describe("CONNECT through a proxy that wants a credential", () => {
+  const credential = `Basic ${Buffer.from("user:pass").toString("base64")}`;
+  const asked: string[] = [];
+  let proxy: http.Server;
+  let target: http.Server;
+  let proxyPort: number;
+  let targetPort: number;
+
+  before(async () => {
+    target = http.createServer((request, response) => {
+      response.end(`hello ${request.url}`);
+    });
+    proxy = http.createServer((_request, response) => response.writeHead(405).end());
+    proxy.on("connect", (request: http.IncomingMessage, socket: net.Socket) => {
+      asked.push(request.url ?? "");
+      if (request.headers["proxy-authorization"] !== credential) {
+        socket.end("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n");
+        return;
+      }
+      const [host, port] = (request.url ?? "").split(":");
+      const upstream = net.connect(Number(port), host, () => {
+        socket.write("HTTP/1.1 200 Connection established\r\n\r\n");
+        upstream.pipe(socket).pipe(upstream);
+      });
+      upstream.on("error", () => socket.destroy());
+    });
+    await new Promise<void>((resolve) => target.listen(0, "127.0.0.1", resolve));
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    proxyPort = (proxy.address() as net.AddressInfo).port;
+    targetPort = (target.address() as net.AddressInfo).port;
+  });
+
+  after(() => {
+    proxy.close();
+    target.close();
+  });
+
+  it("an http request through the agent arrives by CONNECT, with the credential", async () => {
+    const agent = createProxyAgent(new URL(`http://user:pass@127.0.0.1:${proxyPort}`), false);
+    const body = await new Promise<string>((resolve, reject) => {
+      http
+        .get(`http://127.0.0.1:${targetPort}/path`, { agent }, (response) => {
+          let text = "";
+          response.on("data", (chunk) => {
+            text += chunk;
+          });
+          response.on("end", () => resolve(text));
+        })
+        .on("error", reject);
+    });
+    assert.equal(body, "hello /path");
+    assert.equal(asked.at(-1), `127.0.0.1:${targetPort}`);
+    agent.destroy();
+  });
+
+  it("a wrong credential fails with the proxy's status line and what to check", async () => {
+    await assert.rejects(
+      connectThroughProxy(
+        new URL(`http://user:nope@127.0.0.1:${proxyPort}`),
+        "127.0.0.1",
+        targetPort,
+      ),
+      /CONNECT 127\.0\.0\.1:\d+ refused: HTTP\/1\.1 407 Proxy Authentication Required \(check the user and password in the proxy URL\)/,
+    );
+  });
+});

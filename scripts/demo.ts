@@ -35,7 +35,7 @@ if (relayKind !== "node" && relayKind !== "worker") {
   process.exit(2);
 }
 
-const Bytes = 64 * MiB;
+const BYTES = 64 * MiB;
 const suffix = String(process.pid % 100000);
 const started = performance.now();
 const step = (text: string): void => {
@@ -110,16 +110,16 @@ async function demo(topology: Topology): Promise<void> {
       `${name}: lost pings`,
     );
     step(`✓ ping6 ${name} ⇄ server: 10/10 each way, average ${forth.rttAvgMs} ms`);
-    const up = await transfer(ns, topology.mgmt, relay.info.serverAddress, port++, Bytes);
-    const down = await transfer(topology.mgmt, ns, address, port++, Bytes);
+    const up = await transfer(ns, topology.mgmt, relay.info.serverAddress, port++, BYTES);
+    const down = await transfer(topology.mgmt, ns, address, port++, BYTES);
     for (const result of [up, down]) {
       check(
-        result.bytesReceived === Bytes && result.receivedSha256 === result.sentSha256,
+        result.bytesReceived === BYTES && result.receivedSha256 === result.sentSha256,
         `${name}: transfer corrupted`,
       );
     }
     step(
-      `✓ ${Bytes / MiB} MiB ${name} → server and back, SHA-256 equal (${up.receivedSha256.slice(0, 12)}…, ${down.receivedSha256.slice(0, 12)}…)`,
+      `✓ ${BYTES / MiB} MiB ${name} → server and back, SHA-256 equal (${up.receivedSha256.slice(0, 12)}…, ${down.receivedSha256.slice(0, 12)}…)`,
     );
     summaries.push({
       name,

@@ -20,8 +20,8 @@ import {
   MESSAGE_TRANSPORT_SIZE,
   REKEY_AFTER_TIME,
 } from "../shared/wireguard/constants.ts";
-import { LinkMtu, PersistentKeepaliveSeconds } from "../sidecar/backend/backend.ts";
-import { DefaultBatch } from "../sidecar/tun/tun-linux.ts";
+import { LINK_MTU, PERSISTENT_KEEPALIVE_SECONDS } from "../sidecar/backend/backend.ts";
+import { DEFAULT_BATCH } from "../sidecar/tun/tun-linux.ts";
 import { type CalibrationResult, calibrate, measuredRows } from "./edge-model/calibration.ts";
 import {
   activeDemand,
@@ -41,7 +41,7 @@ const MESSAGE_BUDGET = 1_000;
 /** A Worker isolate's memory, which a Durable Object's isolate has too. */
 const MEMORY_BYTES = 128 * 1024 * 1024;
 /** A full-size WireGuard datagram: a 1280-byte packet in a transport message. */
-const FULL_DATAGRAM = LinkMtu + MESSAGE_TRANSPORT_SIZE;
+const FULL_DATAGRAM = LINK_MTU + MESSAGE_TRANSPORT_SIZE;
 
 /** Named traffic profiles: management traffic is mostly idle links and small bursts. */
 const PROFILES: Record<string, { readonly what: string; readonly traffic: Traffic }> = {
@@ -80,7 +80,7 @@ const { values } = parseArgs({
 const resultsPath = values.results ?? newestResults();
 const measured = calibrate(
   measuredRows(JSON.parse(readFileSync(resultsPath, "utf8"))),
-  DefaultBatch,
+  DEFAULT_BATCH,
 );
 const budget = parseBudget(values.budget);
 const base = PROFILES[values.profile];
@@ -202,7 +202,7 @@ function networkOf(
   return {
     traffic: profileTraffic,
     timers: {
-      keepaliveSeconds: PersistentKeepaliveSeconds,
+      keepaliveSeconds: PERSISTENT_KEEPALIVE_SECONDS,
       rekeySeconds: REKEY_AFTER_TIME / 1000,
       pingSeconds: PING_INTERVAL_MS / 1000,
     },

@@ -11,7 +11,7 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs
 import { join } from "node:path";
 import { VERSION } from "../shared/version.ts";
 import { sourceDateEpoch, tarGz } from "./package/archive.ts";
-import { bundleForExecutable, Programs } from "./package/bundle.ts";
+import { bundleForExecutable, PROGRAMS } from "./package/bundle.ts";
 import { buildDeb } from "./package/deb.ts";
 import { buildNpmPackage } from "./package/npm-package.ts";
 import { run } from "./package/run.ts";
@@ -47,7 +47,7 @@ async function main(arches: string[]): Promise<void> {
   mkdirSync(CACHE, { recursive: true });
 
   const mainScripts = new Map<string, string>();
-  for (const program of Programs) {
+  for (const program of PROGRAMS) {
     const script = join(WORK, `${program.name}.cjs`);
     await bundleForExecutable(program, script);
     mainScripts.set(program.name, script);
@@ -64,7 +64,7 @@ async function main(arches: string[]): Promise<void> {
     addons.set(target.arch, addon);
 
     const executables = new Map<string, string>();
-    for (const program of Programs) {
+    for (const program of PROGRAMS) {
       const folder = join(WORK, target.arch, `${program.name}-${VERSION}-linux-${target.arch}`);
       mkdirSync(folder, { recursive: true });
       const executable = join(folder, program.name);

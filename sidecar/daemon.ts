@@ -21,18 +21,18 @@ import {
   type ParsedOptions,
 } from "./options.ts";
 import { type BackendChoice, requireNetAdmin, resolveBackend } from "./preflight.ts";
-import { DefaultStateDirectory } from "./state.ts";
+import { DEFAULT_STATE_DIRECTORY } from "./state.ts";
 import {
-  DefaultRunDirectory,
+  DEFAULT_RUN_DIRECTORY,
   type StatusServer,
   type StatusSnapshot,
   serveStatus,
   statusSocketPath,
 } from "./status.ts";
-import { InsecureWarning, loadTlsSettings, type TlsSettings } from "./tls.ts";
+import { INSECURE_WARNING, loadTlsSettings, type TlsSettings } from "./tls.ts";
 
 /** Options both roles take, with the same meaning and environment variable. */
-export const DaemonOptionSpecs: readonly OptionSpec[] = [
+export const DAEMON_OPTION_SPECS: readonly OptionSpec[] = [
   { name: "iface", value: true, env: "SIDEROLINK_IFACE" },
   { name: "state", value: true, env: "SIDEROLINK_STATE_DIR" },
   { name: "run-dir", value: true, env: "SIDEROLINK_RUN_DIR" },
@@ -66,8 +66,8 @@ export function readDaemonSettings(options: ParsedOptions): DaemonSettings {
     ),
     metricsPort: integerOption(options, "metrics-port", 0, 0, 65535),
     connectTimeoutMs: integerOption(options, "connect-timeout", 0, 0, 86_400) * 1000,
-    stateDirectory: options.get("state") ?? DefaultStateDirectory,
-    runDirectory: options.get("run-dir") ?? DefaultRunDirectory,
+    stateDirectory: options.get("state") ?? DEFAULT_STATE_DIRECTORY,
+    runDirectory: options.get("run-dir") ?? DEFAULT_RUN_DIRECTORY,
     wireguardGo: options.get("wireguard-go"),
   };
 }
@@ -119,7 +119,7 @@ export interface RelayAccess {
 /** `--ca-file`/`--insecure` and `--proxy` (or the proxy variables), each said in the log. */
 export function loadRelayAccess(options: ParsedOptions, log: Logger): RelayAccess {
   const tls = loadTlsSettings(options.get("ca-file"), options.flag("insecure"));
-  if (tls.insecure) log.warn(InsecureWarning);
+  if (tls.insecure) log.warn(INSECURE_WARNING);
   const proxy = loadProxySettings(options.get("proxy"));
   for (const [name, url] of [
     ["--proxy", proxy.explicit],

@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { generateUniqueToken, loadOrCreate, UniqueTokenFile } from "./state.ts";
+import { generateUniqueToken, loadOrCreate, UNIQUE_TOKEN_FILE } from "./state.ts";
 
 export interface IdentitySources {
   /** Default /sys/class/dmi/id/product_uuid. */
@@ -21,13 +21,13 @@ export interface NodeIdentity {
   readonly uniqueToken: string;
 }
 
-const UuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const MachineIdPattern = /^[0-9a-f]{32}$/;
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const MACHINE_ID_PATTERN = /^[0-9a-f]{32}$/;
 /**
  * Firmware placeholders that many machines share: all zeros, all ones, and the sequential
  * value some vendors ship. A UUID shared by many machines would give them one address.
  */
-const PlaceholderUuids = new Set([
+const PLACEHOLDER_UUIDS = new Set([
   "00000000-0000-0000-0000-000000000000",
   "ffffffff-ffff-ffff-ffff-ffffffffffff",
   "03000200-0400-0500-0006-000700080009",
@@ -46,10 +46,10 @@ export function resolveIdentity(options: {
 }): NodeIdentity {
   const uniqueToken =
     options.uniqueToken ??
-    loadOrCreate(options.stateDirectory, UniqueTokenFile, generateUniqueToken);
+    loadOrCreate(options.stateDirectory, UNIQUE_TOKEN_FILE, generateUniqueToken);
   if (options.uuid !== undefined) {
     const uuid = options.uuid.toLowerCase();
-    if (!UuidPattern.test(uuid)) {
+    if (!UUID_PATTERN.test(uuid)) {
       throw new Error(
         `--node-uuid ${JSON.stringify(options.uuid)} is not a UUID; expected 8-4-4-4-12 hex digits`,
       );
@@ -61,7 +61,7 @@ export function resolveIdentity(options: {
   if (dmi !== undefined) return { nodeUuid: dmi, uuidSource: "dmi", uniqueToken };
   const machineIdPath = sources.machineIdPath ?? "/etc/machine-id";
   const machineId = readTrimmed(machineIdPath)?.toLowerCase();
-  if (machineId === undefined || !MachineIdPattern.test(machineId)) {
+  if (machineId === undefined || !MACHINE_ID_PATTERN.test(machineId)) {
     throw new Error(
       `no usable machine UUID: /sys/class/dmi/id/product_uuid is missing or a placeholder, and ` +
         `${machineIdPath} does not hold 32 hex digits; pass --node-uuid`,
@@ -73,7 +73,8 @@ export function resolveIdentity(options: {
 /** The DMI UUID in lower case, or undefined when absent, unreadable or a placeholder. */
 export function readProductUuid(path: string): string | undefined {
   const uuid = readTrimmed(path)?.toLowerCase();
-  if (uuid === undefined || !UuidPattern.test(uuid) || PlaceholderUuids.has(uuid)) return undefined;
+  if (uuid === undefined || !UUID_PATTERN.test(uuid) || PLACEHOLDER_UUIDS.has(uuid))
+    return undefined;
   return uuid;
 }
 

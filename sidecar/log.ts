@@ -35,7 +35,7 @@ export interface LoggerOptions {
 }
 
 const Rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-const SecretField = /token|secret|private|password/i;
+const SECRET_FIELD = /token|secret|private|password/i;
 
 export function createLogger(scope: string, options: LoggerOptions = {}): Logger {
   const write = options.write ?? ((line: string) => process.stderr.write(line));
@@ -49,7 +49,7 @@ export function createLogger(scope: string, options: LoggerOptions = {}): Logger
         if (!source) continue;
         for (const [key, value] of Object.entries(source)) {
           if (value === undefined) continue;
-          shown[key] = SecretField.test(key) ? "[redacted]" : value;
+          shown[key] = SECRET_FIELD.test(key) ? "[redacted]" : value;
         }
       }
       write(render(new Date().toISOString(), at, scope, message, shown));

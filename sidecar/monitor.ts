@@ -5,8 +5,8 @@
  * left. A newly chosen endpoint gets the whole 275 s before it is judged.
  */
 
-export const CheckIntervalMs = 30_000;
-export const HandshakeTimeoutMs = 275_000;
+export const CHECK_INTERVAL_MS = 30_000;
+export const HANDSHAKE_TIMEOUT_MS = 275_000;
 
 export type LinkAction =
   | { readonly kind: "ok" }
@@ -20,7 +20,7 @@ export class EndpointCycle {
   #since: number;
   readonly #timeoutMs: number;
 
-  constructor(endpoints: readonly string[], now: number, timeoutMs = HandshakeTimeoutMs) {
+  constructor(endpoints: readonly string[], now: number, timeoutMs = HANDSHAKE_TIMEOUT_MS) {
     if (endpoints.length === 0) throw new RangeError("EndpointCycle needs at least one endpoint");
     this.endpoints = endpoints;
     this.#since = now;
@@ -54,7 +54,7 @@ export function handshakeAgeSeconds(now: number, lastHandshake: number): number 
 export function handshakeFresh(
   now: number,
   lastHandshake: number,
-  timeoutMs = HandshakeTimeoutMs,
+  timeoutMs = HANDSHAKE_TIMEOUT_MS,
 ): boolean {
   return lastHandshake !== 0 && now - lastHandshake < timeoutMs;
 }

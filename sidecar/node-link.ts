@@ -12,15 +12,15 @@ import { parseJoinToken } from "../shared/siderolink/relay-api.ts";
 import type { StreamEndpoint } from "../shared/wireguard/stream-bind.ts";
 import {
   type BackendKind,
-  LinkMtu,
-  PersistentKeepaliveSeconds,
+  LINK_MTU,
+  PERSISTENT_KEEPALIVE_SECONDS,
   type WireGuardBackend,
 } from "./backend/backend.ts";
 import { createBackend } from "./daemon.ts";
 import { ExitCode, SidecarError } from "./exit-codes.ts";
 import { type Shutdown, sleep } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
-import { CheckIntervalMs, EndpointCycle, handshakeFresh } from "./monitor.ts";
+import { CHECK_INTERVAL_MS, EndpointCycle, handshakeFresh } from "./monitor.ts";
 import { ip, setLinkUp } from "./net/iproute2.ts";
 import type { ProxySettings } from "./net/proxy.ts";
 import type { ProvisionResult } from "./provision-client.ts";
@@ -32,7 +32,7 @@ import { createHttpTunnelTransport, httpTunnelUrl } from "./transport/http-tunne
 import { probeGrpc, probeWebSocket } from "./transport/probe.ts";
 import {
   type NodeTransport,
-  TerminalRetryMs,
+  TERMINAL_RETRY_MS,
   type TransportChoice,
   type TransportKind,
 } from "./transport/transport.ts";
@@ -87,10 +87,10 @@ export class NodeLink {
     log.info("interface created", {
       iface: this.#backend.iface,
       backend: this.#backend.kind,
-      mtu: LinkMtu,
+      mtu: LINK_MTU,
     });
     await this.#apply(result, undefined);
-    this.#monitor = setInterval(() => void this.#check(), CheckIntervalMs);
+    this.#monitor = setInterval(() => void this.#check(), CHECK_INTERVAL_MS);
   }
 
   /** Configures the interface, peer and transport for a Provision answer. */
@@ -140,7 +140,7 @@ export class NodeLink {
         this.#serverEndpoint && result.grpcPeerAddrPort !== ""
           ? this.#serverEndpoint
           : this.#cycle!.current,
-      persistentKeepalive: PersistentKeepaliveSeconds,
+      persistentKeepalive: PERSISTENT_KEEPALIVE_SECONDS,
     });
   }
 
@@ -154,7 +154,7 @@ export class NodeLink {
           if (this.#serverEndpoint) this.#backend?.deliver(datagrams, this.#serverEndpoint);
         },
         onTerminal: () => {
-          if (isCurrent()) void this.#reprovisionLater(TerminalRetryMs);
+          if (isCurrent()) void this.#reprovisionLater(TERMINAL_RETRY_MS);
         },
         log: log.with({ transport: kind }),
       };

@@ -26,7 +26,7 @@ import {
 import { type TlsSettings, tlsOptions } from "./tls.ts";
 
 /** Talos's Provision deadline. */
-export const ProvisionTimeoutMs = 30_000;
+export const PROVISION_TIMEOUT_MS = 30_000;
 
 export type ProvisionProtocol = "grpc" | "connect" | "grpc-web";
 
@@ -98,7 +98,7 @@ export function createProvisionTransport(
 export async function provision(
   transport: Transport,
   params: ProvisionParams,
-  timeoutMs = ProvisionTimeoutMs,
+  timeoutMs = PROVISION_TIMEOUT_MS,
 ): Promise<ProvisionResult> {
   const client = createClient(ProvisionService, transport);
   let response: Awaited<ReturnType<typeof client.provision>>;

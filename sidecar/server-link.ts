@@ -11,8 +11,8 @@ import { CloseCode } from "../shared/tunnel/frame.ts";
 import type { StreamEndpoint } from "../shared/wireguard/stream-bind.ts";
 import {
   type BackendKind,
-  LinkMtu,
-  PersistentKeepaliveSeconds,
+  LINK_MTU,
+  PERSISTENT_KEEPALIVE_SECONDS,
   type WireGuardBackend,
 } from "./backend/backend.ts";
 import { createBackend, type RoleRuntime } from "./daemon.ts";
@@ -92,7 +92,7 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
     const wg = backend;
     await ip(["address", "replace", address, "dev", iface, "nodad"]);
     await setLinkUp(iface);
-    log.info("interface created", { iface, backend: wg.kind, address, mtu: LinkMtu });
+    log.info("interface created", { iface, backend: wg.kind, address, mtu: LINK_MTU });
 
     const table: PeerTable = {
       async setPeer(peer) {
@@ -100,7 +100,7 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
           publicKey: peer.publicKeyBytes,
           allowedIps: [`${peer.address}/128`],
           endpoint: wg.endpoint(peer.tag, VIRTUAL_PEER_PORT),
-          persistentKeepalive: PersistentKeepaliveSeconds,
+          persistentKeepalive: PERSISTENT_KEEPALIVE_SECONDS,
         });
         nodeUuids.peersChanged();
         // The virtual address names the node's tunnel stream: debug level only.

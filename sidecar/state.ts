@@ -11,9 +11,9 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "n
 import { join } from "node:path";
 import { formatKey, generatePrivateKey, parseKey } from "../shared/siderolink/keys.ts";
 
-export const DefaultStateDirectory = "/var/lib/siderolink-sidecar";
-export const UniqueTokenFile = "unique-token";
-export const ServerKeyFile = "server.key";
+export const DEFAULT_STATE_DIRECTORY = "/var/lib/siderolink-sidecar";
+export const UNIQUE_TOKEN_FILE = "unique-token";
+export const SERVER_KEY_FILE = "server.key";
 
 /** Creates the directory (and parents) if needed and restricts it to its owner. */
 export function ensureStateDirectory(directory: string): void {
@@ -68,12 +68,12 @@ export function generateUniqueToken(): string {
  * new key would cut off every node.
  */
 export function loadOrCreateServerKey(directory: string): Uint8Array {
-  const text = loadOrCreate(directory, ServerKeyFile, () => formatKey(generatePrivateKey()));
+  const text = loadOrCreate(directory, SERVER_KEY_FILE, () => formatKey(generatePrivateKey()));
   try {
-    return parseKey(text, join(directory, ServerKeyFile));
+    return parseKey(text, join(directory, SERVER_KEY_FILE));
   } catch (cause) {
     throw new Error(
-      `${join(directory, ServerKeyFile)} does not hold a WireGuard private key (base64 of 32 bytes); ` +
+      `${join(directory, SERVER_KEY_FILE)} does not hold a WireGuard private key (base64 of 32 bytes); ` +
         "restore it from a backup, or delete it to make a new key (every node then re-provisions)",
       { cause },
     );

@@ -10,7 +10,7 @@ import type { GatewayReport } from "./gateway/gateway.ts";
 import { handshakeAgeSeconds } from "./monitor.ts";
 import { serveUnixSocket, type UnixSocketServer } from "./net/unix-socket.ts";
 
-export const DefaultRunDirectory = "/run/siderolink-sidecar";
+export const DEFAULT_RUN_DIRECTORY = "/run/siderolink-sidecar";
 
 export interface PeerReport {
   readonly publicKey: string;

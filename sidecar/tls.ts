@@ -28,5 +28,5 @@ export function tlsOptions(settings: TlsSettings): { ca?: Buffer; rejectUnauthor
   };
 }
 
-export const InsecureWarning =
+export const INSECURE_WARNING =
   "TLS certificate verification is OFF (--insecure): anyone on the path can impersonate the relay; use --ca-file instead";

@@ -9,11 +9,11 @@ import { build } from "esbuild";
 const REPOSITORY = join(import.meta.dirname, "..", "..");
 
 /** The programs a release ships: their entry point and the name of their executable. */
-export const Programs = [
+export const PROGRAMS = [
   { name: "siderolink-sidecar", entry: "sidecar/cli.ts" },
   { name: "siderolink-relay", entry: "relay/cli.ts" },
 ] as const;
-export type Program = (typeof Programs)[number];
+export type Program = (typeof PROGRAMS)[number];
 
 const HASHBANG = "#!/usr/bin/env node\n";
 

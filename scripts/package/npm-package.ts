@@ -7,7 +7,7 @@
  */
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { bundleForPackage, Programs } from "./bundle.ts";
+import { bundleForPackage, PROGRAMS } from "./bundle.ts";
 import { run } from "./run.ts";
 
 /**
@@ -27,7 +27,7 @@ export async function buildNpmPackage(options: {
   const { root } = options;
   const lib = join(root, "lib");
   mkdirSync(lib, { recursive: true });
-  for (const program of Programs) await bundleForPackage(program, join(lib, `${program.name}.mjs`));
+  for (const program of PROGRAMS) await bundleForPackage(program, join(lib, `${program.name}.mjs`));
   for (const [arch, addon] of options.addons) {
     mkdirSync(join(lib, "prebuilds", `linux-${arch}`), { recursive: true });
     copyFileSync(addon, join(lib, "prebuilds", `linux-${arch}`, "tun.node"));
@@ -40,7 +40,7 @@ export async function buildNpmPackage(options: {
       "SideroLink sidecar and self-hosted relay for machines whose networks block UDP (bundled, no dependencies).",
     type: "module",
     license: options.license,
-    bin: Object.fromEntries(Programs.map((program) => [program.name, `lib/${program.name}.mjs`])),
+    bin: Object.fromEntries(PROGRAMS.map((program) => [program.name, `lib/${program.name}.mjs`])),
     files: ["lib/", "README.md"],
     engines: { node: PACKAGE_NODE_ENGINE },
   };

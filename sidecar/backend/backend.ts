@@ -15,8 +15,8 @@ import type { StreamEndpoint } from "../../shared/wireguard/stream-bind.ts";
 export type BackendKind = "userspace" | "kernel";
 
 /** Talos's settings for SideroLink's WireGuard link. */
-export const LinkMtu = 1280;
-export const PersistentKeepaliveSeconds = 25;
+export const LINK_MTU = 1280;
+export const PERSISTENT_KEEPALIVE_SECONDS = 25;
 
 export interface BackendPeer {
   readonly publicKey: Uint8Array;

@@ -21,7 +21,12 @@ import { createStreamEndpoints } from "../bind/stream-endpoints.ts";
 import { type ForwardFilter, installForwardFilter } from "../net/forward-filter.ts";
 import { deleteLink, getLink, ip, setLinkUp, setMtu } from "../net/iproute2.ts";
 import { uapiSocketPath } from "../wireguard/uapi-socket.ts";
-import { type BackendOptions, LinkMtu, type PeerStatus, type WireGuardBackend } from "./backend.ts";
+import {
+  type BackendOptions,
+  LINK_MTU,
+  type PeerStatus,
+  type WireGuardBackend,
+} from "./backend.ts";
 
 export interface KernelBackendOptions extends BackendOptions {
   /** A userspace implementation to run as `CMD IFACE` instead of the kernel module. */
@@ -29,8 +34,8 @@ export interface KernelBackendOptions extends BackendOptions {
 }
 
 /** How long the interface may take to open its UDP port after coming up. */
-const ListenPortWaitMs = 5_000;
-const Loopback = "127.0.0.1";
+const LISTEN_PORT_WAIT_MS = 5_000;
+const LOOPBACK = "127.0.0.1";
 
 interface Bridge {
   readonly socket: Socket;
@@ -113,9 +118,9 @@ export async function createKernelBackend(
     // Before the interface is up, so no packet is forwarded between nodes in between.
     if (options.serverAddress) forwardFilter = await installForwardFilter(iface);
     await setPrivateKey(iface, options.privateKey);
-    await setMtu(iface, LinkMtu);
+    await setMtu(iface, LINK_MTU);
     await setLinkUp(iface);
-    const deadline = Date.now() + ListenPortWaitMs;
+    const deadline = Date.now() + LISTEN_PORT_WAIT_MS;
     while (listenPort === 0) {
       listenPort = Number((await wg(["show", iface, "listen-port"])).trim());
       if (listenPort !== 0) break;
@@ -133,7 +138,7 @@ export async function createKernelBackend(
     const socket = createSocket("udp4");
     await new Promise<void>((resolve, reject) => {
       socket.once("error", reject);
-      socket.bind(0, Loopback, () => {
+      socket.bind(0, LOOPBACK, () => {
         socket.off("error", reject);
         resolve();
       });
@@ -183,7 +188,7 @@ export async function createKernelBackend(
         unknownEndpoint += datagrams.length;
         return;
       }
-      for (const datagram of datagrams) bridge.socket.send(datagram, listenPort, Loopback, onSent);
+      for (const datagram of datagrams) bridge.socket.send(datagram, listenPort, LOOPBACK, onSent);
     },
     async setPeer(peer) {
       const key = formatKey(peer.publicKey);
@@ -200,7 +205,7 @@ export async function createKernelBackend(
           releaseBridge(previous);
           peerEndpoints.set(key, peer.endpoint.key);
         }
-        endpointText = `${Loopback}:${bridges.get(peer.endpoint.key)!.port}`;
+        endpointText = `${LOOPBACK}:${bridges.get(peer.endpoint.key)!.port}`;
       }
       await wg([
         "set",
@@ -224,7 +229,7 @@ export async function createKernelBackend(
     async peers() {
       const byPort = new Map<string, string>();
       for (const bridge of bridges.values())
-        byPort.set(`${Loopback}:${bridge.port}`, bridge.endpoint.key);
+        byPort.set(`${LOOPBACK}:${bridge.port}`, bridge.endpoint.key);
       return parseDump(await wg(["show", iface, "dump"]), byPort);
     },
     drops() {

@@ -13,7 +13,7 @@ import { openLinuxTun } from "../tun/tun-linux.ts";
 import { nodeClock } from "../wireguard/clock-node.ts";
 import { createNodeCryptoProvider } from "../wireguard/crypto-node.ts";
 import { serveUapi } from "../wireguard/uapi-socket.ts";
-import { type BackendOptions, LinkMtu, type WireGuardBackend } from "./backend.ts";
+import { type BackendOptions, LINK_MTU, type WireGuardBackend } from "./backend.ts";
 import { filterTunSource } from "./source-filter.ts";
 
 /**
@@ -28,7 +28,7 @@ export async function createUserspaceBackend(options: BackendOptions): Promise<W
   const streamBind = createStreamBind();
   streamBind.attach(options.sink);
   const endpoints = createStreamEndpoints();
-  const linuxTun = openLinuxTun({ name: options.iface, mtu: LinkMtu });
+  const linuxTun = openLinuxTun({ name: options.iface, mtu: LINK_MTU });
   const filtered = options.serverAddress
     ? filterTunSource(linuxTun, options.serverAddress)
     : undefined;

@@ -5,7 +5,7 @@
  */
 import { StreamEndpoint } from "../../shared/wireguard/stream-bind.ts";
 
-const CacheLimit = 65_536;
+const CACHE_LIMIT = 65_536;
 
 export interface StreamEndpoints {
   /** The endpoint for a 16-byte virtual address (copied on first use) and port. */
@@ -22,7 +22,7 @@ export function createStreamEndpoints(): StreamEndpoints {
       for (let i = 0; i < 16; i += 2) key += String.fromCharCode((tag[i] << 8) | tag[i + 1]);
       let endpoint = cache.get(key);
       if (endpoint === undefined) {
-        if (cache.size >= CacheLimit) cache.clear();
+        if (cache.size >= CACHE_LIMIT) cache.clear();
         endpoint = new StreamEndpoint(tag.slice(), port);
         cache.set(key, endpoint);
       }

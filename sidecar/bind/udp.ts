@@ -1,6 +1,6 @@
 import { parseIP } from "../../shared/net/ip.ts";
 import type { Bind, BindReceiveHandler, Endpoint } from "../../shared/wireguard/bind.ts";
-import { AddressRecordSize, loadPacketAddon, type PacketAddon } from "../native/addon.ts";
+import { ADDRESS_RECORD_SIZE, loadPacketAddon, type PacketAddon } from "../native/addon.ts";
 import { parseUdpEndpoint, UdpEndpoint } from "./endpoint.ts";
 
 /**
@@ -26,9 +26,9 @@ export interface UdpBind extends Bind {
 /** Datagrams per receive batch. */
 const Batch = 64;
 /** Largest UDP payload, so no datagram is ever truncated. */
-const SlotSize = 65536;
+const SLOT_SIZE = 65536;
 /** Sender endpoints remembered for reuse; a flood of sources only costs a cache reset. */
-const EndpointCacheLimit = 4096;
+const ENDPOINT_CACHE_LIMIT = 4096;
 const Any = new Uint8Array(16);
 
 export function createUdpBind(options: UdpBindOptions = {}): UdpBind {
@@ -78,9 +78,9 @@ class LinuxUdpBind implements UdpBind {
     this.#port = port;
     this.#family = family;
 
-    const slots = new ArrayBuffer(SlotSize * Batch);
+    const slots = new ArrayBuffer(SLOT_SIZE * Batch);
     const lengths = new Uint32Array(Batch);
-    const records = new Uint8Array(AddressRecordSize * Batch);
+    const records = new Uint8Array(ADDRESS_RECORD_SIZE * Batch);
     const datagrams: Uint8Array[] = [];
     const onBatch = (count: number): void => {
       let i = 0;
@@ -88,7 +88,7 @@ class LinuxUdpBind implements UdpBind {
         const from = this.#sender(records, i);
         datagrams.length = 0;
         do {
-          if (lengths[i] > 0) datagrams.push(new Uint8Array(slots, i * SlotSize, lengths[i]));
+          if (lengths[i] > 0) datagrams.push(new Uint8Array(slots, i * SLOT_SIZE, lengths[i]));
           i++;
         } while (i < count && this.#sender(records, i) === from);
         if (datagrams.length > 0) handler(datagrams, from);
@@ -98,7 +98,7 @@ class LinuxUdpBind implements UdpBind {
       this.#reader = undefined;
       process.emitWarning(`UDP socket on port ${port} stopped receiving: ${code}`);
     };
-    this.#reader = native.startReader(fd, slots, SlotSize, lengths, onBatch, onGone, records);
+    this.#reader = native.startReader(fd, slots, SLOT_SIZE, lengths, onBatch, onGone, records);
   }
 
   parseEndpoint(text: string): Endpoint {
@@ -139,11 +139,11 @@ class LinuxUdpBind implements UdpBind {
 
   /** The endpoint for sender record `i`: usually the previous one, else from the cache. */
   #sender(records: Uint8Array, i: number): UdpEndpoint {
-    const at = i * AddressRecordSize;
+    const at = i * ADDRESS_RECORD_SIZE;
     const last = this.#last;
     if (last !== undefined && sameSender(last, records, at)) return last;
     let key = "";
-    for (let b = 0; b < AddressRecordSize; b += 2) {
+    for (let b = 0; b < ADDRESS_RECORD_SIZE; b += 2) {
       key += String.fromCharCode((records[at + b] << 8) | records[at + b + 1]);
     }
     let endpoint = this.#endpoints.get(key);
@@ -158,7 +158,7 @@ class LinuxUdpBind implements UdpBind {
         (records[at + 16] << 8) | records[at + 17],
         scope >>> 0,
       );
-      if (this.#endpoints.size >= EndpointCacheLimit) this.#endpoints.clear();
+      if (this.#endpoints.size >= ENDPOINT_CACHE_LIMIT) this.#endpoints.clear();
       this.#endpoints.set(key, endpoint);
     }
     this.#last = endpoint;

@@ -4,7 +4,7 @@
  * behind a firewall that drops UDP reach even a Workers relay with stock kernel arguments.
  */
 import {
-  DaemonOptionSpecs,
+  DAEMON_OPTION_SPECS,
   daemonCommand,
   loadRelayAccess,
   readDaemonSettings,
@@ -13,8 +13,8 @@ import {
 import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS, Gateway } from "../gateway/gateway.ts";
 import {
+  GATEWAY_TRANSPORT_KINDS,
   type GatewayTransportKind,
-  GatewayTransportKinds,
   relayApiUrl,
 } from "../gateway/relay-tunnel.ts";
 import { watchShutdown } from "../lifecycle.ts";
@@ -27,8 +27,8 @@ import {
   relayUrlOption,
   requiredOption,
 } from "../options.ts";
-import { DefaultStateDirectory } from "../state.ts";
-import { DefaultRunDirectory } from "../status.ts";
+import { DEFAULT_STATE_DIRECTORY } from "../state.ts";
+import { DEFAULT_RUN_DIRECTORY } from "../status.ts";
 import type { Command } from "./command.ts";
 
 const help = `Usage: siderolink-sidecar gateway --relay URL --network NAME --listen ADDRESS:PORT [OPTIONS]
@@ -61,8 +61,8 @@ Options (environment variable in brackets):
                             or a stream (default ${DEFAULT_IDLE_TIMEOUT_MS / 1000})     [SIDEROLINK_GATEWAY_IDLE_TIMEOUT]
   --name NAME               names the status socket: status --iface NAME (default gateway)
   --state DIR               keeps the UDP machines' LAN addresses across restarts (default
-                            ${DefaultStateDirectory})                  [SIDEROLINK_STATE_DIR]
-  --run-dir DIR             where the status socket goes (default ${DefaultRunDirectory})
+                            ${DEFAULT_STATE_DIRECTORY})                  [SIDEROLINK_STATE_DIR]
+  --run-dir DIR             where the status socket goes (default ${DEFAULT_RUN_DIRECTORY})
                                                                              [SIDEROLINK_RUN_DIR]
   --ca-file FILE            trust this CA (PEM) for the relay's TLS          [SIDEROLINK_CA_FILE]
   --insecure                do not verify the relay's TLS certificate (warns at every start)
@@ -73,8 +73,8 @@ Options (environment variable in brackets):
 Exit status: 0 after SIGINT/SIGTERM; ${ExitCode.Usage} bad option; ${ExitCode.BadUrl} bad relay URL; ${ExitCode.Failure} anything else.
 `;
 
-const OptionSpecs = [
-  ...DaemonOptionSpecs,
+const OPTION_SPECS = [
+  ...DAEMON_OPTION_SPECS,
   { name: "relay", value: true, env: "SIDEROLINK_RELAY" },
   { name: "network", value: true, env: "SIDEROLINK_NETWORK" },
   { name: "listen", value: true, env: "SIDEROLINK_GATEWAY_LISTEN" },
@@ -95,7 +95,7 @@ export const gatewayCommand: Command = daemonCommand(
 );
 
 async function gateway(args: string[], log: Logger): Promise<number> {
-  const options = parseOptions(args, OptionSpecs);
+  const options = parseOptions(args, OPTION_SPECS);
   if (options.positional.length > 0) {
     throw new SidecarError(
       ExitCode.Usage,
@@ -118,7 +118,7 @@ async function gateway(args: string[], log: Logger): Promise<number> {
   const transport = choiceOption<GatewayTransportKind>(
     options,
     "transport",
-    GatewayTransportKinds,
+    GATEWAY_TRANSPORT_KINDS,
     "websocket",
   );
   const { tls, proxy } = loadRelayAccess(options, log);

@@ -10,7 +10,7 @@ import { parseSideroLinkConfig } from "../../shared/siderolink/config.ts";
 import { SideroLinkError } from "../../shared/siderolink/errors.ts";
 import { formatKey, generatePrivateKey, publicKey } from "../../shared/siderolink/keys.ts";
 import {
-  DaemonOptionSpecs,
+  DAEMON_OPTION_SPECS,
   daemonCommand,
   firstContact,
   preflight,
@@ -31,8 +31,8 @@ import {
   ProvisionRetryableError,
   provision,
 } from "../provision-client.ts";
-import { DefaultStateDirectory } from "../state.ts";
-import { DefaultRunDirectory } from "../status.ts";
+import { DEFAULT_STATE_DIRECTORY } from "../state.ts";
+import { DEFAULT_RUN_DIRECTORY } from "../status.ts";
 import { TRANSPORT_CHOICES } from "../transport/transport.ts";
 import type { Command } from "./command.ts";
 
@@ -51,9 +51,9 @@ Options (environment variable in brackets):
                             instead of API-URL                                [SIDEROLINK_CONFIG]
   --iface NAME              interface to create (default siderolink); two sidecars on one
                             host need distinct names                          [SIDEROLINK_IFACE]
-  --state DIR               keeps the unique token (default ${DefaultStateDirectory})
+  --state DIR               keeps the unique token (default ${DEFAULT_STATE_DIRECTORY})
                                                                            [SIDEROLINK_STATE_DIR]
-  --run-dir DIR             where the status socket goes (default ${DefaultRunDirectory})
+  --run-dir DIR             where the status socket goes (default ${DEFAULT_RUN_DIRECTORY})
                                                                              [SIDEROLINK_RUN_DIR]
   --node-uuid UUID          node UUID to present (default: /sys/class/dmi/id/product_uuid, else
                             derived from /etc/machine-id)                 [SIDEROLINK_NODE_UUID]
@@ -91,8 +91,8 @@ ${ExitCode.BadUrl} bad API URL or config; ${ExitCode.BadCredentials} join token 
 ${ExitCode.NoAddon} packet I/O addon missing; ${ExitCode.Failure} anything else. Logs are JSON lines on standard error (LOG_LEVEL=debug for more).
 `;
 
-const OptionSpecs = [
-  ...DaemonOptionSpecs,
+const OPTION_SPECS = [
+  ...DAEMON_OPTION_SPECS,
   { name: "config", value: true, env: "SIDEROLINK_CONFIG" },
   { name: "node-uuid", value: true, env: "SIDEROLINK_NODE_UUID" },
   { name: "unique-token", value: true, env: "SIDEROLINK_UNIQUE_TOKEN" },
@@ -152,7 +152,7 @@ function readApi(
 }
 
 async function join(args: string[], log: Logger): Promise<number> {
-  const options = parseOptions(args, OptionSpecs);
+  const options = parseOptions(args, OPTION_SPECS);
   const settings = readApi(options.positional, options.get("config"), process.env.SIDEROLINK_API);
   const { api } = settings;
   const daemon = readDaemonSettings(options);

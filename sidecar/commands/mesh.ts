@@ -12,7 +12,7 @@ import { MAX_ROUTED_PREFIXES } from "../../shared/mesh/record.ts";
 import { type Prefix, parseNetworkPrefix } from "../../shared/net/ip.ts";
 import { formatKey, generatePrivateKey, parseKey } from "../../shared/siderolink/keys.ts";
 import {
-  DaemonOptionSpecs,
+  DAEMON_OPTION_SPECS,
   daemonCommand,
   loadRelayAccess,
   readDaemonSettings,
@@ -25,11 +25,11 @@ import { DEFAULT_SWEEP_MS, type MeshMember, startMeshMember } from "../mesh/memb
 import { proxyFor } from "../net/proxy.ts";
 import { checkInterfaceName, integerOption, parseOptions } from "../options.ts";
 import { requireNetAdmin, requirePacketAddon, requireTunDevice } from "../preflight.ts";
-import { DefaultStateDirectory, ensureStateDirectory, loadOrCreate } from "../state.ts";
-import { DefaultRunDirectory } from "../status.ts";
+import { DEFAULT_STATE_DIRECTORY, ensureStateDirectory, loadOrCreate } from "../state.ts";
+import { DEFAULT_RUN_DIRECTORY } from "../status.ts";
 import type { Command } from "./command.ts";
 
-export const MeshKeyFile = "mesh.key";
+export const MESH_KEY_FILE = "mesh.key";
 
 const help = `Usage: siderolink-sidecar mesh --relay URL --cluster-token-file FILE [OPTIONS]
 
@@ -54,9 +54,9 @@ Options (environment variable in brackets):
                                                                          [SIDEROLINK_WIREGUARD]
   --sweep-interval SEC       how often a relayed peer's direct candidates are tried again
                              (default ${DEFAULT_SWEEP_MS / 1000})               [SIDEROLINK_SWEEP_INTERVAL]
-  --state DIR                keeps the mesh key (default ${DefaultStateDirectory})
+  --state DIR                keeps the mesh key (default ${DEFAULT_STATE_DIRECTORY})
                                                                            [SIDEROLINK_STATE_DIR]
-  --run-dir DIR              where the status socket goes (default ${DefaultRunDirectory})
+  --run-dir DIR              where the status socket goes (default ${DEFAULT_RUN_DIRECTORY})
                                                                              [SIDEROLINK_RUN_DIR]
   --ca-file FILE             trust this CA (PEM) for the relay's TLS          [SIDEROLINK_CA_FILE]
   --insecure                 do not verify the relay's TLS certificate (warns at every start)
@@ -94,7 +94,7 @@ async function run(args: string[], log: Logger): Promise<number> {
     );
   }
   const options = parseOptions(rest, [
-    ...DaemonOptionSpecs,
+    ...DAEMON_OPTION_SPECS,
     { name: "relay", value: true, env: "SIDEROLINK_RELAY" },
     { name: "cluster-token-file", value: true, env: "SIDEROLINK_CLUSTER_TOKEN_FILE" },
     { name: "prefix", value: true, env: "SIDEROLINK_MESH_PREFIX" },
@@ -200,13 +200,13 @@ async function run(args: string[], log: Logger): Promise<number> {
 
 /** The member's WireGuard key, made on first start; a damaged file is an error, never replaced. */
 function loadMeshKey(directory: string): Uint8Array {
-  const text = loadOrCreate(directory, MeshKeyFile, () => formatKey(generatePrivateKey()));
+  const text = loadOrCreate(directory, MESH_KEY_FILE, () => formatKey(generatePrivateKey()));
   try {
-    return parseKey(text, MeshKeyFile);
+    return parseKey(text, MESH_KEY_FILE);
   } catch (cause) {
     throw new SidecarError(
       ExitCode.Failure,
-      `${directory}/${MeshKeyFile} does not hold a WireGuard private key (base64 of 32 bytes); restore it, or delete it to make a new key (the mesh address changes with it)`,
+      `${directory}/${MESH_KEY_FILE} does not hold a WireGuard private key (base64 of 32 bytes); restore it, or delete it to make a new key (the mesh address changes with it)`,
       { cause },
     );
   }

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { parseInterfaceAddress } from "../../shared/net/ip.ts";
 import { formatKey, publicKey } from "../../shared/siderolink/keys.ts";
 import {
-  DaemonOptionSpecs,
+  DAEMON_OPTION_SPECS,
   daemonCommand,
   firstContact,
   preflight,
@@ -33,12 +33,12 @@ import {
   type OverlayServicesSettings,
 } from "../services/overlay-services.ts";
 import { DEFAULT_RECORDS_KEEP, DEFAULT_RECORDS_MAX_BYTES } from "../services/records.ts";
-import { DefaultStateDirectory, ensureStateDirectory, loadOrCreateServerKey } from "../state.ts";
-import { DefaultRunDirectory } from "../status.ts";
+import { DEFAULT_STATE_DIRECTORY, ensureStateDirectory, loadOrCreateServerKey } from "../state.ts";
+import { DEFAULT_RUN_DIRECTORY } from "../status.ts";
 import { fetchServerAddress } from "../uplink/server-address.ts";
 import type { Command } from "./command.ts";
 
-const MiB = 1024 * 1024;
+const MIB = 1024 * 1024;
 
 const help = `Usage: siderolink-sidecar serve --relay URL --network NAME --admin-secret SECRET [OPTIONS]
 
@@ -57,9 +57,9 @@ Options (environment variable in brackets):
   --address CIDR            the server address to use (default: asked from the relay)
                                                                         [SIDEROLINK_ADDRESS]
   --iface NAME              interface to create (default siderolink)            [SIDEROLINK_IFACE]
-  --state DIR               keeps the server key (default ${DefaultStateDirectory})
+  --state DIR               keeps the server key (default ${DEFAULT_STATE_DIRECTORY})
                                                                            [SIDEROLINK_STATE_DIR]
-  --run-dir DIR             where the status socket goes (default ${DefaultRunDirectory})
+  --run-dir DIR             where the status socket goes (default ${DEFAULT_RUN_DIRECTORY})
                                                                              [SIDEROLINK_RUN_DIR]
   --wireguard BACKEND       auto, userspace or kernel (auto: kernel when the host has the module)
                                                                          [SIDEROLINK_WIREGUARD]
@@ -88,7 +88,7 @@ Services for the nodes, on the server address only (on with --records-dir or --r
   --log-receiver-port PORT  kernel logs, JSON lines over TCP
                             (talos.logging.kernel=tcp://[SERVER]:PORT); default ${DEFAULT_LOG_RECEIVER_PORT}, 0 off
                                                                 [SIDEROLINK_LOG_RECEIVER_PORT]
-  --records-max-mib N       rotate a records file at N MiB, keeping ${DEFAULT_RECORDS_KEEP} old ones (default ${DEFAULT_RECORDS_MAX_BYTES / MiB})
+  --records-max-mib N       rotate a records file at N MIB, keeping ${DEFAULT_RECORDS_KEEP} old ones (default ${DEFAULT_RECORDS_MAX_BYTES / MIB})
                                                                    [SIDEROLINK_RECORDS_MAX_MIB]
   -h, --help                show this text
 
@@ -97,8 +97,8 @@ ${ExitCode.BadUrl} bad relay URL; ${ExitCode.BadCredentials} admin secret refuse
 unreachable for --connect-timeout; ${ExitCode.NoAddon} packet I/O addon missing; ${ExitCode.Failure} anything else. Logs are JSON lines on standard error.
 `;
 
-const OptionSpecs = [
-  ...DaemonOptionSpecs,
+const OPTION_SPECS = [
+  ...DAEMON_OPTION_SPECS,
   { name: "relay", value: true, env: "SIDEROLINK_RELAY" },
   { name: "network", value: true, env: "SIDEROLINK_NETWORK" },
   { name: "admin-secret", value: true, env: "SIDEROLINK_ADMIN_SECRET" },
@@ -133,7 +133,7 @@ function readServicesSettings(options: ParsedOptions): OverlayServicesSettings |
   const maxMib = integerOption(
     options,
     "records-max-mib",
-    DEFAULT_RECORDS_MAX_BYTES / MiB,
+    DEFAULT_RECORDS_MAX_BYTES / MIB,
     1,
     1024 * 1024,
   );
@@ -164,7 +164,7 @@ function readServicesSettings(options: ParsedOptions): OverlayServicesSettings |
     logReceiverPort,
     recordsDir,
     stdout,
-    maxFileBytes: maxMib * MiB,
+    maxFileBytes: maxMib * MIB,
     keepFiles: DEFAULT_RECORDS_KEEP,
   };
 }
@@ -188,7 +188,7 @@ function readSecret(file: string): string {
 }
 
 async function serve(args: string[], log: Logger): Promise<number> {
-  const options = parseOptions(args, OptionSpecs);
+  const options = parseOptions(args, OPTION_SPECS);
   if (options.positional.length > 0) {
     throw new SidecarError(
       ExitCode.Usage,

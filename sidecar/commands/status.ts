@@ -9,7 +9,7 @@ import { VERSION } from "../../shared/version.ts";
 import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { checkInterfaceName, parseOptions } from "../options.ts";
 import {
-  DefaultRunDirectory,
+  DEFAULT_RUN_DIRECTORY,
   readStatus,
   type StatusSnapshot,
   statusSocketPath,
@@ -24,8 +24,8 @@ and drop counters.
 
 Options:
   --iface NAME    the interface the sidecar runs (default siderolink)    [SIDEROLINK_IFACE]
-  --run-dir DIR   where its status socket is (default ${DefaultRunDirectory}, or
-                  ${DefaultRunDirectory}/NAME as the unit siderolink-sidecar@NAME sets it)  [SIDEROLINK_RUN_DIR]
+  --run-dir DIR   where its status socket is (default ${DEFAULT_RUN_DIRECTORY}, or
+                  ${DEFAULT_RUN_DIRECTORY}/NAME as the unit siderolink-sidecar@NAME sets it)  [SIDEROLINK_RUN_DIR]
   --json          print the whole report as one JSON object, with this program's "version"
   -h, --help      show this text
 
@@ -86,8 +86,8 @@ export const statusCommand: Command = {
  * the unit siderolink-sidecar@IFACE (a run directory per interface).
  */
 function defaultStatusSocket(iface: string): string {
-  const shared = statusSocketPath(DefaultRunDirectory, iface);
-  const perInterface = statusSocketPath(join(DefaultRunDirectory, iface), iface);
+  const shared = statusSocketPath(DEFAULT_RUN_DIRECTORY, iface);
+  const perInterface = statusSocketPath(join(DEFAULT_RUN_DIRECTORY, iface), iface);
   return existsSync(shared) || !existsSync(perInterface) ? shared : perInterface;
 }
 

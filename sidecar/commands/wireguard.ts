@@ -5,7 +5,7 @@ import { createUdpBind } from "../bind/udp.ts";
 import { selfArguments } from "../executable.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { watchLink } from "../net/link-watch.ts";
-import { DefaultMtu, openLinuxTun } from "../tun/tun-linux.ts";
+import { DEFAULT_MTU, openLinuxTun } from "../tun/tun-linux.ts";
 import { nodeClock } from "../wireguard/clock-node.ts";
 import { createNodeCryptoProvider } from "../wireguard/crypto-node.ts";
 import { serveUapi, uapiSocketPath } from "../wireguard/uapi-socket.ts";
@@ -23,16 +23,16 @@ import type { Command } from "./command.ts";
  */
 
 /** Set in the detached child; its value is the parent's pid, for the log. */
-const DaemonChildVariable = "SIDEROLINK_WIREGUARD_DAEMON";
+const DAEMON_CHILD_VARIABLE = "SIDEROLINK_WIREGUARD_DAEMON";
 /** How long the parent waits for the detached child to come up. */
-const DaemonStartTimeoutMs = 15_000;
+const DAEMON_START_TIMEOUT_MS = 15_000;
 /** Peers' handshake times are checked this often to log completed handshakes. */
-const HandshakeLogIntervalMs = 1000;
+const HANDSHAKE_LOG_INTERVAL_MS = 1000;
 
 const help = `Usage: siderolink-sidecar wireguard [--foreground] IFACE
 
 Runs a userspace WireGuard interface named IFACE (1-15 characters), like wireguard-go:
-it creates the TUN interface (MTU ${DefaultMtu}) and serves ${uapiSocketPath("IFACE")} so that
+it creates the TUN interface (MTU ${DEFAULT_MTU}) and serves ${uapiSocketPath("IFACE")} so that
 the stock tools configure it, for example:
 
   siderolink-sidecar wireguard wg0
@@ -69,7 +69,7 @@ export const wireguardCommand: Command = {
     if (!/^[A-Za-z0-9_.=+-]{1,15}$/.test(iface)) {
       throw new Error(`invalid interface name "${iface}": use 1-15 letters, digits or _.=+-`);
     }
-    if (!foreground && process.env[DaemonChildVariable] === undefined) {
+    if (!foreground && process.env[DAEMON_CHILD_VARIABLE] === undefined) {
       return daemonize(iface);
     }
     return runForeground(iface, createLogger(iface, { format: "text" }));
@@ -77,7 +77,7 @@ export const wireguardCommand: Command = {
 };
 
 async function runForeground(iface: string, log: Logger): Promise<number> {
-  const tun = openLinuxTun({ name: iface, mtu: DefaultMtu });
+  const tun = openLinuxTun({ name: iface, mtu: DEFAULT_MTU });
   log.info(`created TUN interface ${tun.name} with MTU ${tun.mtu}`);
   const bind = createUdpBind({ port: 0 });
   const device = new Device({
@@ -125,7 +125,7 @@ async function runForeground(iface: string, log: Logger): Promise<number> {
       listenPort = device.listenPort;
       log.info(`listening for WireGuard on UDP port ${listenPort}`);
     }
-  }, HandshakeLogIntervalMs);
+  }, HANDSHAKE_LOG_INTERVAL_MS);
 
   const reason = await new Promise<string>((resolve) => {
     const onSignal = (signal: NodeJS.Signals): void => resolve(`received ${signal}`);
@@ -149,12 +149,12 @@ async function daemonize(iface: string): Promise<number> {
   const child = spawn(process.execPath, [...selfArguments(), "wireguard", "--foreground", iface], {
     detached: true,
     stdio: ["ignore", keepOutput ? "inherit" : "ignore", keepOutput ? "inherit" : "ignore", "ipc"],
-    env: { ...process.env, [DaemonChildVariable]: String(process.pid) },
+    env: { ...process.env, [DAEMON_CHILD_VARIABLE]: String(process.pid) },
   });
   const outcome = await new Promise<string | null>((resolve) => {
     const timer = setTimeout(
-      () => resolve(`no ready report within ${DaemonStartTimeoutMs} ms`),
-      DaemonStartTimeoutMs,
+      () => resolve(`no ready report within ${DAEMON_START_TIMEOUT_MS} ms`),
+      DAEMON_START_TIMEOUT_MS,
     );
     child.once("message", () => {
       clearTimeout(timer);

@@ -15,7 +15,7 @@ import { REASON_PEER_REPLACED } from "../../shared/tunnel/frame.ts";
 import type { Endpoint } from "../../shared/wireguard/bind.ts";
 import type { Logger } from "../log.ts";
 import {
-  HighWaterBytes,
+  HIGH_WATER_BYTES,
   type NodeTransport,
   type TransportHandlers,
 } from "../transport/transport.ts";
@@ -26,7 +26,7 @@ export type MachineMode = "grpc" | "udp";
 export const NodeDropReason = {
   /** From the relay for a gRPC machine with no stream open. */
   NoMachineStream: "noMachineStream",
-  /** From the relay while the machine's stream had HighWaterBytes unread. */
+  /** From the relay while the machine's stream had HIGH_WATER_BYTES unread. */
   MachineCongested: "machineCongested",
   /** From the relay for a UDP machine whose source port is not known yet. */
   NoMachineEndpoint: "noMachineEndpoint",
@@ -192,7 +192,7 @@ export class GatewayNode {
       return;
     }
     for (const datagram of datagrams) {
-      if (stream.bufferedAmount > HighWaterBytes) {
+      if (stream.bufferedAmount > HIGH_WATER_BYTES) {
         this.#drops.machineCongested++;
         continue;
       }

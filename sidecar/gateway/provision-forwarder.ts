@@ -14,7 +14,7 @@ import {
   ProvisionService,
 } from "../../shared/gen/sidero/link/provision_pb.ts";
 import { parseJoinToken } from "../../shared/siderolink/relay-api.ts";
-import { ProvisionTimeoutMs } from "../provision-client.ts";
+import { PROVISION_TIMEOUT_MS } from "../provision-client.ts";
 import { type LanConnection, lanConnectionKey } from "./lan-server.ts";
 
 export interface ProvisionForwarderOptions {
@@ -51,7 +51,7 @@ export function createProvisionForwarder(
       let response: ProvisionResponse;
       try {
         response = await client.provision(request, {
-          timeoutMs: Math.min(context.timeoutMs() ?? ProvisionTimeoutMs, ProvisionTimeoutMs),
+          timeoutMs: Math.min(context.timeoutMs() ?? PROVISION_TIMEOUT_MS, PROVISION_TIMEOUT_MS),
           signal: context.signal,
         });
       } catch (error) {

@@ -12,8 +12,8 @@ import { createHttpTunnelTransport, httpTunnelUrl } from "../transport/http-tunn
 import type { NodeTransport, TransportHandlers } from "../transport/transport.ts";
 import { createWebSocketTransport, tunnelUrl } from "../transport/websocket.ts";
 
-export const GatewayTransportKinds = ["websocket", "grpc", "http"] as const;
-export type GatewayTransportKind = (typeof GatewayTransportKinds)[number];
+export const GATEWAY_TRANSPORT_KINDS = ["websocket", "grpc", "http"] as const;
+export type GatewayTransportKind = (typeof GATEWAY_TRANSPORT_KINDS)[number];
 
 export interface RelayTarget {
   /** `http(s)://host:port`. */

@@ -32,7 +32,7 @@ import { REJECT_AFTER_TIME } from "../../shared/wireguard/constants.ts";
 import { Device } from "../../shared/wireguard/device.ts";
 import { sendHandshakeInitiation } from "../../shared/wireguard/send.ts";
 import { handleUapiRequest } from "../../shared/wireguard/uapi.ts";
-import { LinkMtu, PersistentKeepaliveSeconds } from "../backend/backend.ts";
+import { LINK_MTU, PERSISTENT_KEEPALIVE_SECONDS } from "../backend/backend.ts";
 import { endpointFromAddress, UdpEndpoint } from "../bind/endpoint.ts";
 import { createUdpBind } from "../bind/udp.ts";
 import type { Logger } from "../log.ts";
@@ -104,7 +104,7 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
   };
 
   try {
-    const tun = openLinuxTun({ name: options.iface, mtu: LinkMtu });
+    const tun = openLinuxTun({ name: options.iface, mtu: LINK_MTU });
     const udp = createUdpBind({ port: options.listenPort });
     const bind = createDualBind(udp, () => link);
     const device = new Device({
@@ -178,7 +178,7 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
         publicKey: record.publicKey,
         allowedIps: routedPrefixes(record),
         replaceAllowedIps: true,
-        persistentKeepaliveInterval: PersistentKeepaliveSeconds,
+        persistentKeepaliveInterval: PERSISTENT_KEEPALIVE_SECONDS,
         ...(existing ? {} : { endpoint: relayed }),
       });
       peers.set(key, { member: member.slice(), record, candidates, lastSweep: Date.now() });

@@ -36,7 +36,7 @@ export interface PacketAddon {
 }
 
 /** Bytes per sender record that a UDP reader writes into `addresses`. */
-export const AddressRecordSize = 24;
+export const ADDRESS_RECORD_SIZE = 24;
 
 /** The addon's file name beside a single executable and under prebuilds/ of the npm package. */
 export const ADDON_FILE = "tun.node";

@@ -97,7 +97,7 @@ export async function startEventSink(options: EventSinkOptions): Promise<Overlay
       return {};
     }
     const decoded = decodeEvent(data.typeUrl, data.value);
-    if (decoded === Malformed) {
+    if (decoded === MALFORMED) {
       counters.malformed++;
       return {};
     }
@@ -110,7 +110,7 @@ export async function startEventSink(options: EventSinkOptions): Promise<Overlay
         id: request.id,
         actorId: request.actorId,
         typeUrl: data.typeUrl,
-        ...(decoded === Unknown
+        ...(decoded === UNKNOWN
           ? { payloadBase64: Buffer.from(data.value).toString("base64") }
           : { payload: decoded }),
       }),
@@ -145,30 +145,30 @@ export async function startEventSink(options: EventSinkOptions): Promise<Overlay
   };
 }
 
-const Malformed = Symbol("malformed");
-const Unknown = Symbol("unknown type");
+const MALFORMED = Symbol("malformed");
+const UNKNOWN = Symbol("unknown type");
 
 /**
- * A machine event as protobuf JSON; Unknown for a type Talos's machine API does not define
- * (recorded as bytes), Malformed when the bytes do not parse as the type they claim.
+ * A machine event as protobuf JSON; UNKNOWN for a type Talos's machine API does not define
+ * (recorded as bytes), MALFORMED when the bytes do not parse as the type they claim.
  */
 function decodeEvent(
   typeUrl: string,
   value: Uint8Array,
-): JsonValue | typeof Malformed | typeof Unknown {
+): JsonValue | typeof MALFORMED | typeof UNKNOWN {
   const name = typeUrl.startsWith(TYPE_URL_PREFIX) ? typeUrl.slice(TYPE_URL_PREFIX.length) : "";
   const schema = name.startsWith(MACHINE_PACKAGE) ? eventTypes.getMessage(name) : undefined;
-  if (schema === undefined) return Unknown;
+  if (schema === undefined) return UNKNOWN;
   let message: ReturnType<typeof fromBinary>;
   try {
     message = fromBinary(schema, value);
   } catch {
-    return Malformed;
+    return MALFORMED;
   }
   try {
     return toJson(schema, message, { registry: eventTypes });
   } catch {
     // An Any inside (a SequenceEvent error's details) of a type not vendored here.
-    return Unknown;
+    return UNKNOWN;
   }
 }

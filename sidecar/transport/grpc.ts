@@ -12,7 +12,7 @@
  * each batch from the device is framed by hand into one buffer (shared/siderolink/
  * peer-packet-stream.ts) and written at once, and each DATA chunk from the relay is split into
  * datagrams without a copy. While the stream opens, a short drop-oldest queue holds outgoing
- * datagrams; once open, the stream's own buffer is the queue, capped at HighWaterBytes.
+ * datagrams; once open, the stream's own buffer is the queue, capped at HIGH_WATER_BYTES.
  */
 import http2 from "node:http2";
 import { Code } from "@connectrpc/connect";
@@ -29,16 +29,16 @@ import { http2ProxyConnection, type ProxySettings } from "../net/proxy.ts";
 import { type TlsSettings, tlsOptions } from "../tls.ts";
 import {
   createTransportStats,
-  HighWaterBytes,
+  HIGH_WATER_BYTES,
   type NodeTransport,
   type TransportHandlers,
   type TransportState,
 } from "./transport.ts";
 
 /** Outgoing datagrams held while the stream opens; Talos keeps 100 per peer. */
-export const SendQueueLimit = 100;
+export const SEND_QUEUE_LIMIT = 100;
 /** HTTP/2 PING cadence: a dead connection is noticed within two intervals. */
-const PingIntervalMs = 15_000;
+const PING_INTERVAL_MS = 15_000;
 const CREATE_STREAM_PATH = "/sidero.link.WireGuardOverGRPCService/CreateStream";
 /** Receive windows sized for a tunnel (the relay sets the same; see relay/node/grpc-stream.ts). */
 const STREAM_WINDOW_BYTES = 1024 * 1024;
@@ -94,9 +94,9 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
     });
     clearInterval(ping);
     ping = setInterval(() => {
-      const timeout = setTimeout(() => opened.destroy(), PingIntervalMs);
+      const timeout = setTimeout(() => opened.destroy(), PING_INTERVAL_MS);
       if (!opened.ping(() => clearTimeout(timeout))) clearTimeout(timeout);
-    }, PingIntervalMs);
+    }, PING_INTERVAL_MS);
     ping.unref();
     session = opened;
     return opened;
@@ -218,7 +218,7 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
       }
       if (state === "retrying") open();
       if (state === "connected" && stream) {
-        if (stream.writableLength > HighWaterBytes) {
+        if (stream.writableLength > HIGH_WATER_BYTES) {
           stats.dropsCongested += datagrams.length;
           return;
         }
@@ -229,7 +229,7 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
       count(datagrams);
       // Opening: the relay answers with headers at once, so this queue holds little.
       for (const datagram of datagrams) {
-        if (pending.length >= SendQueueLimit) {
+        if (pending.length >= SEND_QUEUE_LIMIT) {
           pending.shift();
           stats.dropsCongested++;
         }

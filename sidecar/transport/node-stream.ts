@@ -1,7 +1,7 @@
 /**
  * A node's tunnel over a frame stream (a WebSocket, or the HTTP-only tunnel): NODE_DATAGRAMS
  * frames both ways, outgoing datagrams batched into one frame per call and dropped (counted)
- * while the stream is down or its send buffer is above HighWaterBytes. The relay's "peer not
+ * while the stream is down or its send buffer is above HIGH_WATER_BYTES. The relay's "peer not
  * allowed", "peer replaced" and peer-removed close codes end it for good.
  */
 import { createBatchSender } from "../../shared/tunnel/batch-sender.ts";
@@ -13,7 +13,7 @@ import {
   createTransportStats,
   type FrameSink,
   type FrameStream,
-  HighWaterBytes,
+  HIGH_WATER_BYTES,
   type NodeTransport,
   type TransportHandlers,
   type TransportKind,
@@ -86,7 +86,7 @@ export function createNodeStreamTransport(
         stats.dropsNotConnected += datagrams.length;
         return;
       }
-      if (sink.bufferedAmount > HighWaterBytes) {
+      if (sink.bufferedAmount > HIGH_WATER_BYTES) {
         stats.dropsCongested += datagrams.length;
         return;
       }

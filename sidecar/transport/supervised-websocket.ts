@@ -25,9 +25,9 @@ import {
 } from "./transport.ts";
 
 /** How long an upgrade may take before the attempt counts as failed. */
-const HandshakeTimeoutMs = 10_000;
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How long a closing handshake may take at shutdown before the socket is cut. */
-const CloseTimeoutMs = 2000;
+const CLOSE_TIMEOUT_MS = 2000;
 /** The close code ws reports when the connection dropped without a close frame. */
 const AbnormalClosure = 1006;
 
@@ -63,7 +63,7 @@ export interface SupervisedWebSocket extends FrameStream {
   readonly lastError: string | undefined;
   /** The current connection when it is open, else undefined. */
   openSocket(): WebSocket | undefined;
-  /** Stops for good; closes the connection with `reason`, cut after CloseTimeoutMs. */
+  /** Stops for good; closes the connection with `reason`, cut after CLOSE_TIMEOUT_MS. */
   close(reason: string): Promise<void>;
 }
 
@@ -93,7 +93,7 @@ export function superviseWebSocket(options: SupervisedWebSocketOptions): Supervi
       headers: options.headers,
       perMessageDeflate: false,
       maxPayload: MAX_FRAME_SIZE,
-      handshakeTimeout: HandshakeTimeoutMs,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
       ...(agent ? { agent } : {}),
       ...tlsOptions(options.tls),
     });
@@ -181,7 +181,7 @@ export function superviseWebSocket(options: SupervisedWebSocketOptions): Supervi
         const timer = setTimeout(() => {
           ws.terminate();
           resolve();
-        }, CloseTimeoutMs);
+        }, CLOSE_TIMEOUT_MS);
         ws.once("close", () => {
           clearTimeout(timer);
           resolve();

@@ -2,7 +2,7 @@
  * What a node's tunnel transport looks like to the rest of the sidecar: a stream to the relay
  * that carries WireGuard datagrams both ways and keeps itself connected. It reconnects on its
  * own after failures (gRPC, as Talos: at once on the next outgoing datagram; WebSocket: every
- * RetryIntervalMs, jittered); when the relay ends the stream for a reason a reconnect cannot fix
+ * RETRY_INTERVAL_MS, jittered); when the relay ends the stream for a reason a reconnect cannot fix
  * ("peer not allowed", "peer replaced"), it stops and reports `onTerminal`, and the caller
  * provisions again.
  */
@@ -12,14 +12,14 @@ import type { Logger } from "../log.ts";
  * The WebSocket transport's retry after a failure. (Talos's gRPC stream has no such delay: it
  * reopens on the next outgoing datagram, and so does the gRPC transport.)
  */
-export const RetryIntervalMs = 10_000;
+export const RETRY_INTERVAL_MS = 10_000;
 /** Talos waits 5 s after a terminal error before provisioning again. */
-export const TerminalRetryMs = 5_000;
+export const TERMINAL_RETRY_MS = 5_000;
 /**
  * Bytes queued in the socket above which outgoing datagrams are dropped rather than buffered:
  * inside TCP, a deep queue turns loss into seconds of latency for the tunnelled TCP flows.
  */
-export const HighWaterBytes = 256 * 1024;
+export const HIGH_WATER_BYTES = 256 * 1024;
 
 export type TransportKind = "websocket" | "grpc" | "http";
 /** What `--transport` takes: a kind, or auto (the best that works, falling back to http). */
@@ -77,7 +77,7 @@ export interface TransportHandlers {
   /** The relay ended the stream in a way only a new Provision can fix. */
   onTerminal(reason: string): void;
   readonly log: Logger;
-  /** Overrides RetryIntervalMs (tests). */
+  /** Overrides RETRY_INTERVAL_MS (tests). */
   readonly retryIntervalMs?: number;
 }
 
@@ -100,7 +100,7 @@ export function jittered(base: number, random: () => number = Math.random): numb
 
 /**
  * The retry of a dropped stream: one pending reconnect at a time, after a jittered
- * RetryIntervalMs, with a warning that says why (`<what> down; retrying`).
+ * RETRY_INTERVAL_MS, with a warning that says why (`<what> down; retrying`).
  */
 export interface Reconnector {
   schedule(error: string | undefined): void;
@@ -116,7 +116,7 @@ export function createReconnector(options: {
   let timer: ReturnType<typeof setTimeout> | undefined;
   return {
     schedule(error) {
-      const delay = jittered(options.intervalMs ?? RetryIntervalMs);
+      const delay = jittered(options.intervalMs ?? RETRY_INTERVAL_MS);
       options.log.warn(`${options.what} down; retrying`, { error, retryInMs: delay });
       timer = setTimeout(() => {
         timer = undefined;

@@ -2,11 +2,11 @@ import type { Tun, TunReadHandler } from "../../shared/wireguard/tun.ts";
 import { loadPacketAddon, type PacketAddon } from "../native/addon.ts";
 
 /** Default MTU of a new interface, as wireguard-go sets it (1500 minus IPv6 and WireGuard overhead). */
-export const DefaultMtu = 1420;
+export const DEFAULT_MTU = 1420;
 /** Packets drained per readable event; one JS call carries them all. */
-export const DefaultBatch = 64;
+export const DEFAULT_BATCH = 64;
 /** A TUN packet without vnet headers is at most an IP packet: 65535 bytes. */
-const SlotSize = 65535;
+const SLOT_SIZE = 65535;
 
 export interface LinuxTunOptions {
   /** Interface name, 1-15 bytes. An existing TUN interface of that name is attached to. */
@@ -30,7 +30,7 @@ export function openLinuxTun(options: LinuxTunOptions): LinuxTun {
   const { fd, name } = native.open(options.name);
   try {
     if (options.mtu !== undefined) native.setMtu(name, options.mtu);
-    return new LinuxTunDevice(native, fd, name, options.batch ?? DefaultBatch);
+    return new LinuxTunDevice(native, fd, name, options.batch ?? DEFAULT_BATCH);
   } catch (error) {
     native.close(fd);
     throw error;
@@ -76,19 +76,19 @@ class LinuxTunDevice implements LinuxTun {
   start(handler: TunReadHandler): void {
     if (!this.#open) throw new Error(`TUN ${this.name} is closed`);
     if (this.#reader !== undefined) throw new Error(`TUN ${this.name} is already started`);
-    const slots = new ArrayBuffer(SlotSize * this.#batch);
+    const slots = new ArrayBuffer(SLOT_SIZE * this.#batch);
     const lengths = new Uint32Array(this.#batch);
     const packets: Uint8Array[] = [];
     const onBatch = (count: number): void => {
       packets.length = count;
-      for (let i = 0; i < count; i++) packets[i] = new Uint8Array(slots, i * SlotSize, lengths[i]);
+      for (let i = 0; i < count; i++) packets[i] = new Uint8Array(slots, i * SLOT_SIZE, lengths[i]);
       handler(packets);
     };
     const onGone = (): void => {
       this.#reader = undefined;
       void this.close();
     };
-    this.#reader = this.#native.startReader(this.#fd, slots, SlotSize, lengths, onBatch, onGone);
+    this.#reader = this.#native.startReader(this.#fd, slots, SLOT_SIZE, lengths, onBatch, onGone);
   }
 
   write(packets: readonly Uint8Array[]): void {

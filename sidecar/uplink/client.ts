@@ -8,7 +8,7 @@
  * under the same path, shared/tunnel/http-tunnel.ts) where the management host's network lets no
  * WebSocket through; both are FrameStreams, so nothing else here depends on which.
  *
- * It reconnects by itself (every RetryIntervalMs, jittered) and reconciles on every connection.
+ * It reconnects by itself (every RETRY_INTERVAL_MS, jittered) and reconciles on every connection.
  * A refused admin secret or protocol version is fatal: `onFatal` reports it.
  */
 import { uplinkPath } from "../../shared/siderolink/relay-api.ts";
@@ -25,7 +25,7 @@ import {
   createTransportStats,
   type FrameSink,
   type FrameStream,
-  HighWaterBytes,
+  HIGH_WATER_BYTES,
   type TransportState,
   type TransportStats,
 } from "../transport/transport.ts";
@@ -164,7 +164,7 @@ export function connectUplink(options: UplinkOptions): Uplink {
         stats.dropsNotConnected += batch.length;
         return;
       }
-      if (ws.bufferedAmount > HighWaterBytes) {
+      if (ws.bufferedAmount > HIGH_WATER_BYTES) {
         stats.dropsCongested += batch.length;
         return;
       }

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { formatKey, publicKey } from "../../shared/siderolink/keys.ts";
 import { resolveIdentity, uuidFromMachineId } from "../../sidecar/identity.ts";
-import { loadOrCreateServerKey, ServerKeyFile, UniqueTokenFile } from "../../sidecar/state.ts";
+import { loadOrCreateServerKey, SERVER_KEY_FILE, UNIQUE_TOKEN_FILE } from "../../sidecar/state.ts";
 
 const root = mkdtempSync(join(tmpdir(), "sidecar-identity-"));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -96,8 +96,8 @@ describe("node identity", () => {
     const second = resolveIdentity({ stateDirectory: state, sources: src });
     assert.equal(second.uniqueToken, first.uniqueToken);
     assert.match(first.uniqueToken, /^[A-Za-z0-9_-]{43}$/);
-    assert.equal(readFileSync(join(state, UniqueTokenFile), "utf8").trim(), first.uniqueToken);
-    assert.equal(statSync(join(state, UniqueTokenFile)).mode & 0o777, 0o600);
+    assert.equal(readFileSync(join(state, UNIQUE_TOKEN_FILE), "utf8").trim(), first.uniqueToken);
+    assert.equal(statSync(join(state, UNIQUE_TOKEN_FILE)).mode & 0o777, 0o600);
     assert.equal(statSync(state).mode & 0o777, 0o700);
     const other = resolveIdentity({ stateDirectory: fresh(), sources: src });
     assert.notEqual(other.uniqueToken, first.uniqueToken);
@@ -115,8 +115,8 @@ describe("server key", () => {
     const state = fresh();
     const key = loadOrCreateServerKey(state);
     assert.deepEqual(loadOrCreateServerKey(state), key);
-    const text = readFileSync(join(state, ServerKeyFile), "utf8").trim();
-    assert.equal(statSync(join(state, ServerKeyFile)).mode & 0o777, 0o600);
+    const text = readFileSync(join(state, SERVER_KEY_FILE), "utf8").trim();
+    assert.equal(statSync(join(state, SERVER_KEY_FILE)).mode & 0o777, 0o600);
     const wgPublic = execFileSync("wg", ["pubkey"], {
       input: `${text}\n`,
       encoding: "utf8",
@@ -127,8 +127,8 @@ describe("server key", () => {
   it("a damaged key file is an error, never silently replaced", () => {
     const state = fresh();
     loadOrCreateServerKey(state);
-    writeFileSync(join(state, ServerKeyFile), "garbage\n");
+    writeFileSync(join(state, SERVER_KEY_FILE), "garbage\n");
     assert.throws(() => loadOrCreateServerKey(state), /does not hold a WireGuard private key/);
-    assert.equal(readFileSync(join(state, ServerKeyFile), "utf8"), "garbage\n");
+    assert.equal(readFileSync(join(state, SERVER_KEY_FILE), "utf8"), "garbage\n");
   });
 });

@@ -43,8 +43,8 @@ export class DevicePair {
 
   constructor(options: PairOptions = {}) {
     this.crypto = options.crypto ?? createNodeCryptoProvider();
-    this.a = this.side("a", "192.0.2.1:51820", "10.0.0.1", "fd00::1", options.limitsA);
-    this.b = this.side("b", "192.0.2.2:51820", "10.0.0.2", "fd00::2", options.limitsB);
+    this.a = this.#side("a", "192.0.2.1:51820", "10.0.0.1", "fd00::1", options.limitsA);
+    this.b = this.#side("b", "192.0.2.2:51820", "10.0.0.2", "fd00::2", options.limitsB);
     const psk = options.presharedKey ?? null;
     this.a.device.setPeer({
       publicKey: this.b.publicKey,
@@ -86,7 +86,7 @@ export class DevicePair {
     this.b.tun.take();
   }
 
-  private side(
+  #side(
     name: string,
     address: string,
     ip4: string,

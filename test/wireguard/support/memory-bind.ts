@@ -35,18 +35,18 @@ export class MemoryNetwork {
   readonly sent: InFlight[] = [];
   /** Return false to drop a batch in flight (loss, capture). */
   filter: (batch: InFlight) => boolean = () => true;
-  private readonly binds = new Map<string, MemoryBind>();
+  readonly #binds = new Map<string, MemoryBind>();
 
   bind(address: string): MemoryBind {
     return new MemoryBind(this, new MemoryEndpoint(address));
   }
 
   register(bind: MemoryBind): void {
-    this.binds.set(bind.endpoint.key, bind);
+    this.#binds.set(bind.endpoint.key, bind);
   }
 
   unregister(bind: MemoryBind): void {
-    if (this.binds.get(bind.endpoint.key) === bind) this.binds.delete(bind.endpoint.key);
+    if (this.#binds.get(bind.endpoint.key) === bind) this.#binds.delete(bind.endpoint.key);
   }
 
   enqueue(batch: InFlight): void {
@@ -58,7 +58,7 @@ export class MemoryNetwork {
   step(): boolean {
     const batch = this.queue.shift();
     if (batch === undefined) return false;
-    if (this.filter(batch)) this.binds.get(batch.to)?.receive(batch.datagrams, batch.from);
+    if (this.filter(batch)) this.#binds.get(batch.to)?.receive(batch.datagrams, batch.from);
     return true;
   }
 
@@ -74,11 +74,11 @@ export class MemoryNetwork {
 
 export class MemoryBind implements Bind {
   endpoint: MemoryEndpoint;
-  private readonly network: MemoryNetwork;
-  private handler: BindReceiveHandler | null = null;
+  readonly #network: MemoryNetwork;
+  #handler: BindReceiveHandler | null = null;
 
   constructor(network: MemoryNetwork, endpoint: MemoryEndpoint) {
-    this.network = network;
+    this.#network = network;
     this.endpoint = endpoint;
   }
 
@@ -87,12 +87,12 @@ export class MemoryBind implements Bind {
   }
 
   async open(handler: BindReceiveHandler): Promise<void> {
-    this.handler = handler;
-    this.network.register(this);
+    this.#handler = handler;
+    this.#network.register(this);
   }
 
   send(datagrams: readonly Uint8Array[], to: Endpoint): void {
-    this.network.enqueue({
+    this.#network.enqueue({
       datagrams: datagrams.map((d) => d.slice()),
       from: this.endpoint,
       to: to.key,
@@ -105,17 +105,17 @@ export class MemoryBind implements Bind {
 
   /** Moves to another address, as a host behind a NAT that changed its mapping. */
   moveTo(address: string): void {
-    this.network.unregister(this);
+    this.#network.unregister(this);
     this.endpoint = new MemoryEndpoint(address);
-    this.network.register(this);
+    this.#network.register(this);
   }
 
   receive(datagrams: Uint8Array[], from: MemoryEndpoint): void {
-    this.handler?.(datagrams, from);
+    this.#handler?.(datagrams, from);
   }
 
   async close(): Promise<void> {
-    this.handler = null;
-    this.network.unregister(this);
+    this.#handler = null;
+    this.#network.unregister(this);
   }
 }

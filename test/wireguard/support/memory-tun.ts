@@ -7,19 +7,19 @@ export class MemoryTun implements Tun {
   readonly closed: Promise<void>;
   /** Every `write` call's packets (copied), oldest first. */
   writes: Uint8Array[][] = [];
-  private handler: TunReadHandler | null = null;
-  private resolveClosed: () => void = () => {};
+  #handler: TunReadHandler | null = null;
+  #resolveClosed: () => void = () => {};
 
   constructor(name = "wgtest", mtu = 1420) {
     this.name = name;
     this.mtu = mtu;
     this.closed = new Promise((resolve) => {
-      this.resolveClosed = resolve;
+      this.#resolveClosed = resolve;
     });
   }
 
   start(handler: TunReadHandler): void {
-    this.handler = handler;
+    this.#handler = handler;
   }
 
   write(packets: readonly Uint8Array[]): void {
@@ -28,8 +28,8 @@ export class MemoryTun implements Tun {
 
   /** Hands packets to the device as one read batch. */
   inject(packets: readonly Uint8Array[]): void {
-    if (this.handler === null) throw new Error(`tun ${this.name} not started`);
-    this.handler(packets);
+    if (this.#handler === null) throw new Error(`tun ${this.name} not started`);
+    this.#handler(packets);
   }
 
   /** Packets written since the last call, flattened. */
@@ -40,7 +40,7 @@ export class MemoryTun implements Tun {
   }
 
   async close(): Promise<void> {
-    this.handler = null;
-    this.resolveClosed();
+    this.#handler = null;
+    this.#resolveClosed();
   }
 }

@@ -25,12 +25,14 @@ import {
 } from "../../shared/siderolink/relay-api.ts";
 import { CloseCode, PING_TEXT } from "../../shared/tunnel/frame.ts";
 import {
-  CLOSE_CODE_TRAILER,
-  decodeFramesRequest,
   encodeGrpcMessage,
-  GRPC_WEB_CONTENT_TYPE,
   GrpcStatus,
   grpcStatusOfClose,
+} from "../../shared/tunnel/grpc-status.ts";
+import {
+  CLOSE_CODE_TRAILER,
+  decodeFramesRequest,
+  GRPC_WEB_CONTENT_TYPE,
   HttpTunnelError,
   MAX_SEND_BODY_BYTES,
   MAX_SENDS_IN_FLIGHT,

@@ -45,9 +45,3 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
 export const clientAddressKey = createContextKey<string | undefined>(undefined, {
   description: "client address",
 });
-
-/**
- * WebSocket close code for a tunnel refused because the relay holds its limit of streams: 1013
- * "Try Again Later" (RFC 6455 registry), which clients treat as worth retrying.
- */
-export const CLOSE_TRY_AGAIN_LATER = 1013;

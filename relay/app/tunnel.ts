@@ -20,7 +20,6 @@ import {
 } from "../../shared/siderolink/relay-api.ts";
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
 import { hashSecret } from "../store/secret-hash.ts";
-import { CLOSE_TRY_AGAIN_LATER } from "./limits.ts";
 import type { Admission, NetworkRuntime, RelayDirectory } from "./runtime.ts";
 import { bearerToken, constantTimeEqual } from "./secrets.ts";
 
@@ -80,7 +79,7 @@ export async function admitNodeStream(
     return refusal(
       runtime,
       "node",
-      CLOSE_TRY_AGAIN_LATER,
+      CloseCode.TryAgainLater,
       `relay holds its limit of ${maxTunnels} tunnels; try again later`,
     );
   }

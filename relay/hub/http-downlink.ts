@@ -12,11 +12,12 @@
  * Unlike a hibernatable WebSocket, such a stream lives only while the runtime runs: on Workers the
  * Durable Object stays in memory for as long as a Receive is open.
  */
+
+import { grpcStatusOfClose } from "../../shared/tunnel/grpc-status.ts";
 import {
   EMPTY_FRAMES_MESSAGE,
   encodeFramesMessage,
   encodeTrailer,
-  grpcStatusOfClose,
   KEEPALIVE_INTERVAL_MS,
 } from "../../shared/tunnel/http-tunnel.ts";
 import type { HubSocket } from "./socket.ts";

@@ -26,7 +26,6 @@ import {
 } from "../../shared/mesh/frame.ts";
 import { formatIP, parseIP } from "../../shared/net/ip.ts";
 import { CloseCode, PING_TEXT, PONG_TEXT } from "../../shared/tunnel/frame.ts";
-import { CLOSE_TRY_AGAIN_LATER } from "../app/limits.ts";
 import type { RateLimiter } from "../app/rate-limit.ts";
 import { TokenBucket } from "../hub/token-bucket.ts";
 
@@ -211,7 +210,7 @@ export class MeshCluster {
             return;
           }
           if (this.publish(member.id, member.observed, frame.record) === "full") {
-            socket.close(CLOSE_TRY_AGAIN_LATER, this.#fullReason());
+            socket.close(CloseCode.TryAgainLater, this.#fullReason());
           }
           return;
         }

@@ -21,8 +21,8 @@ import {
   MESH_RECORDS_ROUTE,
 } from "../../shared/mesh/frame.ts";
 import { MAX_SEALED_RECORD_SIZE, MIN_SEALED_RECORD_SIZE } from "../../shared/mesh/record.ts";
+import { CloseCode } from "../../shared/tunnel/frame.ts";
 import { HttpError, InvalidInputError } from "../app/http-error.ts";
-import { CLOSE_TRY_AGAIN_LATER } from "../app/limits.ts";
 import type { RateLimit, RateLimiter } from "../app/rate-limit.ts";
 import { formatObserved, type MeshCluster, observedAddress } from "./cluster.ts";
 
@@ -78,7 +78,7 @@ export function registerMeshRoutes(app: Hono, options: MeshRouteOptions): void {
     if (cluster.connected >= cluster.limits.maxRecordsPerCluster && !cluster.isConnected(member)) {
       return runtime.acceptWebSocket(c.req.raw, {
         refuse: {
-          code: CLOSE_TRY_AGAIN_LATER,
+          code: CloseCode.TryAgainLater,
           reason: `mesh cluster holds its limit of ${cluster.limits.maxRecordsPerCluster} members; try again later`,
         },
       });

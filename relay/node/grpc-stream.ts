@@ -19,6 +19,7 @@ import {
 } from "../../shared/siderolink/peer-packet-stream.ts";
 import { canonicalPeerAddress, PEER_ADDRESS_HEADER } from "../../shared/siderolink/relay-api.ts";
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
+import { encodeGrpcMessage, grpcStatusOfClose } from "../../shared/tunnel/grpc-status.ts";
 import { logStream } from "../app/log.ts";
 import type { NetworkRuntime } from "../app/runtime.ts";
 import type { HubSocket } from "../hub/socket.ts";
@@ -210,7 +211,7 @@ class GrpcHubSocket implements HubSocket {
   sendControl(): void {}
 
   close(code: number, reason: string): void {
-    this.end(closeStatus(code), reason);
+    this.end(grpcStatusOfClose(code), reason);
   }
 
   persist(): void {}
@@ -249,38 +250,5 @@ function respondStatus(stream: http2.ServerHttp2Stream, status: Code, message: s
 function statusTrailers(status: Code | typeof GRPC_OK, message: string): http2.OutgoingHttpHeaders {
   return message === ""
     ? { "grpc-status": String(status) }
-    : { "grpc-status": String(status), "grpc-message": percentEncode(message) };
-}
-
-/**
- * grpc-message's encoding (gRPC over HTTP/2, "Percent-Encoded"): UTF-8, with '%' and every
- * byte outside printable ASCII as %XX.
- */
-function percentEncode(message: string): string {
-  let out = "";
-  for (const byte of Buffer.from(message, "utf8")) {
-    out +=
-      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
-        ? String.fromCharCode(byte)
-        : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
-}
-
-/** The gRPC status that tells a Talos client what a hub close code means. */
-function closeStatus(code: number): Code {
-  switch (code) {
-    case CloseCode.Replaced:
-      return Code.Aborted;
-    case CloseCode.PeerNotAllowed:
-    case CloseCode.PeerRemoved:
-      return Code.PermissionDenied;
-    case CloseCode.Malformed:
-    case CloseCode.TooBig:
-      return Code.InvalidArgument;
-    case CloseCode.LivenessTimeout:
-      return Code.DeadlineExceeded;
-    default:
-      return Code.Unavailable;
-  }
+    : { "grpc-status": String(status), "grpc-message": encodeGrpcMessage(message) };
 }

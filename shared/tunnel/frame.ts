@@ -92,6 +92,11 @@ export const CloseCode = {
   GoingAway: 1001,
   Malformed: 1007,
   TooBig: 1009,
+  /**
+   * "Try Again Later" (RFC 6455 registry): refused because the relay holds its limit of streams;
+   * clients treat it as worth retrying.
+   */
+  TryAgainLater: 1013,
   /** Admin secret wrong, or the network does not exist. */
   Unauthorized: 4401,
   /** The x-siderolink-ipv6-addr value is not a provisioned peer of this network. */

@@ -28,10 +28,8 @@
  * 0x00 for a message and 0x80 for the trailer block (`name:value\r\n` lines). A Frames message is
  * protobuf: per frame, the byte 0x0a (field 1, length-delimited), a varint length, the frame.
  */
-import { CloseCode, MAX_FRAME_SIZE } from "./frame.ts";
-
-/** WebSocket's "try again later" (RFC 6455 registry), the relay's tunnel cap refusal. */
-const CLOSE_TRY_AGAIN_LATER = 1013;
+import { MAX_FRAME_SIZE } from "./frame.ts";
+import { decodeGrpcMessage, encodeGrpcMessage } from "./grpc-status.ts";
 
 export const HTTP_TUNNEL_SERVICE = "siderolink.edge.v1.HttpTunnel";
 /** Paths under a stream's base path (tunnelPath or uplinkPath in relay-api.ts). */
@@ -62,20 +60,6 @@ const FRAME_FIELD_KEY = 0x0a;
 const MAX_VARINT_SIZE = 3;
 /** The largest Send body the relay reads: one full frame with its framing. */
 export const MAX_SEND_BODY_BYTES = ENVELOPE_HEADER_SIZE + 1 + MAX_VARINT_SIZE + MAX_FRAME_SIZE;
-
-/** gRPC status codes the tunnel uses. */
-export const GrpcStatus = {
-  Ok: 0,
-  InvalidArgument: 3,
-  DeadlineExceeded: 4,
-  NotFound: 5,
-  PermissionDenied: 7,
-  ResourceExhausted: 8,
-  Aborted: 10,
-  Unavailable: 14,
-  Unauthenticated: 16,
-} as const;
-export type GrpcStatus = (typeof GrpcStatus)[keyof typeof GrpcStatus];
 
 /** An HTTP tunnel body that does not follow the layout above. */
 export class HttpTunnelError extends Error {
@@ -219,52 +203,6 @@ export function parseTrailer(body: Uint8Array): Map<string, string> {
     fields.set(name, name === "grpc-message" ? decodeGrpcMessage(value) : value);
   }
   return fields;
-}
-
-/**
- * gRPC's percent-encoding of grpc-message: bytes outside printable ASCII, and '%', as %XX of
- * their UTF-8.
- */
-export function encodeGrpcMessage(message: string): string {
-  let out = "";
-  for (const byte of new TextEncoder().encode(message)) {
-    out +=
-      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
-        ? String.fromCharCode(byte)
-        : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
-}
-
-export function decodeGrpcMessage(value: string): string {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return value;
-  }
-}
-
-/** The gRPC status a tunnel close code means to a gRPC-web client. */
-export function grpcStatusOfClose(closeCode: number): GrpcStatus {
-  switch (closeCode) {
-    case CloseCode.Replaced:
-      return GrpcStatus.Aborted;
-    case CloseCode.PeerNotAllowed:
-    case CloseCode.PeerRemoved:
-      return GrpcStatus.PermissionDenied;
-    case CloseCode.Unauthorized:
-      return GrpcStatus.Unauthenticated;
-    case CloseCode.Malformed:
-    case CloseCode.TooBig:
-    case CloseCode.UnsupportedVersion:
-      return GrpcStatus.InvalidArgument;
-    case CloseCode.LivenessTimeout:
-      return GrpcStatus.DeadlineExceeded;
-    case CLOSE_TRY_AGAIN_LATER:
-      return GrpcStatus.ResourceExhausted;
-    default:
-      return GrpcStatus.Unavailable;
-  }
 }
 
 export function writeEnvelopeHeader(

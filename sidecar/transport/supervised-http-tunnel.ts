@@ -16,17 +16,16 @@ import http from "node:http";
 import https from "node:https";
 import { FrameError } from "../../shared/tunnel/decode.ts";
 import { LIVENESS_TIMEOUT_MS, MAX_FRAME_SIZE } from "../../shared/tunnel/frame.ts";
+import { decodeGrpcMessage, GrpcStatus } from "../../shared/tunnel/grpc-status.ts";
 import {
   CLOSE_CODE_TRAILER,
   createEnvelopeReader,
   decodeFramesBody,
-  decodeGrpcMessage,
   EMPTY_FRAMES_MESSAGE,
   ENVELOPE_HEADER_SIZE,
   ENVELOPE_TRAILER_FLAG,
   FRAME_FIELD_OVERHEAD,
   GRPC_WEB_CONTENT_TYPE,
-  GrpcStatus,
   KEEPALIVE_INTERVAL_MS,
   MAX_SEND_BODY_BYTES,
   MAX_SENDS_IN_FLIGHT,

@@ -9,7 +9,6 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { CLOSE_TRY_AGAIN_LATER } from "../../relay/app/limits.ts";
 import { constantTimeEqual } from "../../relay/app/secrets.ts";
 import type { RelayServer } from "../../relay/node/server.ts";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
@@ -204,7 +203,7 @@ describe("abuse limits", () => {
     const refused = new NodeStream(server, "tunnels", b);
     sockets.push(refused);
     const closed = await refused.waitClosed();
-    assert.equal(closed.code, CLOSE_TRY_AGAIN_LATER);
+    assert.equal(closed.code, CloseCode.TryAgainLater);
     assert.match(closed.reason, /limit of 1 tunnels/);
     const replacement = new NodeStream(server, "tunnels", a);
     sockets.push(replacement);

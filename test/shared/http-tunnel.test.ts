@@ -5,12 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { encodeGrpcMessage } from "../../shared/tunnel/grpc-status.ts";
 import {
   createEnvelopeReader,
   decodeFramesBody,
   decodeFramesRequest,
   encodeFramesMessage,
-  encodeGrpcMessage,
   encodeTrailer,
   HttpTunnelError,
   parseTrailer,

@@ -50,6 +50,16 @@ export interface ProvisionResult {
 }
 
 /** A failed Provision that may succeed later (relay down, management server away, limits). */
+/**
+ * The operator revoked this node: a running node waits for `node admit` and provisions again
+ * (Talos keeps retrying too); at start it is a credentials error like a refused join token.
+ */
+export class NodeRefusedError extends SidecarError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ExitCode.BadCredentials, message, options);
+  }
+}
+
 export class ProvisionRetryableError extends Error {
   override readonly name = "ProvisionRetryableError";
   readonly code: Code | undefined;
@@ -138,9 +148,7 @@ export function classifyProvisionError(error: unknown): Error {
     case Code.PermissionDenied:
     case Code.Unauthenticated:
       if (detail.includes(REVOKED_NODE))
-        return new SidecarError(ExitCode.BadCredentials, `the relay refused this node: ${detail}`, {
-          cause: error,
-        });
+        return new NodeRefusedError(`the relay refused this node: ${detail}`, { cause: error });
       return new SidecarError(
         ExitCode.BadCredentials,
         `the relay refused the join token (${detail}): check jointoken= in the API URL; ` +

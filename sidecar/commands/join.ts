@@ -26,6 +26,7 @@ import { choiceOption, parseOptions } from "../options.ts";
 import {
   createProvisionTransport,
   defaultProvisionProtocol,
+  NodeRefusedError,
   type ProvisionProtocol,
   type ProvisionResult,
   ProvisionRetryableError,
@@ -189,7 +190,10 @@ async function join(args: string[], log: Logger): Promise<number> {
   });
 
   const shutdown = watchShutdown();
-  const doProvision = (timeoutMs: number): Promise<ProvisionResult> =>
+  const doProvision = (
+    timeoutMs: number,
+    retryable: (error: unknown) => boolean = (error) => error instanceof ProvisionRetryableError,
+  ): Promise<ProvisionResult> =>
     retryWithBackoff({
       what: `Provision at ${api.origin}`,
       attempt: () =>
@@ -200,7 +204,7 @@ async function join(args: string[], log: Logger): Promise<number> {
           uniqueToken: identity.uniqueToken,
           wireguardOverGrpc: api.grpcTunnel,
         }),
-      retryable: (error) => error instanceof ProvisionRetryableError,
+      retryable,
       log,
       signal: shutdown.signal,
       timeoutMs,
@@ -220,7 +224,12 @@ async function join(args: string[], log: Logger): Promise<number> {
     shutdown,
     transportChoice,
     network: options.get("network"),
-    reprovision: () => doProvision(0),
+    // Once running, a revoked node waits for the operator's `node admit`, retrying as Talos does.
+    reprovision: () =>
+      doProvision(
+        0,
+        (error) => error instanceof ProvisionRetryableError || error instanceof NodeRefusedError,
+      ),
   });
   const relay = redactUrl(settings.apiText);
   return runUntilShutdown(

@@ -72,11 +72,19 @@ describe("sidecar recovery", { timeout: 240_000 }, () => {
     );
   });
 
-  it("provisions again after the operator revokes the node, and carries traffic on the new address", async () => {
+  it("stays out once the operator revokes the node, then provisions again when admitted and carries traffic on the new address", async () => {
     const before = await overlay.status(overlay.node, nodeIface);
     relayProcess.child.kill("SIGUSR2");
     await relayProcess.waitFor(/^revoked 1$/, 5_000);
     await joined.waitFor(/"msg":"the relay ended the tunnel stream; provisioning again"/, 10_000);
+    // Revoked: Provision is refused, and the node keeps asking (as Talos does) rather than exit.
+    await joined.waitFor(
+      /failed; retrying".*the relay refused this node: .*revoked by the operator/,
+      15_000,
+    );
+    assert.equal(joined.child.exitCode, null, "the sidecar is still running");
+    relayProcess.child.kill("SIGUSR1");
+    await relayProcess.waitFor(/^admitted 1$/, 5_000);
     const after = await eventually(
       "a new address",
       async () => {

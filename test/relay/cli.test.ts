@@ -239,19 +239,33 @@ describe("siderolink-relay --relay URL (admin API)", () => {
     );
     // Revoked stays revoked: the same identity is refused until `node admit`.
     await assert.rejects(
-      provision(server, String(created.joinToken), "remote-node"),
+      provision(server, String(created.joinToken), "00000000-0000-4000-8000-0000000e307e"),
       (error: ConnectError) =>
         error.code === Code.PermissionDenied &&
-        /node admit edge remote-node/.test(error.rawMessage),
+        /node admit edge 00000000-0000-4000-8000-0000000e307e/.test(error.rawMessage),
     );
     assert.deepEqual(
-      json(await relayCli(["node", "admit", "edge", "remote-node", "--json", ...remote], env)),
-      { admitted: 1 },
+      json(
+        await relayCli(
+          ["node", "admit", "edge", "00000000-0000-4000-8000-0000000e307e", "--json", ...remote],
+          env,
+        ),
+      ),
+      {
+        admitted: {
+          nodeUuid: "00000000-0000-4000-8000-0000000e307e",
+          revocationsLifted: 1,
+          rebindAllowed: false,
+        },
+      },
     );
-    const notRevoked = await relayCli(["node", "admit", "edge", "remote-node", ...remote], env);
+    const notRevoked = await relayCli(
+      ["node", "admit", "edge", "00000000-0000-4000-8000-0000000e307e", ...remote],
+      env,
+    );
     assert.notEqual(notRevoked.code, 0);
-    assert.match(notRevoked.stderr, /is not revoked/);
-    await provision(server, String(created.joinToken), "remote-node");
+    assert.match(notRevoked.stderr, /neither revoked nor provisioned/);
+    await provision(server, String(created.joinToken), "00000000-0000-4000-8000-0000000e307e");
 
     assert.equal(
       json(

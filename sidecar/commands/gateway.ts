@@ -53,8 +53,10 @@ Options (environment variable in brackets):
                             a UDP endpoint for machines on kernel WireGuard (e.g.
                             0.0.0.0:51820); without it every machine tunnels over gRPC
                                                         [SIDEROLINK_GATEWAY_WIREGUARD_LISTEN]
-  --transport KIND          websocket or grpc (a Node relay only): the relay tunnels
-                            (default websocket)                        [SIDEROLINK_TRANSPORT]
+  --transport KIND          the machines' relay tunnels: websocket (default), grpc (a Node
+                            relay only), http (the HTTP-only tunnel, for networks whose
+                            proxies drop WebSockets), or auto (WebSocket, falling back to
+                            http and moving back when it works again)  [SIDEROLINK_TRANSPORT]
   --provision-protocol P    connect or grpc-web: how Provision reaches the relay (default
                             connect)                             [SIDEROLINK_PROVISION_PROTOCOL]
   --idle-timeout SEC        close a machine's relay tunnel after this long without a datagram

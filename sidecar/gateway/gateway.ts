@@ -266,7 +266,10 @@ export class Gateway {
     const transport = {
       kind: this.#options.relay.transport,
       choice: this.#options.relay.transport,
-      reason: null,
+      reason:
+        this.#options.relay.transport === "auto"
+          ? "each machine's tunnel chooses for itself: see gateway.nodes"
+          : null,
       state: nodes.every((node) => node.relay.state === "connected") ? "connected" : "degraded",
       lastError: nodes.find((node) => node.relay.lastError !== null)?.relay.lastError ?? null,
       connects: 0,

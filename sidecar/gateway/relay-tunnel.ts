@@ -7,12 +7,14 @@
 import type { ApiUrl } from "../../shared/siderolink/api-url.ts";
 import type { ProxySettings } from "../net/proxy.ts";
 import type { TlsSettings } from "../tls.ts";
+import { createAutoTransport } from "../transport/auto.ts";
 import { createGrpcNodeTransport } from "../transport/grpc.ts";
 import { createHttpTunnelTransport, httpTunnelUrl } from "../transport/http-tunnel.ts";
-import type { NodeTransport, TransportHandlers } from "../transport/transport.ts";
+import { probeWebSocket } from "../transport/probe.ts";
+import type { NodeTransport, TransportHandlers, TransportKind } from "../transport/transport.ts";
 import { createWebSocketTransport, tunnelUrl } from "../transport/websocket.ts";
 
-export const GATEWAY_TRANSPORT_KINDS = ["websocket", "grpc", "http"] as const;
+export const GATEWAY_TRANSPORT_KINDS = ["websocket", "grpc", "http", "auto"] as const;
 export type GatewayTransportKind = (typeof GATEWAY_TRANSPORT_KINDS)[number];
 
 export interface RelayTarget {
@@ -48,7 +50,28 @@ export function openRelayTunnel(
   peerAddrPort: string,
   handlers: TransportHandlers,
 ): NodeTransport {
-  switch (relay.transport) {
+  if (relay.transport !== "auto") return openTunnel(relay, relay.transport, peerAddrPort, handlers);
+  return createAutoTransport({
+    preferred: "websocket",
+    create: (kind, isCurrent) =>
+      openTunnel(relay, kind, peerAddrPort, {
+        ...handlers,
+        onTerminal: (reason) => {
+          if (isCurrent()) handlers.onTerminal(reason);
+        },
+      }),
+    probe: () => probeWebSocket(tunnelUrl(relay.origin, relay.network), relay.tls, relay.proxy),
+    log: handlers.log,
+  });
+}
+
+function openTunnel(
+  relay: RelayTarget,
+  kind: TransportKind,
+  peerAddrPort: string,
+  handlers: TransportHandlers,
+): NodeTransport {
+  switch (kind) {
     case "grpc":
       return createGrpcNodeTransport({
         ...handlers,

@@ -71,6 +71,7 @@ interface GatewayNodeStatus {
 interface GatewayStatus {
   role: string;
   up: boolean;
+  transport: { kind: string };
   pid: number;
   drops: Record<string, number>;
   gateway: { provisions: Record<string, number>; nodes: GatewayNodeStatus[] };
@@ -82,16 +83,19 @@ interface Context {
   site: Netns;
   gateway: LabProcess;
   machines: Record<Mode, Machine>;
+  /** The gateway's --transport. */
+  transport: string;
 }
 
-export function describeGateway(kind: RelayKind): void {
+/** `transport` is the gateway's `--transport`: how it carries the machines to the relay. */
+export function describeGateway(kind: RelayKind, transport = "websocket"): void {
   const runtime = kind === "node" ? "Node" : "Worker (workerd, HTTPS)";
-  describe(`site gateway: Talos machines behind a UDP-blocking firewall, ${runtime} relay`, {
+  describe(`site gateway: Talos machines behind a UDP-blocking firewall, ${runtime} relay, ${transport} to it`, {
     timeout: 600_000,
   }, () => {
     const c = {} as Context;
     before(async () => {
-      Object.assign(c, await setUp(kind));
+      Object.assign(c, await setUp(kind, transport));
     });
     after(async () => {
       await c.topology?.close();
@@ -100,7 +104,7 @@ export function describeGateway(kind: RelayKind): void {
   });
 }
 
-function gatewayArgs(relay: Relay, topology: Topology): string[] {
+function gatewayArgs(relay: Relay, topology: Topology, transport: string): string[] {
   return [
     cliPath,
     "gateway",
@@ -118,6 +122,8 @@ function gatewayArgs(relay: Relay, topology: Topology): string[] {
     join(topology.work, "state-gateway"),
     "--run-dir",
     topology.runDir,
+    "--transport",
+    transport,
     ...relay.tlsArgs,
   ];
 }
@@ -134,8 +140,8 @@ async function startMachine(c: Context, mode: Mode, joinToken: string): Promise<
   ]);
 }
 
-async function setUp(kind: RelayKind): Promise<Context> {
-  const topology = await createTopology(kind === "node" ? "gwn" : "gww");
+async function setUp(kind: RelayKind, transport: string): Promise<Context> {
+  const topology = await createTopology(`gw${kind[0]}${transport[0]}`);
   try {
     const relay = await topology.startRelay(kind);
     const server = topology.startServer(relay, `sm${suffix}`);
@@ -148,13 +154,13 @@ async function setUp(kind: RelayKind): Promise<Context> {
       `${Links.site.host}/24`,
     );
     await site.blockUdp(uplink);
-    const c = { topology, relay, site, machines: {} } as Context;
+    const c = { topology, relay, site, machines: {}, transport } as Context;
     for (const mode of ["grpc", "udp"] as const) {
       const ns = await topology.lab.namespace(`m-${mode}`);
       await topology.lab.link(site, `${Lan[mode].gateway}/24`, ns, `${Lan[mode].machine}/24`);
       c.machines[mode] = { ns } as Machine;
     }
-    c.gateway = site.spawn(nodeBinary, gatewayArgs(relay, topology));
+    c.gateway = site.spawn(nodeBinary, gatewayArgs(relay, topology, transport));
     await c.gateway.waitFor(/"msg":"ready"/, 30_000);
     for (const mode of ["grpc", "udp"] as const) {
       const process = await startMachine(c, mode, relay.info.joinToken);
@@ -296,6 +302,7 @@ function defineAssertions(get: () => Context): void {
     const before = await gatewayStatus(c);
     assert.equal(before.role, "gateway");
     assert.equal(before.up, true);
+    assert.equal(before.transport.kind, c.transport, "the machines ride the transport asked for");
     assert.ok((before.gateway.provisions.ok ?? 0) >= 2);
     for (const mode of ["grpc", "udp"] as const) {
       const node = nodeOf(before, c.machines[mode], mode);
@@ -355,7 +362,7 @@ function defineAssertions(get: () => Context): void {
     }
     c.gateway.child.kill("SIGKILL");
     await c.gateway.exited;
-    c.gateway = c.site.spawn(nodeBinary, gatewayArgs(c.relay, c.topology));
+    c.gateway = c.site.spawn(nodeBinary, gatewayArgs(c.relay, c.topology, c.transport));
     await c.gateway.waitFor(/"msg":"ready"/, 30_000);
     for (const transferRun of running) {
       const result = await transferRun.done;

@@ -8,6 +8,7 @@
  * WebSocket, so only the node's leg changes. Medians of the repetitions; the target (issue 16)
  * is at least half of the WebSocket's throughput.
  */
+import { MAX_SENDS_IN_FLIGHT } from "../../shared/tunnel/http-tunnel.ts";
 import { requirePrerequisites } from "../../test/netns/netns.ts";
 import { createOverlayLab } from "../../test/sidecar/support/overlay-lab.ts";
 import { iperf } from "../support/iperf.ts";
@@ -89,7 +90,7 @@ export async function httpTunnel(options: ScenarioOptions): Promise<ScenarioResu
     title: "UDP blocked: the HTTP-only tunnel (gRPC-web) vs the WebSocket tunnel, Node relay",
     method:
       "Namespaces node (UDP dropped on its link) -- edge (Node relay, plain HTTP) -- mgmt (`siderolink-sidecar serve`, userspace WireGuard, WebSocket uplink). " +
-      "In node, `siderolink-sidecar join --wireguard userspace` with `--transport websocket`, then with `--transport http` (one gRPC-web Receive response for the relay's frames; up to two numbered Send POSTs in flight, each carrying every frame queued meanwhile), alternating, a fresh join each time. " +
+      `In node, \`siderolink-sidecar join --wireguard userspace\` with \`--transport websocket\`, then with \`--transport http\` (one gRPC-web Receive response for the relay's frames; up to ${MAX_SENDS_IN_FLIGHT} numbered Send POSTs in flight, each carrying every frame queued meanwhile), alternating, a fresh join each time. ` +
       `iperf3 TCP over the overlay (MTU 1280) from node, ${options.seconds} s per run, both directions, ${options.repetitions} repetitions; medians. The 1-minute load average is recorded with every run: the machine is shared, so the ratio within this run is the figure that counts.`,
     columns: ["direction", "WebSocket Mbit/s", "HTTP-only Mbit/s", "HTTP-only / WebSocket"],
     rows: rows.map((r) => [

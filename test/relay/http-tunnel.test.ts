@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
+import { MAX_SENDS_IN_FLIGHT } from "../../shared/tunnel/http-tunnel.ts";
 import { framesMessage } from "../contract/fixtures/http-tunnel.ts";
 import { NodeRelay } from "../contract/fixtures/node-relay.ts";
 import { randomKey, type TestUplink } from "../worker/support/clients.ts";
@@ -214,11 +215,12 @@ describe("the HTTP-only tunnel on the Node relay", () => {
       arrived.map(([, datagram]) => datagram),
       [first, second],
     );
-    const tooFar = await numbered(5, wireguardMessage(4));
+    // Two switched: the next is 2, and 2 + MAX_SENDS_IN_FLIGHT is more than may be out at once.
+    const tooFar = await numbered(2 + MAX_SENDS_IN_FLIGHT, wireguardMessage(4));
     assert.equal(tooFar.headers.get("siderolink-close-code"), "1007");
     assert.match(
       decodeURIComponent(tooFar.headers.get("grpc-message") ?? ""),
-      /Send 5 out of order: expected 2/,
+      new RegExp(`Send ${2 + MAX_SENDS_IN_FLIGHT} out of order: expected 2`),
     );
   });
 });

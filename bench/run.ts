@@ -13,6 +13,8 @@
  *   s7      UDP blocked, Node relay: gRPC CreateStream tunnel vs WebSocket tunnel (iperf3), with a
  *           Talos-equivalent client (wireguard-go + grpc-js) for reference
  *   s8      UDP blocked, the HTTP-only tunnel (gRPC-web) vs the WebSocket tunnel (iperf3)
+ *   s9      mesh role: direct and relayed paths between two members vs plain wireguard-go
+ *           (iperf3 both ways, ping6 RTT)
  *
  * --quick runs each scenario briefly (to check it works) and leaves the docs alone; its results
  * go to bench/results/<date>-quick.json. A run of some scenarios replaces only those in the
@@ -26,6 +28,7 @@ import { parseArgs } from "node:util";
 import { benchmarksMarkdown, printScenario, type RunRecord } from "./report.ts";
 import { grpcTunnel } from "./scenarios/grpc-tunnel.ts";
 import { httpTunnel } from "./scenarios/http-tunnel.ts";
+import { meshPaths } from "./scenarios/mesh.ts";
 import { relayForwarding } from "./scenarios/relay-forwarding.ts";
 import { relayScale } from "./scenarios/relay-scale.ts";
 import { relayTunnel } from "./scenarios/relay-tunnel.ts";
@@ -47,6 +50,7 @@ const runners: readonly Runner[] = [
   { ids: ["s6"], run: async (o) => [await relayForwarding(o)] },
   { ids: ["s7"], run: async (o) => [await grpcTunnel(o)] },
   { ids: ["s8"], run: async (o) => [await httpTunnel(o)] },
+  { ids: ["s9"], run: async (o) => [await meshPaths(o)] },
 ];
 const allIds = runners.flatMap((r) => r.ids);
 

@@ -78,7 +78,7 @@ export function describeMesh(kind: MeshRelayKind): void {
           await eventually(
             `${from} pings ${to}'s mesh address ${meshAddress}`,
             () => lab.ns[from].run("ping", ["-6", "-c1", "-W1", meshAddress]).then(() => true),
-            30_000,
+            60_000,
             200,
           );
           await eventually(
@@ -87,7 +87,7 @@ export function describeMesh(kind: MeshRelayKind): void {
               lab.ns[from]
                 .run("ping", ["-c1", "-W1", "-I", podAddress(from), podAddress(to)])
                 .then(() => true),
-            30_000,
+            60_000,
             200,
           );
         }

@@ -1,7 +1,7 @@
 /**
  * The two WebSocket routes of a network (shared/siderolink/relay-api.ts): a node's tunnel, whose
  * peer address (a header) must be a provisioned peer of the network, and the management server's
- * uplink, which must present the network's admin secret. A tunnel admitted here still has to
+ * uplink, which must present the network's uplink secret (uplink-secret.ts). A tunnel admitted here still has to
  * prove it holds the node's key before it can take the address from a live stream (hub
  * ownership.ts).
  *
@@ -17,10 +17,10 @@ import {
   validateNetworkName,
 } from "../../shared/siderolink/relay-api.ts";
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
-import { hashSecret } from "../store/secret-hash.ts";
 import { CLOSE_TRY_AGAIN_LATER } from "./limits.ts";
 import type { NetworkRuntime, RelayDirectory } from "./runtime.ts";
-import { bearerToken, constantTimeEqual } from "./secrets.ts";
+import { bearerToken } from "./secrets.ts";
+import { checkUplinkSecret, legacyUplinkWarning } from "./uplink-secret.ts";
 
 /**
  * Every client of this route can set headers (the node sidecar, and gateways for Talos); a
@@ -69,20 +69,19 @@ export function registerTunnelRoutes(
     const refused = notUpgrade(c);
     if (refused) return refused;
     const runtime = await directory.runtime(validateNetworkName(c.req.param("network")));
-    const network = await runtime.store.network();
-    const secret = bearerToken(c.req.header("authorization"));
-    if (
-      !network ||
-      secret === undefined ||
-      !constantTimeEqual(hashSecret(secret), network.adminSecretHash)
-    ) {
-      return refuse(
-        runtime,
-        c.req.raw,
-        "uplink",
-        CloseCode.Unauthorized,
-        "invalid admin secret for this network (shown once by siderolink-relay network create)",
-      );
+    const credential = checkUplinkSecret(
+      runtime.name,
+      await runtime.store.network(),
+      bearerToken(c.req.header("authorization")),
+    );
+    if (!credential.accepted)
+      return refuse(runtime, c.req.raw, "uplink", CloseCode.Unauthorized, credential.reason);
+    if (credential.legacyAdminSecret) {
+      runtime.log({
+        event: "uplink_admin_secret",
+        network: runtime.name,
+        warning: legacyUplinkWarning(runtime.name),
+      });
     }
     return runtime.acceptWebSocket(c.req.raw, {
       attach: { v: 1, role: "uplink", serverPublicKey: null, connectedAt: now() },

@@ -92,13 +92,13 @@ describe("sidecar clients against the Node relay", { timeout: 60_000 }, () => {
     });
 
   const startUplink = (
-    adminSecret = network.adminSecret,
+    secret = network.uplinkSecret,
     onFatal: Parameters<typeof connectUplink>[0]["onFatal"] = () => {},
   ): Uplink =>
     connectUplink({
       relayUrl: server.url,
       network: "edge",
-      adminSecret,
+      secret,
       serverPublicKey: publicKey(serverKey),
       reconciler: new PeerReconciler(table),
       tls: insecure,

@@ -48,6 +48,7 @@ export interface RelayInfo {
   apiUrl: string;
   joinToken: string;
   adminSecret: string;
+  uplinkSecret: string;
   serverAddress: string;
 }
 
@@ -247,6 +248,7 @@ export async function createTopology(prefix: string): Promise<Topology> {
           relay.serverUrl,
           "--network",
           NetworkName,
+          `--uplink-secret=${relay.info.uplinkSecret}`,
           `--admin-secret=${relay.info.adminSecret}`,
           "--iface",
           iface,

@@ -29,6 +29,7 @@ export interface RelayInfo {
   apiUrl: string;
   joinToken: string;
   adminSecret: string;
+  uplinkSecret: string;
   serverAddress: string;
 }
 
@@ -127,6 +128,7 @@ export async function createOverlayLab(prefix: string): Promise<OverlayLab> {
         `${scheme}://${EdgeToMgmt.edge}:${RelayPort}`,
         "--network",
         "edge",
+        `--uplink-secret=${relay.uplinkSecret}`,
         `--admin-secret=${relay.adminSecret}`,
         "--iface",
         iface,

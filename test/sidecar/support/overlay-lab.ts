@@ -132,8 +132,10 @@ export async function createOverlayLab(prefix: string): Promise<OverlayLab> {
         `--admin-secret=${relay.adminSecret}`,
         "--iface",
         iface,
+        // One management server: the relay pins its key at the first HELLO, so every server this
+        // lab starts keeps the same state dir (and key).
         "--state",
-        join(work, `state-${iface}`),
+        join(work, "state-server"),
         "--run-dir",
         run,
         ...extra,

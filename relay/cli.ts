@@ -14,10 +14,12 @@ import {
   initializeNetwork,
   listNodes,
   listTokens,
+  mintUplinkSecret,
   type NetworkCreation,
   type NetworkSummary,
   type NodeAdmission,
   type NodeSummary,
+  resetServerKey,
   revokeNodes,
   revokeToken,
   setRequireUniqueToken,
@@ -64,8 +66,10 @@ ${CONNECTION_FLAG_USAGE}
 
 Manage networks (a local data dir, or a remote relay with --relay URL):
   network create NAME [--json] [--omni-prefix] [--require-unique-token]
-                                   create a network; prints {name, apiUrl, joinToken, adminSecret}:
-                                   the only time the relay shows these secrets (it keeps hashes).
+                                   create a network; prints {name, apiUrl, joinToken, adminSecret,
+                                   uplinkSecret}: the only time the relay shows these secrets (it
+                                   keeps hashes). The uplink secret is the server sidecar's
+                                   (serve --uplink-secret-file); the admin secret opens the admin API.
                                    --omni-prefix: the prefix Omni and SideroLink's agent use,
                                    fdae:41e4:649b:9303::/64 (server ::1), so Omni-style kernel
                                    arguments work unchanged; every such network shares it.
@@ -74,6 +78,10 @@ Manage networks (a local data dir, or a remote relay with --relay URL):
   network list [--json]
   network require-unique-token NAME on|off
                                    refuse (on) or accept (off) nodes without a unique token
+  network reset-server-key NAME    forget the server key pinned by the first uplink, and close the
+                                   uplink: the next uplink's key is pinned (the server's key changed)
+  network uplink-secret NAME       mint a new uplink secret (shown once); the previous one, or for
+                                   an older network the admin secret, opens the uplink no more
   token create NETWORK [--max-nodes N] [--json]
                                    a new join token (shown once); --max-nodes caps the distinct
                                    nodes it may provision (default: no cap of its own)
@@ -116,6 +124,8 @@ interface Options {
 interface Manager {
   createNetwork(name: string, creation: NetworkCreation): Promise<NetworkSummary>;
   setRequireUniqueToken(network: string, required: boolean): Promise<NetworkSummary>;
+  resetServerKey(network: string): Promise<NetworkSummary>;
+  mintUplinkSecret(network: string): Promise<string>;
   admitNode(network: string, nodeUuid: string): Promise<NodeAdmission>;
   showNetwork(name: string): Promise<NetworkSummary>;
   listNetworks(): Promise<string[]>;
@@ -250,6 +260,25 @@ async function manage(
       print(network, () => networkText(network));
       return 0;
     }
+    case "network reset-server-key": {
+      const [name] = need(1, "NAME");
+      const network = await manager.resetServerKey(name);
+      print(
+        network,
+        () => `${network.name}: server key pin cleared; the next uplink's HELLO pins its key\n`,
+      );
+      return 0;
+    }
+    case "network uplink-secret": {
+      const [name] = need(1, "NAME");
+      const uplinkSecret = await manager.mintUplinkSecret(name);
+      print(
+        { name, uplinkSecret },
+        () =>
+          `${uplinkSecret}\n(shown only now: store it in a 0600 file for siderolink-sidecar serve --uplink-secret-file)\n`,
+      );
+      return 0;
+    }
     case "network list": {
       need(0, "");
       const names = await manager.listNetworks();
@@ -337,7 +366,10 @@ function networkText(network: NetworkSummary): string {
 `
       : `joinToken:    ${network.joinToken}
 adminSecret:  ${network.adminSecret}
-              (shown only now: the relay keeps hashes; store the admin secret in a 0600 file)
+uplinkSecret: ${network.uplinkSecret}
+              (shown only now: the relay keeps hashes; store each secret in a 0600 file: the
+              uplink secret for siderolink-sidecar serve --uplink-secret-file, the admin secret
+              for the admin API)
 `;
   return `network:      ${network.name}
 apiUrl:       ${network.apiUrl}
@@ -371,6 +403,12 @@ function localManager(options: Options): Manager {
       await setRequireUniqueToken(runtime(name), required);
       return describeNetwork(runtime(name), options.publicUrl);
     },
+    async resetServerKey(name) {
+      // A relay running on this data dir keeps its live uplink until that reconnects: prefer --relay.
+      await resetServerKey(runtime(name));
+      return describeNetwork(runtime(name), options.publicUrl);
+    },
+    mintUplinkSecret: (name) => mintUplinkSecret(runtime(name)),
     admitNode: (network, nodeUuid) => admitNode(runtime(network), nodeUuid),
     showNetwork: (name) => describeNetwork(runtime(name), options.publicUrl),
     listNetworks: async () => listNetworkNames(db()),
@@ -437,6 +475,9 @@ function remoteManager(relay: string): Manager {
       }),
     setRequireUniqueToken: (name, requireUniqueToken) =>
       call("PATCH", n(name), { requireUniqueToken }),
+    resetServerKey: (name) => call("DELETE", `${n(name)}/server-key`),
+    mintUplinkSecret: async (name) =>
+      (await call<{ uplinkSecret: string }>("POST", `${n(name)}/uplink-secret`)).uplinkSecret,
     admitNode: async (network, nodeUuid) =>
       (
         await call<{ admitted: NodeAdmission }>(

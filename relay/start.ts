@@ -1,13 +1,19 @@
 /**
  * `npm start`: the Node relay on 127.0.0.1:8787 (or $SIDEROLINK_RELAY_LISTEN) with its store in
  * ./data (or $SIDEROLINK_RELAY_DATA). The first start creates the network `default`, writes its
- * admin secret to a 0600 file beside the store and prints the join token, once: the store keeps
- * only hashes. Every start prints how to put sidecars on it, with no secret on a command line.
+ * admin secret and its uplink secret to 0600 files beside the store and prints the join token,
+ * once: the store keeps only hashes. Every start prints how to put sidecars on it, with no secret
+ * on a command line.
  */
 import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { nodeConfig } from "./app/config.ts";
-import { describeNetwork, initializeNetwork, type NetworkSummary } from "./app/networks.ts";
+import {
+  describeNetwork,
+  initializeNetwork,
+  mintUplinkSecret,
+  type NetworkSummary,
+} from "./app/networks.ts";
 import {
   DEFAULT_LISTEN,
   defaultDataDir,
@@ -33,9 +39,17 @@ const server = await runRelay({
 });
 const runtime = await server.directory.runtime(NETWORK);
 const secretFile = join(dataDir, `${NETWORK}.admin-secret`);
+const uplinkSecretFile = join(dataDir, `${NETWORK}.uplink-secret`);
 const created =
   (await runtime.store.network()) === undefined ? await initializeNetwork(runtime) : undefined;
-if (created) writeFileSync(secretFile, `${created.adminSecret}\n`, { mode: 0o600 });
+if (created) {
+  writeFileSync(secretFile, `${created.adminSecret}\n`, { mode: 0o600 });
+  writeFileSync(uplinkSecretFile, `${created.uplinkSecret}\n`, { mode: 0o600 });
+  await server.directory.created(NETWORK);
+} else if ((await runtime.store.network())?.uplinkSecretHash === null) {
+  // Created by a relay before uplinks had their own secret: it gets one now.
+  writeFileSync(uplinkSecretFile, `${await mintUplinkSecret(runtime)}\n`, { mode: 0o600 });
+}
 const summary = await describeNetwork(
   await server.directory.runtime(NETWORK),
   server.nodeBaseUrl,
@@ -52,6 +66,9 @@ function banner(network: NetworkSummary): string {
   const secret = existsSync(secretFile)
     ? `admin secret: in ${secretFile} (0600)`
     : `admin secret: ${secretFile} is gone; the relay keeps only its hash (recreate the network to get a new one)`;
+  const uplinkSecret = existsSync(uplinkSecretFile)
+    ? `uplink secret: in ${uplinkSecretFile} (0600)`
+    : `uplink secret: ${uplinkSecretFile} is gone; the relay keeps only its hash (a new one, shown once: siderolink-relay network uplink-secret ${network.name} --data ${dataDir})`;
   const nodeUrl = network.joinToken
     ? network.apiUrl
     : `${network.apiUrl}?jointoken=JOIN_TOKEN&grpc_tunnel=true`;
@@ -61,9 +78,10 @@ network "${network.name}" ${created ? "created" : "ready"}: prefix ${network.pre
 
 ${token}
 ${secret}
+${uplinkSecret}
 
 management server (server role, holds the WireGuard server key):
-  siderolink-sidecar serve --relay ${server.url} --network ${network.name} --admin-secret-file ${secretFile}
+  siderolink-sidecar serve --relay ${server.url} --network ${network.name} --uplink-secret-file ${uplinkSecretFile}
 
 each node (node role; Talos: siderolink.api=${nodeUrl}):
   siderolink-sidecar join '${nodeUrl}'

@@ -15,7 +15,10 @@ export const ExitCode = {
   NoTun: 4,
   /** The API URL, relay URL or SideroLinkConfig document is malformed. */
   BadUrl: 5,
-  /** The relay refused the join token (PermissionDenied) or the admin secret. */
+  /**
+   * The relay refused the join token (PermissionDenied), the uplink or admin secret, or the
+   * server's key (not the one pinned for the network).
+   */
   BadCredentials: 6,
   /** The relay stayed unreachable for the whole --connect-timeout. */
   RelayUnreachable: 7,

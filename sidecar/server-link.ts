@@ -35,7 +35,10 @@ import { PeerReconciler, type PeerTable } from "./uplink/peers.ts";
 export interface ServerLinkOptions {
   readonly relayUrl: string;
   readonly network: string;
-  readonly adminSecret: string;
+  /** Opens the uplink: the uplink secret (or, for a network that has none, the admin secret). */
+  readonly uplinkSecret: string;
+  /** Reads node UUIDs for the records services; absent: records carry addresses only. */
+  readonly adminSecret: string | undefined;
   /** The server address with its prefix length (`prefix::1/64`). */
   readonly address: string;
   readonly iface: string;
@@ -59,22 +62,26 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
   let uplink: Uplink | undefined;
   let reconciler: PeerReconciler | undefined;
   let services: OverlayServices | undefined;
-  const nodeUuids = createNodeUuids({
-    relayUrl,
-    network,
-    adminSecret: options.adminSecret,
-    tls: options.tls,
-    onError: (error) =>
-      log.warn("cannot read node UUIDs from the relay; records carry addresses only", {
-        error: error.message,
-      }),
-  });
+  const { adminSecret } = options;
+  const nodeUuids =
+    adminSecret === undefined
+      ? undefined
+      : createNodeUuids({
+          relayUrl,
+          network,
+          adminSecret,
+          tls: options.tls,
+          onError: (error) =>
+            log.warn("cannot read node UUIDs from the relay; records carry addresses only", {
+              error: error.message,
+            }),
+        });
   /** A provisioned node's identity by source address: only WireGuard peers qualify. */
   const resolveNode: NodeResolver = async (remoteAddress) => {
     const address = canonicalAddress(remoteAddress);
     if (address === undefined || reconciler === undefined) return undefined;
     for (const peer of reconciler.peers.values()) {
-      if (peer.address === address) return { address, uuid: await nodeUuids.uuidOf(address) };
+      if (peer.address === address) return { address, uuid: await nodeUuids?.uuidOf(address) };
     }
     return undefined;
   };
@@ -102,7 +109,7 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
           endpoint: wg.endpoint(peer.tag, VIRTUAL_PEER_PORT),
           persistentKeepalive: PERSISTENT_KEEPALIVE_SECONDS,
         });
-        nodeUuids.peersChanged();
+        nodeUuids?.peersChanged();
         // The virtual address names the node's tunnel stream: debug level only.
         log.info("peer added", { publicKey: peer.publicKey, address: peer.address });
         log.debug("peer tunnel", {
@@ -120,7 +127,7 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
     uplink = connectUplink({
       relayUrl,
       network,
-      adminSecret: options.adminSecret,
+      secret: options.uplinkSecret,
       serverPublicKey: options.serverPublicKey,
       reconciler,
       tls: options.tls,
@@ -140,7 +147,9 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
       },
       onFatal(reason, code) {
         const exitCode =
-          code === CloseCode.Unauthorized ? ExitCode.BadCredentials : ExitCode.Failure;
+          code === CloseCode.Unauthorized || code === CloseCode.ServerKeyMismatch
+            ? ExitCode.BadCredentials
+            : ExitCode.Failure;
         log.error("the relay refused the uplink", { reason, code });
         process.stderr.write(`siderolink-sidecar serve: the relay refused the uplink: ${reason}\n`);
         shutdown.stop(`uplink refused: ${reason}`, exitCode);

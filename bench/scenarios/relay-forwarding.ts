@@ -81,7 +81,7 @@ export async function relayForwarding(options: ScenarioOptions): Promise<Scenari
       {
         url: worker.url.href,
         network: network.name,
-        adminSecret: network.adminSecret,
+        uplinkSecret: network.uplinkSecret,
         joinToken: network.joinToken,
       },
       options,

@@ -266,7 +266,7 @@ async function batchingOnOff(options: ScenarioOptions): Promise<BatchingSample[]
     const pair = await ForwardingPair.open({
       url: relay.url.href,
       network: network.name,
-      adminSecret: network.adminSecret,
+      uplinkSecret: network.uplinkSecret,
       joinToken: network.joinToken,
     });
     try {

@@ -80,6 +80,7 @@ export interface NodeRelayInfo {
   readonly url: string;
   readonly network: string;
   readonly adminSecret: string;
+  readonly uplinkSecret: string;
   readonly joinToken: string;
   readonly virtualAddresses: readonly string[];
 }

@@ -31,7 +31,7 @@ export interface RelayNetwork {
   /** http://host:port of the relay. */
   readonly url: string;
   readonly network: string;
-  readonly adminSecret: string;
+  readonly uplinkSecret: string;
   readonly joinToken: string;
 }
 
@@ -75,7 +75,7 @@ export function transportMessage(size: number): Uint8Array {
  */
 export async function openUplink(relay: RelayNetwork): Promise<WebSocket> {
   const uplink = new WebSocket(webSocketUrl(relay.url, uplinkPath(relay.network)), {
-    headers: { authorization: `Bearer ${relay.adminSecret}` },
+    headers: { authorization: `Bearer ${relay.uplinkSecret}` },
     perMessageDeflate: false,
   });
   uplink.binaryType = "nodebuffer";

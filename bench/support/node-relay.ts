@@ -6,7 +6,7 @@
  *
  * Listens on 127.0.0.1 (a free port), creates NETWORK, stores SEED_PEERS provisioned peers
  * straight into the network's store (as Provision would leave them, without the uplink's ACK
- * round trip), and prints one JSON line: { url, network, adminSecret, joinToken, virtualAddresses }.
+ * round trip), and prints one JSON line: { url, network, adminSecret, uplinkSecret, joinToken, virtualAddresses }.
  *
  * The abuse limits (Provision rates, peer and tunnel caps, each node stream's datagram rate) are
  * raised far above any benchmark's rate where the relay build has them, so that the benchmarks
@@ -62,7 +62,11 @@ if (record) {
 } else {
   const created = await initializeNetwork(runtime);
   record = created.network;
-  secrets = { adminSecret: created.adminSecret, joinToken: created.joinToken };
+  secrets = {
+    adminSecret: created.adminSecret,
+    uplinkSecret: created.uplinkSecret,
+    joinToken: created.joinToken,
+  };
   writeFileSync(secretsFile, JSON.stringify(secrets), { mode: 0o600 });
 }
 const prefix = networkPrefix(record.installationId);
@@ -98,6 +102,7 @@ process.stdout.write(
     url: server.url,
     network,
     adminSecret: summary.adminSecret,
+    uplinkSecret: summary.uplinkSecret,
     joinToken: summary.joinToken,
     virtualAddresses,
   })}\n`,

@@ -5,7 +5,7 @@
  *   node workerd-relay.ts PORT NETWORK
  *
  * Creates NETWORK through the admin API and prints one JSON line in the shape of the sidecar
- * tests' relay fixture ({ url, apiUrl, joinToken, adminSecret, serverAddress }). Runs until
+ * tests' relay fixture ({ url, apiUrl, joinToken, adminSecret, uplinkSecret, serverAddress }). Runs until
  * SIGTERM. Configuration mirrors test/worker/support/miniflare.ts and wrangler.toml.
  */
 import { randomBytes } from "node:crypto";
@@ -66,6 +66,7 @@ process.stdout.write(
     apiUrl: summary.apiUrl,
     joinToken: summary.joinToken,
     adminSecret: summary.adminSecret,
+    uplinkSecret: summary.uplinkSecret,
     serverAddress: summary.serverAddress,
     operatorToken,
   })}\n`,

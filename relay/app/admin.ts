@@ -4,7 +4,9 @@
  *
  *   POST   /v1/networks                      {"name", "omniPrefix"?, "requireUniqueToken"?} -> NetworkSummary (201)  operator
  *   GET    /v1/networks                      {"networks": [names]}                operator
- *   GET    /v1/networks/:network             NetworkSummary                        operator or admin secret
+ *   GET    /v1/networks/:network             NetworkSummary                        operator, admin or uplink secret
+ *   DELETE /v1/networks/:network/server-key  NetworkSummary (pin cleared)          operator
+ *   POST   /v1/networks/:network/uplink-secret {"name", "uplinkSecret"} (201)      operator
  *   PATCH  /v1/networks/:network             {"requireUniqueToken"} -> NetworkSummary  operator or admin secret
  *   GET    /v1/networks/:network/tokens      {"tokens": [TokenSummary]}            operator or admin secret
  *   POST   /v1/networks/:network/tokens      {"maxNodes"?} -> TokenSummary (201)    operator or admin secret
@@ -18,12 +20,16 @@
  *   GET    /metrics                          Prometheus text, every live network     operator
  *
  * Credentials: `Authorization: Bearer <token>`; the operator token is relay-wide, an admin
- * secret covers its own network.
+ * secret covers its own network. The uplink secret reads its network's description (the server
+ * sidecar learns its address from it) and nothing else. Resetting the pinned server key and
+ * minting an uplink secret take the operator token: with them, a holder of the admin secret could
+ * substitute the server key the pin protects (docs/security.md, "Server key substitution").
  */
 import type { Context, Hono } from "hono";
 import { PROMETHEUS_CONTENT_TYPE } from "../../shared/prometheus.ts";
 import { validateNetworkName } from "../../shared/siderolink/relay-api.ts";
 import { hashSecret } from "../store/secret-hash.ts";
+import { StoreConflictError } from "../store/store.ts";
 import { HttpError, InvalidInputError } from "./http-error.ts";
 import { renderMetrics } from "./metrics.ts";
 import {
@@ -34,9 +40,11 @@ import {
   initializeNetwork,
   listNodes,
   listTokens,
+  mintUplinkSecret,
   type NetworkSecrets,
   type NetworkSummary,
   requireNetwork,
+  resetServerKey,
   revokeNodes,
   revokeToken,
   setRequireUniqueToken,
@@ -86,17 +94,29 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
       );
     }
   };
-  const network = async (c: Context): Promise<NetworkRuntime> => {
+  /** The route's network, for the operator or its admin secret (or its uplink secret with `uplink`). */
+  const network = async (c: Context, uplink = false): Promise<NetworkRuntime> => {
     const runtime = await directory.runtime(validateNetworkName(c.req.param("network") ?? ""));
     const token = bearerToken(c.req.header("authorization"));
     const record = await runtime.store.network();
-    if (
-      token !== undefined &&
-      record &&
-      constantTimeEqual(hashSecret(token), record.adminSecretHash)
-    )
-      return runtime;
+    if (token !== undefined && record) {
+      const digest = hashSecret(token);
+      if (constantTimeEqual(digest, record.adminSecretHash)) return runtime;
+      if (
+        uplink &&
+        record.uplinkSecretHash !== null &&
+        constantTimeEqual(digest, record.uplinkSecretHash)
+      )
+        return runtime;
+    }
     operator(c);
+    await requireNetwork(runtime);
+    return runtime;
+  };
+  /** The route's network, for the operator only. */
+  const operatorNetwork = async (c: Context): Promise<NetworkRuntime> => {
+    operator(c);
+    const runtime = await directory.runtime(validateNetworkName(c.req.param("network") ?? ""));
     await requireNetwork(runtime);
     return runtime;
   };
@@ -135,17 +155,32 @@ export function registerAdminRoutes(app: Hono, options: AdminOptions): void {
         `"omniPrefix" must be true or false, got ${JSON.stringify(omniPrefix)}`,
       );
     const runtime = await directory.runtime(validateNetworkName(name));
-    const created = await initializeNetwork(runtime, Date.now(), {
-      omniPrefix,
-      requireUniqueToken: optionalBoolean(body, "requireUniqueToken"),
-    });
+    const requireUniqueToken = optionalBoolean(body, "requireUniqueToken");
+    let created: NetworkSecrets;
+    try {
+      created = await initializeNetwork(runtime, Date.now(), { omniPrefix, requireUniqueToken });
+    } catch (error) {
+      // Announced again: an announcement lost to a failure is made good by creating it again.
+      if (error instanceof StoreConflictError) await directory.created(runtime.name);
+      throw error;
+    }
+    await directory.created(runtime.name);
     return c.json(await describe(runtime, c, created), 201);
   });
   app.get("/v1/networks", async (c) => {
     operator(c);
     return c.json({ networks: await directory.list() });
   });
-  app.get("/v1/networks/:network", async (c) => c.json(await describe(await network(c), c)));
+  app.get("/v1/networks/:network", async (c) => c.json(await describe(await network(c, true), c)));
+  app.delete("/v1/networks/:network/server-key", async (c) => {
+    const runtime = await operatorNetwork(c);
+    await resetServerKey(runtime);
+    return c.json(await describe(runtime, c));
+  });
+  app.post("/v1/networks/:network/uplink-secret", async (c) => {
+    const runtime = await operatorNetwork(c);
+    return c.json({ name: runtime.name, uplinkSecret: await mintUplinkSecret(runtime) }, 201);
+  });
   app.get("/v1/networks/:network/tokens", async (c) =>
     c.json({ tokens: await listTokens(await network(c)) }),
   );

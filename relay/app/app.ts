@@ -69,6 +69,16 @@ export const NODE_OPERATOR_TOKEN_HINT =
 /** The largest admin API body (JSON of a name or an address). */
 export const MAX_ADMIN_BODY_BYTES = 16 * 1024;
 
+/** The answer to an admin API body over MAX_ADMIN_BODY_BYTES. */
+export function tooLarge(): Response {
+  return Response.json(
+    {
+      error: `request body over ${MAX_ADMIN_BODY_BYTES} bytes; send at most ${MAX_ADMIN_BODY_BYTES} bytes`,
+    },
+    { status: 413 },
+  );
+}
+
 export interface RelayApp {
   readonly app: Hono;
   readonly provision: ProvisionHandler;
@@ -98,8 +108,7 @@ export function createRelayApp(options: RelayAppOptions): RelayApp {
     "/v1/*",
     bodyLimit({
       maxSize: MAX_ADMIN_BODY_BYTES,
-      onError: (c) =>
-        c.json({ error: `request body over ${MAX_ADMIN_BODY_BYTES} bytes; send less` }, 413),
+      onError: () => tooLarge(),
     }),
   );
   registerTunnelRoutes(app, options.directory, now, limits.maxTunnels);

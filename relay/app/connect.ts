@@ -15,6 +15,7 @@ import {
   ProvisionService,
 } from "../../shared/gen/sidero/link/provision_pb.ts";
 import { parseJoinToken } from "../../shared/siderolink/relay-api.ts";
+import { readBounded } from "./bounded-body.ts";
 import { clientAddressKey } from "./limits.ts";
 import type { ProvisionHandler } from "./provision.ts";
 
@@ -113,32 +114,4 @@ async function firstEnvelope(body: Uint8Array): Promise<EnvelopedMessage | undef
   const { value } = await reader.read();
   await reader.cancel();
   return value;
-}
-
-/**
- * The request body, or undefined once it passes `limit` bytes: a body without Content-Length
- * (chunked) is read only that far, never whole.
- */
-async function readBounded(request: Request, limit: number): Promise<Uint8Array | undefined> {
-  if (!request.body) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > limit) {
-      await reader.cancel();
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return body;
 }

@@ -17,7 +17,7 @@ import type { ProvisionOutcome } from "./provision.ts";
 export type LogValue = string | number | boolean | undefined;
 
 export interface LogRecord {
-  /** What happened: "provision", "stream_open", "stream_close", "uplink_hello". */
+  /** What happened: "provision", "stream_open", "stream_close", "uplink_hello", ... */
   readonly event: string;
   readonly [field: string]: LogValue;
 }

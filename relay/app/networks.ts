@@ -6,6 +6,7 @@
 import { formatIPv6, formatPrefix, parseIPv6, prefixContains } from "../../shared/net/ip.ts";
 import { networkPrefix, serverAddress } from "../../shared/siderolink/addressing.ts";
 import { formatJoinToken, parseJoinToken } from "../../shared/siderolink/relay-api.ts";
+import { CloseCode } from "../../shared/tunnel/frame.ts";
 import { hashSecret } from "../store/secret-hash.ts";
 import type { JoinTokenRecord, NetworkRecord, PeerRecord } from "../store/store.ts";
 import { NetworkNotFoundError } from "../store/store.ts";
@@ -32,6 +33,8 @@ export interface NetworkSummary {
   readonly joinToken: string | null;
   /** The network's admin secret, at creation only. */
   readonly adminSecret: string | null;
+  /** The secret that opens the network's uplink (the server sidecar's), at creation only. */
+  readonly uplinkSecret: string | null;
   readonly prefix: string;
   readonly serverAddress: string;
   readonly serverPublicKey: string | null;
@@ -82,6 +85,7 @@ export interface NetworkCreation {
 /** A network's secrets in clear: they exist only when it is created, and with their holders. */
 export interface NetworkSecrets {
   readonly adminSecret: string;
+  readonly uplinkSecret: string;
   readonly joinToken: string;
 }
 
@@ -91,7 +95,7 @@ export interface CreatedNetwork extends NetworkSecrets {
 
 /**
  * Creates the network with an installation id (fresh, or the empty one with `omniPrefix`), an
- * admin secret and one join token.
+ * admin secret, an uplink secret and one join token.
  */
 export async function initializeNetwork(
   runtime: NetworkRuntime,
@@ -99,11 +103,12 @@ export async function initializeNetwork(
   creation: NetworkCreation = {},
 ): Promise<CreatedNetwork> {
   const adminSecret = randomSecret();
+  const uplinkSecret = randomSecret();
   const tokenSecret = randomSecret();
   const network = await runtime.store.createNetwork({
     installationId: creation.omniPrefix ? "" : crypto.randomUUID(),
     adminSecretHash: hashSecret(adminSecret),
-    uplinkSecretHash: null,
+    uplinkSecretHash: hashSecret(uplinkSecret),
     requireUniqueToken: creation.requireUniqueToken ?? false,
     createdAt: now,
   });
@@ -114,7 +119,37 @@ export async function initializeNetwork(
     revokedAt: null,
     maxNodes: null,
   });
-  return { network, adminSecret, joinToken: formatJoinToken(network.name, tokenSecret) };
+  return {
+    network,
+    adminSecret,
+    uplinkSecret,
+    joinToken: formatJoinToken(network.name, tokenSecret),
+  };
+}
+
+/**
+ * A new uplink secret for the network (shown once): from now on only it opens the uplink, and
+ * neither the previous uplink secret nor, for a network that had none, the admin secret does.
+ * The live uplink keeps its connection; its next one needs the new secret.
+ */
+export async function mintUplinkSecret(runtime: NetworkRuntime): Promise<string> {
+  await requireNetwork(runtime);
+  const secret = randomSecret();
+  await runtime.store.setUplinkSecretHash(hashSecret(secret));
+  return secret;
+}
+
+/**
+ * Forgets the pinned server key (an operator's action: the management server's key changed) and
+ * closes the network's uplinks, so that the next uplink's HELLO pins its own key.
+ */
+export async function resetServerKey(runtime: NetworkRuntime): Promise<void> {
+  await requireNetwork(runtime);
+  await runtime.store.setServerPublicKey(null);
+  runtime.hub.dropUplinks(
+    CloseCode.ServerKeyMismatch,
+    "server key reset by the operator; the next uplink's HELLO pins its key",
+  );
 }
 
 /** Turns the network's refusal of empty node_unique_tokens on or off. */
@@ -185,6 +220,7 @@ export async function describeNetwork(
       : null,
     joinToken,
     adminSecret: created?.adminSecret ?? null,
+    uplinkSecret: created?.uplinkSecret ?? null,
     prefix: formatPrefix(prefix),
     serverAddress: formatIPv6(serverAddress(prefix)),
     serverPublicKey: network.serverPublicKey,

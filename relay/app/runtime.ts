@@ -8,7 +8,7 @@ import { parseIPv6 } from "../../shared/net/ip.ts";
 import { parseKey } from "../../shared/siderolink/keys.ts";
 import type { PeerEntry } from "../../shared/tunnel/decode.ts";
 import type { Clock } from "../../shared/wireguard/clock.ts";
-import { Hub, type HubLimits } from "../hub/hub.ts";
+import { Hub, type HubLimits, ServerKeyMismatchError } from "../hub/hub.ts";
 import type { SocketAttachment } from "../hub/socket.ts";
 import type { NetworkStore, PeerRecord } from "../store/store.ts";
 import { type RelayLog, SILENT_LOG } from "./log.ts";
@@ -42,6 +42,12 @@ export interface RelayDirectory {
   runtime(name: string): Promise<NetworkRuntime>;
   /** Names of the networks this directory holds. */
   list(): Promise<string[]>;
+  /**
+   * Network `name` was just created through `runtime(name)` (or a create found it existing):
+   * the directory records it, idempotently. On Workers this is what lets requests reach the
+   * network's object at all (relay/worker/index.ts).
+   */
+  created(name: string): Promise<void>;
   /** Runtimes whose hubs are live in this process, for /metrics. */
   live(): Iterable<NetworkRuntime>;
 }
@@ -63,13 +69,26 @@ export function createNetworkRuntime(options: NetworkRuntimeOptions): NetworkRun
     clock: options.clock,
     hooks: {
       async uplinkHello(serverPublicKey) {
-        await store.setServerPublicKey(serverPublicKey);
+        if (!(await store.pinServerPublicKey(serverPublicKey))) {
+          log({ event: "uplink_key_refused", network: store.name, serverPublicKey });
+          throw new ServerKeyMismatchError(serverKeyMismatch(store.name));
+        }
         log({ event: "uplink_hello", network: store.name, serverPublicKey });
+      },
+      async peers() {
         return (await store.peers()).map(peerEntry);
       },
     },
   });
   return { name: store.name, store, hub, log, acceptWebSocket: options.acceptWebSocket };
+}
+
+/**
+ * Why an uplink with another server key is refused, and the operator action that lets it in
+ * (a WebSocket close reason: at most 123 bytes).
+ */
+function serverKeyMismatch(network: string): string {
+  return `server key is not the pinned one; reset: siderolink-relay network reset-server-key ${network}`;
 }
 
 /** A stored peer as the uplink's codec carries it. */

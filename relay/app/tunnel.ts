@@ -1,10 +1,10 @@
 /**
  * The two stream routes of a network (shared/siderolink/relay-api.ts): a node's tunnel, whose
  * peer address (a header) must be a provisioned peer of the network, and the management server's
- * uplink, which must present the network's admin secret. Admission is the same for every tunnel
- * transport (WebSocket here, the HTTP-only tunnel in http-tunnel.ts). A tunnel admitted here
- * still has to prove it holds the node's key before it can take the address from a live stream
- * (hub ownership.ts).
+ * uplink, which must present the network's uplink secret (uplink-secret.ts). Admission is the
+ * same for every tunnel transport (WebSocket here, the HTTP-only tunnel in http-tunnel.ts). A
+ * tunnel admitted here still has to prove it holds the node's key before it can take the address
+ * from a live stream (hub ownership.ts).
  *
  * Refusals complete the upgrade and close at once with a code and reason (CloseCode in
  * shared/tunnel/frame.ts): WebSocket clients see those, not an HTTP status. Every refusal is
@@ -19,9 +19,9 @@ import {
   validateNetworkName,
 } from "../../shared/siderolink/relay-api.ts";
 import { CloseCode, REASON_PEER_NOT_ALLOWED } from "../../shared/tunnel/frame.ts";
-import { hashSecret } from "../store/secret-hash.ts";
 import type { Admission, NetworkRuntime, RelayDirectory } from "./runtime.ts";
-import { bearerToken, constantTimeEqual } from "./secrets.ts";
+import { bearerToken } from "./secrets.ts";
+import { checkUplinkSecret, legacyUplinkWarning } from "./uplink-secret.ts";
 
 /**
  * Every client of this route can set headers (the node sidecar, and gateways for Talos); a
@@ -91,26 +91,27 @@ export async function admitNodeStream(
   };
 }
 
-/** The management server's uplink: it must present the network's admin secret. */
+/** The management server's uplink: it must present the network's uplink secret. */
 export async function admitUplinkStream(
   c: Context,
   directory: RelayDirectory,
   now: () => number,
 ): Promise<StreamAdmission> {
   const runtime = await directory.runtime(validateNetworkName(c.req.param("network") ?? ""));
-  const network = await runtime.store.network();
-  const secret = bearerToken(c.req.header("authorization"));
-  if (
-    !network ||
-    secret === undefined ||
-    !constantTimeEqual(hashSecret(secret), network.adminSecretHash)
-  ) {
-    return refusal(
-      runtime,
-      "uplink",
-      CloseCode.Unauthorized,
-      "invalid admin secret for this network (shown once by siderolink-relay network create)",
-    );
+  const credential = checkUplinkSecret(
+    runtime.name,
+    await runtime.store.network(),
+    bearerToken(c.req.header("authorization")),
+  );
+  if (!credential.accepted) {
+    return refusal(runtime, "uplink", CloseCode.Unauthorized, credential.reason);
+  }
+  if (credential.legacyAdminSecret) {
+    runtime.log({
+      event: "uplink_admin_secret",
+      network: runtime.name,
+      warning: legacyUplinkWarning(runtime.name),
+    });
   }
   return {
     runtime,

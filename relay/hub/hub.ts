@@ -32,7 +32,7 @@ import { systemClock } from "./system-clock.ts";
 import { UplinkControl } from "./uplink-control.ts";
 
 export type { NodeTraffic } from "./connection.ts";
-export { NoUplinkError } from "./uplink-control.ts";
+export { NoUplinkError, ServerKeyMismatchError } from "./uplink-control.ts";
 
 export interface HubLimits {
   /** Backlog of each node stream while congested. */
@@ -76,10 +76,13 @@ export const DEFAULT_HUB_LIMITS: HubLimits = {
 /** What the hub needs from the rest of the relay. */
 export interface HubHooks {
   /**
-   * An uplink said HELLO: persist the server key and return every peer of the network, which the
-   * hub sends to the uplink as its PEER_LIST.
+   * An uplink said HELLO: pin its server key if none is pinned, and reject with
+   * ServerKeyMismatchError when another one is (the uplink is then closed, and the live one
+   * stays); any other rejection closes it as unauthorized.
    */
-  uplinkHello(serverPublicKey: string): Promise<readonly PeerEntry[]>;
+  uplinkHello(serverPublicKey: string): Promise<void>;
+  /** Every peer of the network, which the hub sends to a newly live uplink as its PEER_LIST. */
+  peers(): Promise<readonly PeerEntry[]>;
 }
 
 export interface HubOptions {
@@ -127,7 +130,7 @@ export class Hub {
     return this.#registry.nodeCount;
   }
 
-  /** Uplinks open now (0 or 1), ready or not. */
+  /** Live uplinks now (0 or 1), ready or not; those still before HELLO are not counted. */
   get uplinkCount(): number {
     return this.#registry.uplink ? 1 : 0;
   }
@@ -150,7 +153,8 @@ export class Hub {
   /**
    * Takes a newly accepted socket. A node stream owns a free address at once; for an owned one it
    * is a candidate until it proves it holds the node's key (ownership.ts), and only then is the
-   * old owner closed with "peer replaced". An uplink replaces the open uplink.
+   * old owner closed with "peer replaced". An uplink replaces the live uplink only once its HELLO
+   * passes the server-key pin.
    */
   attach(socket: HubSocket, attachment: SocketAttachment): void {
     this.#registry.attach(socket, attachment);
@@ -218,6 +222,11 @@ export class Hub {
   removePeer(peer: PeerEntry, reason: string): void {
     this.#control.removePeer(peer);
     this.#registry.dropAddress(tagKey(peer.virtualAddress), CloseCode.PeerRemoved, reason);
+  }
+
+  /** Closes the uplinks, live and waiting (the operator reset the pinned server key). */
+  dropUplinks(code: number, reason: string): void {
+    this.#registry.dropUplinks(code, reason);
   }
 
   /** Closes every stream silent for longer than the liveness timeout; run every SWEEP_INTERVAL_MS. */

@@ -1,8 +1,9 @@
 /**
  * Who is connected to one network's hub: its node streams, by virtual address, and its uplink
- * (at most one). Each address has at most one owner and a few candidates (ownership.ts): a new
- * stream for an owned address waits as a candidate until `promote`. A new uplink replaces the
- * old one. `sweep` closes streams gone silent and candidates that never proved themselves;
+ * (at most one live). Each address has at most one owner and a few candidates (ownership.ts): a
+ * new stream for an owned address waits as a candidate until `promote`. A new uplink waits
+ * beside the live one until its HELLO passes the server-key pin (`promoteUplink`), and only then
+ * replaces it. `sweep` closes streams gone silent and candidates that never proved themselves;
  * traffic counters of departed nodes are kept until drained.
  */
 
@@ -52,6 +53,12 @@ export interface AddressSlot {
 
 const MAX_CLOSE_REASON_BYTES = 123;
 const UPLINK_REPLACED = "uplink replaced by a newer connection";
+/**
+ * Uplinks connected but not yet through HELLO, beside the live one. Only holders of the uplink
+ * secret get this far; a few cover a server restarting while its old connection lingers.
+ */
+export const MAX_PENDING_UPLINKS = 3;
+const UPLINK_DISPLACED = "uplink displaced by a newer connection before its HELLO";
 
 export class Registry {
   readonly #limits: HubLimits;
@@ -62,6 +69,8 @@ export class Registry {
   readonly #slots = new Map<string, AddressSlot>();
   #nodeCount = 0;
   #uplink: UplinkConnection | undefined;
+  /** Uplinks that have not passed HELLO yet, oldest first. */
+  readonly #pendingUplinks: UplinkConnection[] = [];
   /** Traffic of nodes that left since the last drain, so none is lost. */
   #departed: NodeTraffic[] = [];
 
@@ -72,7 +81,7 @@ export class Registry {
     this.#events = options.events;
   }
 
-  /** The open uplink, ready or not. */
+  /** The live uplink (its HELLO accepted), ready or not. */
   get uplink(): UplinkConnection | undefined {
     return this.#uplink;
   }
@@ -99,7 +108,7 @@ export class Registry {
 
   /**
    * Registers a newly accepted socket. A node stream owns a free address at once and is a
-   * candidate for an owned one; an uplink replaces the open uplink.
+   * candidate for an owned one; an uplink waits for its HELLO (`promoteUplink`).
    */
   attach(socket: HubSocket, attachment: SocketAttachment): void {
     if (attachment.role === "node") {
@@ -111,11 +120,22 @@ export class Registry {
       return;
     }
     socket.persist(attachment);
-    const connection = this.#register(socket, attachment);
-    if (connection.role === "uplink") {
-      if (this.#uplink) this.drop(this.#uplink, CloseCode.Replaced, UPLINK_REPLACED);
-      this.#uplink = connection;
-    }
+    this.#addPendingUplink(this.#register(socket, attachment) as UplinkConnection);
+  }
+
+  /** An uplink's HELLO passed the pin: it becomes the live uplink, replacing the old one. */
+  promoteUplink(uplink: UplinkConnection): void {
+    const at = this.#pendingUplinks.indexOf(uplink);
+    if (at >= 0) this.#pendingUplinks.splice(at, 1);
+    const previous = this.#uplink;
+    this.#uplink = uplink;
+    if (previous && previous !== uplink) this.drop(previous, CloseCode.Replaced, UPLINK_REPLACED);
+  }
+
+  /** Closes the live uplink and those waiting for their HELLO. */
+  dropUplinks(code: number, reason: string): void {
+    for (const pending of [...this.#pendingUplinks]) this.drop(pending, code, reason);
+    if (this.#uplink) this.drop(this.#uplink, code, reason);
   }
 
   /**
@@ -137,9 +157,11 @@ export class Registry {
         const [winner, loser] = newer(slot.owner, connection);
         slot.owner = winner;
         if (loser) this.drop(loser, CloseCode.Replaced, REASON_PEER_REPLACED);
+      } else if (connection.attachment.serverPublicKey === null) {
+        this.#addPendingUplink(connection);
       } else {
-        // An uplink that had said HELLO got its peer list before the hub went away.
-        connection.ready = connection.attachment.serverPublicKey !== null;
+        // An uplink whose HELLO passed had its key and peer list before the hub went away.
+        connection.ready = true;
         const [winner, loser] = newer(this.#uplink, connection);
         this.#uplink = winner;
         if (loser) this.drop(loser, CloseCode.Replaced, UPLINK_REPLACED);
@@ -195,6 +217,9 @@ export class Registry {
     } else if (this.#uplink === connection) {
       this.#uplink = undefined;
       this.#events.uplinkGone();
+    } else {
+      const at = this.#pendingUplinks.indexOf(connection);
+      if (at >= 0) this.#pendingUplinks.splice(at, 1);
     }
   }
 
@@ -268,6 +293,13 @@ export class Registry {
     this.#nodeCount++;
     if (node.owner) slot.owner = node;
     else this.#addCandidate(slot, node);
+  }
+
+  #addPendingUplink(uplink: UplinkConnection): void {
+    this.#pendingUplinks.push(uplink);
+    if (this.#pendingUplinks.length > MAX_PENDING_UPLINKS) {
+      this.drop(this.#pendingUplinks[0], CloseCode.Replaced, UPLINK_DISPLACED);
+    }
   }
 
   #addCandidate(slot: AddressSlot, candidate: NodeConnection): void {

@@ -1,7 +1,8 @@
 /**
  * The uplink's control conversation. The server sidecar opens with HELLO (protocol version and
- * its WireGuard key); the hub persists the key and answers with the network's peers as
- * PEER_LIST, after which the uplink is ready. The hub then announces each peer change as
+ * its WireGuard key); the hub has the key checked against the network's pinned key (the first
+ * HELLO pins it), and only then does the uplink replace the live one and get the network's peers
+ * as PEER_LIST, after which it is ready. The hub then announces each peer change as
  * PEER_ADDED or PEER_REMOVED, and the uplink acknowledges each once applied (ACK of its
  * sequence number), which Provision waits for.
  */
@@ -28,6 +29,14 @@ export interface UplinkControlOptions {
 /** Raised by `addPeer` when no uplink is ready to take the peer. */
 export class NoUplinkError extends Error {
   override readonly name = "NoUplinkError";
+}
+
+/**
+ * Raised by the `uplinkHello` hook when HELLO names a server key other than the pinned one; the
+ * uplink is closed with CloseCode.ServerKeyMismatch and this message.
+ */
+export class ServerKeyMismatchError extends Error {
+  override readonly name = "ServerKeyMismatchError";
 }
 
 export class UplinkControl {
@@ -107,22 +116,33 @@ export class UplinkControl {
   #hello(uplink: UplinkConnection, serverPublicKey: string): void {
     const attachment: UplinkAttachment = { ...uplink.attachment, serverPublicKey };
     uplink.attachment = attachment;
-    this.#hooks.uplinkHello(serverPublicKey).then(
-      (peers) => {
-        if (uplink.closed) return;
-        for (const chunk of encodePeerList(this.#nextSeq(), peers))
-          uplink.socket.sendControl(chunk);
-        uplink.ready = true;
-        uplink.socket.persist(attachment);
-      },
-      (error: unknown) => {
-        this.#registry.drop(
-          uplink,
-          CloseCode.Unauthorized,
-          `uplink refused: ${error instanceof Error ? error.message : String(error)}`,
-        );
-      },
-    );
+    this.#admit(uplink, serverPublicKey).catch((error: unknown) => {
+      if (uplink.closed) return;
+      if (error instanceof ServerKeyMismatchError) {
+        this.#registry.drop(uplink, CloseCode.ServerKeyMismatch, error.message);
+        return;
+      }
+      this.#registry.drop(
+        uplink,
+        CloseCode.Unauthorized,
+        `uplink refused: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    });
+  }
+
+  /**
+   * The key passed the pin: the uplink goes live (the old one is closed), then reads the peers,
+   * so that a peer added meanwhile either is in the list or meets no ready uplink and is retried.
+   */
+  async #admit(uplink: UplinkConnection, serverPublicKey: string): Promise<void> {
+    await this.#hooks.uplinkHello(serverPublicKey);
+    if (uplink.closed) return;
+    this.#registry.promoteUplink(uplink);
+    const peers = await this.#hooks.peers();
+    if (uplink.closed) return;
+    for (const chunk of encodePeerList(this.#nextSeq(), peers)) uplink.socket.sendControl(chunk);
+    uplink.ready = true;
+    uplink.socket.persist(uplink.attachment);
   }
 
   #nextSeq(): number {

@@ -94,6 +94,10 @@ export function createNodeDirectory(
     async list() {
       return listNetworkNames(sql);
     },
+    async created(name) {
+      // The networks table is the list; the new network's runtime goes live now.
+      await directory.runtime(name);
+    },
     live() {
       return runtimes.values();
     },

@@ -72,11 +72,12 @@ class SqlNetworkStore implements NetworkStore {
   ): Promise<NetworkRecord> {
     const rows = this.#sql.all<NetworkRow>(
       `INSERT INTO networks (name, installation_id, admin_secret_sha256, server_public_key,
-         require_unique_token, created_at)
-       VALUES (?, ?, ?, NULL, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING *`,
+         uplink_secret_hash, require_unique_token, created_at)
+       VALUES (?, ?, ?, NULL, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING *`,
       this.name,
       init.installationId,
       init.adminSecretHash,
+      init.uplinkSecretHash,
       init.requireUniqueToken ? 1 : 0,
       init.createdAt,
     );
@@ -113,6 +114,20 @@ class SqlNetworkStore implements NetworkStore {
         this.name,
       ),
     );
+  }
+
+  async pinServerPublicKey(publicKey: string): Promise<boolean> {
+    // One statement: two uplinks saying HELLO at once cannot both pin.
+    const rows = this.#sql.all(
+      `UPDATE networks SET server_public_key = ?
+       WHERE name = ? AND (server_public_key IS NULL OR server_public_key = ?) RETURNING name`,
+      publicKey,
+      this.name,
+      publicKey,
+    );
+    if (rows.length > 0) return true;
+    if ((await this.network()) === undefined) throw new NetworkNotFoundError(this.name);
+    return false;
   }
 
   async tokens(): Promise<JoinTokenRecord[]> {

@@ -14,13 +14,19 @@ export interface NetworkRecord {
   /** Seeds the address prefix (NetworkPrefix(installationId)). */
   readonly installationId: string;
   /**
-   * SHA-256 (hashSecret) of the secret that authenticates the server uplink and this network's
-   * admin calls; the secret itself is shown once, when the network is created.
+   * SHA-256 (hashSecret) of the secret that authenticates this network's admin calls; the secret
+   * itself is shown once, when the network is created.
    */
   readonly adminSecretHash: string;
-  /** The management server's WireGuard public key, once an uplink has said HELLO. */
+  /**
+   * The management server's WireGuard public key, pinned by the first uplink's HELLO: an uplink
+   * presenting another is refused until an operator resets it (null again).
+   */
   readonly serverPublicKey: string | null;
-  /** SHA-256 of the uplink's own secret (hashSecret); null for a network that has none yet. */
+  /**
+   * SHA-256 of the secret that opens the uplink (hashSecret); null for a network created before
+   * uplinks had their own secret, whose uplink the admin secret still opens until one is minted.
+   */
   readonly uplinkSecretHash: string | null;
   /** Whether Provision refuses an empty node_unique_token. */
   readonly requireUniqueToken: boolean;
@@ -82,8 +88,13 @@ export interface NetworkStore {
   network(): Promise<NetworkRecord | undefined>;
   /** Creates the network; rejects with StoreConflictError when it exists. */
   createNetwork(init: Omit<NetworkRecord, "name" | "serverPublicKey">): Promise<NetworkRecord>;
-  /** Pins the server's key; null forgets it, so that the next uplink's HELLO pins its own. */
+  /** Sets the server's key; null forgets it, so that the next uplink's HELLO pins its own. */
   setServerPublicKey(publicKey: string | null): Promise<void>;
+  /**
+   * Pins `publicKey` when no key is pinned; true when it is (now) the pinned key, false when
+   * another one is. Atomic: of two HELLOs racing with different keys, one pins.
+   */
+  pinServerPublicKey(publicKey: string): Promise<boolean>;
   setUplinkSecretHash(hash: string): Promise<void>;
   setRequireUniqueToken(required: boolean): Promise<void>;
 

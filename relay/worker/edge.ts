@@ -1,7 +1,8 @@
 /**
- * What the Worker answers itself, for requests that name no network: the relay app over a
- * directory that lists networks from the directory object and holds none of its own, and the
- * relay-wide /metrics gathered from every network's object and the directory's own counts.
+ * What the Worker answers itself, for requests that name no network or a network that does not
+ * exist: the relay app over a directory that lists networks from the directory object and holds
+ * none of its own (a network that does not exist gets an absent runtime: absent-network.ts), and
+ * the relay-wide /metrics gathered from every network's object and the directory's own counts.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Context, Hono } from "hono";
@@ -11,8 +12,10 @@ import type { RelayConfig } from "../app/config.ts";
 import { CONSOLE_OBJECT_LOG } from "../app/log.ts";
 import type { RelayDirectory } from "../app/runtime.ts";
 import { bearerToken, constantTimeEqual } from "../app/secrets.ts";
+import { absentNetworkRuntime } from "./absent-network.ts";
 import { DIRECTORY_NAME, type Env, WORKER_OPERATOR_TOKEN_HINT } from "./env.ts";
 import { collectMetrics, countEdgeProvisions } from "./metrics.ts";
+import { isKnownMissing, networkExists } from "./network-names.ts";
 
 interface EdgeApp {
   readonly env: Env;
@@ -49,7 +52,7 @@ async function flushPending(edge: EdgeApp): Promise<void> {
   await countEdgeProvisions(edge.env, counts);
 }
 
-function isOperator(request: Request, env: Env): boolean {
+export function isOperator(request: Request, env: Env): boolean {
   const token = bearerToken(request.headers.get("authorization"));
   const operatorToken = env.RELAY_OPERATOR_TOKEN;
   return (
@@ -65,15 +68,21 @@ export function edgeClientAddress(c: Context): string | undefined {
 /** The app for `env`, built once per isolate. */
 function edgeApp(env: Env, config: RelayConfig): EdgeApp {
   if (cached?.env === env) return cached;
+  const directoryObject = () => env.DIRECTORY.get(env.DIRECTORY.idFromName(DIRECTORY_NAME));
   const directory: RelayDirectory = {
-    runtime: async () => {
-      // Only a Provision whose body index.ts could not read gets this far with a valid token.
+    runtime: async (name) => {
+      if (isKnownMissing(name) || !(await networkExists(env, name))) {
+        return absentNetworkRuntime(name);
+      }
+      // An existing network reaches its object, except by a Provision whose body index.ts could
+      // not read.
       throw new ConnectError(
         "the relay finds the network from the join token in the Provision body and could not read it from this encoding; send uncompressed protobuf (Connect or gRPC-web) or Connect JSON",
         Code.InvalidArgument,
       );
     },
-    list: () => env.DIRECTORY.get(env.DIRECTORY.idFromName(DIRECTORY_NAME)).list(),
+    list: () => directoryObject().list(),
+    created: (name) => directoryObject().add(name),
     live: () => [],
   };
   const pending: Record<string, number> = {};

@@ -1,13 +1,15 @@
 /**
  * GET /metrics on Workers: every network's counters live in its own Durable Object, so the
  * Worker asks each object for its Prometheus text and merges the answers into one exposition,
- * with the Provision refusals the directory object counted for no network (edge refusals).
+ * with the Provision refusals the directory object counted for no network (edge refusals) and its
+ * count of other requests for networks that do not exist.
  * Every counter is exact: each lives in SQLite (a network object's, or the directory's).
  */
 import { formatLabels } from "../../shared/prometheus.ts";
 import { DIRECTORY_NAME, type Env } from "./env.ts";
 
 const PROVISIONS = "siderolink_relay_provisions_total";
+const UNKNOWN_NETWORK = "siderolink_relay_unknown_network_requests_total";
 
 /** Adds Provision results that no network's object keeps to the directory's counts. */
 export async function countEdgeProvisions(env: Env, counts: Record<string, number>): Promise<void> {
@@ -40,6 +42,14 @@ export async function collectMetrics(request: Request, env: Env): Promise<string
   if (lines.length > 0) {
     texts.push(
       `# HELP ${PROVISIONS} Provision calls by result code.\n# TYPE ${PROVISIONS} counter\n${lines.join("\n")}\n`,
+    );
+  }
+  const unknown = Object.entries(await directory.unknownNetworkCounts()).map(
+    ([route, count]) => `${UNKNOWN_NETWORK}{${formatLabels({ route })}} ${count}`,
+  );
+  if (unknown.length > 0) {
+    texts.push(
+      `# HELP ${UNKNOWN_NETWORK} Requests refused at the edge because their network does not exist (tunnel, uplink, admin), by route.\n# TYPE ${UNKNOWN_NETWORK} counter\n${unknown.join("\n")}\n`,
     );
   }
   return mergeExpositions(texts);

@@ -16,11 +16,11 @@
  * fetch, not WebSockets: they cannot hibernate, so the object stays in memory, and its alarm
  * keeps sweeping, for as long as one is open.
  *
- * Any name reaches an object (a join token may name a network that does not exist), so an
- * object whose request leaves no network behind deletes its storage again: guessing names
- * costs the relay no storage; its Provision refusals are counted by the directory object
- * instead. A request that leaves a network where there was none created it, and the object adds
- * the name to the relay's directory (directory-object.ts).
+ * Only requests for a network the directory object knows reach an object (index.ts), and the
+ * operator's POST /v1/networks, which creates it: the admin route then announces the network
+ * through the app's directory (`created`), which adds it to the directory object. An object
+ * therefore keeps no guard against a missing network: an operator's create that fails before
+ * the network exists (a bad field) leaves an empty schema and nothing else.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Hono } from "hono";
@@ -52,7 +52,6 @@ import {
   WORKER_OPERATOR_TOKEN_HINT,
 } from "./env.ts";
 import { createDurableHubSocket } from "./hub-socket.ts";
-import { countEdgeProvisions } from "./metrics.ts";
 
 /** RFC 6455's code for a connection that ended without a close frame. */
 const ABNORMAL_CLOSURE = 1006;
@@ -93,23 +92,10 @@ export class NetworkObject extends DurableObject<Env> {
   }
 
   async #serve(request: Request, config: RelayConfig): Promise<Response> {
-    const relay = this.#open(config);
-    const { runtime, app } = relay;
-    const existed = (await runtime.store.network()) !== undefined;
+    const { runtime, app } = this.#open(config);
     const response = await app.fetch(request);
     await this.#armSweep(runtime, config);
-    const exists = (await runtime.store.network()) !== undefined;
-    if (!exists) {
-      // Refusals for a network that does not exist: counted where storage stays.
-      const refused = { ...relay.provisions };
-      for (const code of Object.keys(relay.provisions)) delete relay.provisions[code];
-      await this.ctx.storage.deleteAll();
-      this.#migrated = false;
-      await countEdgeProvisions(this.env, refused);
-    } else {
-      if (!existed) await this.#created(runtime.name);
-      this.#saveCounters();
-    }
+    this.#saveCounters();
     return response;
   }
 
@@ -172,21 +158,12 @@ export class NetworkObject extends DurableObject<Env> {
     return sweepIntervalMs(config.hubLimits.livenessTimeoutMs);
   }
 
-  /** Writes the relay's counters; only where the network exists (guessed names keep nothing). */
+  /** Writes the relay's counters. */
   #saveCounters(): void {
     this.#flushScheduled = false;
     const relay = this.#relay;
-    if (!relay || !this.#migrated || listNetworkNames(this.#sql).length === 0) return;
+    if (!relay) return;
     saveCounters(this.#sql, relay.runtime.hub.metrics, relay.provisions);
-  }
-
-  /**
-   * This object's network came to exist. Adding a name is idempotent, so requests that raced to
-   * create it may all announce it.
-   */
-  async #created(name: string): Promise<void> {
-    const directory = this.env.DIRECTORY.get(this.env.DIRECTORY.idFromName(DIRECTORY_NAME));
-    await directory.add(name);
   }
 
   /**
@@ -222,6 +199,9 @@ export class NetworkObject extends DurableObject<Env> {
         return runtime;
       },
       list: async () => listNetworkNames(this.#sql),
+      // Adding a name is idempotent, so creates that raced (or were retried) may all announce it.
+      created: (created) =>
+        this.env.DIRECTORY.get(this.env.DIRECTORY.idFromName(DIRECTORY_NAME)).add(created),
       live: () => [runtime],
     };
     const { app, provision } = createRelayApp({

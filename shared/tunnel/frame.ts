@@ -97,7 +97,7 @@ export const CloseCode = {
    * clients treat it as worth retrying.
    */
   TryAgainLater: 1013,
-  /** Admin secret wrong, or the network does not exist. */
+  /** Uplink secret wrong, or the network does not exist. */
   Unauthorized: 4401,
   /** The x-siderolink-ipv6-addr value is not a provisioned peer of this network. */
   PeerNotAllowed: 4403,
@@ -107,6 +107,12 @@ export const CloseCode = {
   Replaced: 4409,
   /** The peer was revoked or re-provisioned under another virtual address. */
   PeerRemoved: 4410,
+  /**
+   * The uplink's HELLO named a server key other than the one the network pinned at its first
+   * HELLO, or the operator reset the pin under a live uplink. Only an operator action
+   * (`siderolink-relay network reset-server-key`) lets another key in.
+   */
+  ServerKeyMismatch: 4412,
   /** HELLO carried a protocol version this relay does not speak. */
   UnsupportedVersion: 4426,
 } as const;

@@ -40,7 +40,7 @@ import type { Command } from "./command.ts";
 
 const MIB = 1024 * 1024;
 
-const help = `Usage: siderolink-sidecar serve --relay URL --network NAME --admin-secret SECRET [OPTIONS]
+const help = `Usage: siderolink-sidecar serve --relay URL --network NAME --uplink-secret-file FILE [OPTIONS]
 
 Terminates a SideroLink network on this (management) host: keeps the server's WireGuard key,
 brings up the interface with the network's server address (prefix::1/64), and holds the
@@ -50,10 +50,15 @@ SIGINT or SIGTERM, then removes the interface, its routes and its sockets.
 Options (environment variable in brackets):
   --relay URL               the relay's base URL, http(s)://host:port           [SIDEROLINK_RELAY]
   --network NAME            the relay network to serve                        [SIDEROLINK_NETWORK]
-  --admin-secret SECRET     the network's admin secret (printed once by siderolink-relay network
-                            create NAME); visible to other users in ps  [SIDEROLINK_ADMIN_SECRET]
-  --admin-secret-file FILE  read the admin secret from FILE instead (preferred)
-                                                                   [SIDEROLINK_ADMIN_SECRET_FILE]
+  --uplink-secret-file FILE the network's uplink secret, from FILE (printed once by siderolink-relay
+                            network create NAME, or network uplink-secret NAME)
+                                                                  [SIDEROLINK_UPLINK_SECRET_FILE]
+  --uplink-secret SECRET    the uplink secret itself; visible to other users in ps
+                                                                       [SIDEROLINK_UPLINK_SECRET]
+  --admin-secret-file FILE  the network's admin secret, optional: with it, records carry node
+                            UUIDs; for a network created before uplink secrets, it opens the
+                            uplink until the operator mints one       [SIDEROLINK_ADMIN_SECRET_FILE]
+  --admin-secret SECRET     the admin secret itself; visible in ps         [SIDEROLINK_ADMIN_SECRET]
   --address CIDR            the server address to use (default: asked from the relay)
                                                                         [SIDEROLINK_ADDRESS]
   --iface NAME              interface to create (default siderolink)            [SIDEROLINK_IFACE]
@@ -93,7 +98,7 @@ Services for the nodes, on the server address only (on with --records-dir or --r
   -h, --help                show this text
 
 Exit status: 0 after SIGINT/SIGTERM; ${ExitCode.Usage} bad option; ${ExitCode.NoNetAdmin} no CAP_NET_ADMIN; ${ExitCode.NoTun} no /dev/net/tun;
-${ExitCode.BadUrl} bad relay URL; ${ExitCode.BadCredentials} admin secret refused or no such network; ${ExitCode.RelayUnreachable} relay
+${ExitCode.BadUrl} bad relay URL; ${ExitCode.BadCredentials} secret or server key refused, or no such network; ${ExitCode.RelayUnreachable} relay
 unreachable for --connect-timeout; ${ExitCode.NoAddon} packet I/O addon missing; ${ExitCode.Failure} anything else. Logs are JSON lines on standard error.
 `;
 
@@ -103,6 +108,8 @@ const OPTION_SPECS = [
   { name: "network", value: true, env: "SIDEROLINK_NETWORK" },
   { name: "admin-secret", value: true, env: "SIDEROLINK_ADMIN_SECRET" },
   { name: "admin-secret-file", value: true, env: "SIDEROLINK_ADMIN_SECRET_FILE" },
+  { name: "uplink-secret", value: true, env: "SIDEROLINK_UPLINK_SECRET" },
+  { name: "uplink-secret-file", value: true, env: "SIDEROLINK_UPLINK_SECRET_FILE" },
   { name: "address", value: true, env: "SIDEROLINK_ADDRESS" },
   { name: "records-dir", value: true, env: "SIDEROLINK_RECORDS_DIR" },
   { name: "records-stdout", value: false, env: "SIDEROLINK_RECORDS_STDOUT" },
@@ -176,14 +183,14 @@ export const serveCommand: Command = daemonCommand(
   serve,
 );
 
-function readSecret(file: string): string {
+/** A secret given by `--NAME-file` (read from the file) or `--NAME`; undefined when neither. */
+function secretOption(options: ParsedOptions, name: string): string | undefined {
+  const file = options.get(`${name}-file`);
+  if (file === undefined) return options.get(name) || undefined;
   try {
     return readFileSync(file, "utf8").trim();
   } catch (cause) {
-    throw new SidecarError(
-      ExitCode.Usage,
-      `--admin-secret-file ${file}: ${(cause as Error).message}`,
-    );
+    throw new SidecarError(ExitCode.Usage, `--${name}-file ${file}: ${(cause as Error).message}`);
   }
 }
 
@@ -198,8 +205,15 @@ async function serve(args: string[], log: Logger): Promise<number> {
   const relay = relayUrlOption(requiredOption(options, "relay"));
   const relayUrl = relay.origin;
   const network = requiredOption(options, "network");
-  const secretFile = options.get("admin-secret-file");
-  const adminSecret = secretFile ? readSecret(secretFile) : requiredOption(options, "admin-secret");
+  const adminSecret = secretOption(options, "admin-secret");
+  const ownUplinkSecret = secretOption(options, "uplink-secret");
+  const uplinkSecret = ownUplinkSecret ?? adminSecret;
+  if (uplinkSecret === undefined) {
+    throw new SidecarError(
+      ExitCode.Usage,
+      "--uplink-secret-file is required (the network's uplink secret, shown once by siderolink-relay network create, or a new one from network uplink-secret); see --help",
+    );
+  }
   const daemon = readDaemonSettings(options);
   const services = readServicesSettings(options);
   const addressOverride = options.get("address");
@@ -223,6 +237,12 @@ async function serve(args: string[], log: Logger): Promise<number> {
     backend: backendKind,
     publicKey: formatKey(serverPublicKey),
   });
+  if (ownUplinkSecret === undefined) {
+    log.warn(
+      "no uplink secret given: the admin secret opens the uplink only for a network created before uplink secrets; mint one (siderolink-relay network uplink-secret NETWORK) and pass --uplink-secret-file",
+      { network },
+    );
+  }
 
   const shutdown = watchShutdown();
   const address = await firstContact(
@@ -231,7 +251,7 @@ async function serve(args: string[], log: Logger): Promise<number> {
       addressOverride ??
       retryWithBackoff({
         what: `reading network ${network} from ${relayUrl}`,
-        attempt: () => fetchServerAddress(relayUrl, network, adminSecret, tls, proxy),
+        attempt: () => fetchServerAddress(relayUrl, network, uplinkSecret, tls, proxy),
         retryable: (error) => !(error instanceof SidecarError),
         log,
         signal: shutdown.signal,
@@ -243,6 +263,7 @@ async function serve(args: string[], log: Logger): Promise<number> {
   const link = createServerLink({
     relayUrl,
     network,
+    uplinkSecret,
     adminSecret,
     address,
     iface: daemon.iface,

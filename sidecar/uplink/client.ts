@@ -1,6 +1,6 @@
 /**
  * The server's uplink to the relay: `GET /v1/networks/<network>/uplink` upgraded to a WebSocket
- * with `Authorization: Bearer <admin secret>`. It says HELLO with the server's public key,
+ * with `Authorization: Bearer <uplink secret>`. It says HELLO with the server's public key,
  * applies the peer messages through a PeerReconciler and acknowledges each once applied, and
  * carries PEER_DATAGRAMS both ways: each datagram tagged with the virtual address of its node.
  *
@@ -9,7 +9,8 @@
  * WebSocket through; both are FrameStreams, so nothing else here depends on which.
  *
  * It reconnects by itself (every RETRY_INTERVAL_MS, jittered) and reconciles on every connection.
- * A refused admin secret or protocol version is fatal: `onFatal` reports it.
+ * A refused secret, protocol version or server key (the relay pins the key of the network's first
+ * HELLO) is fatal: `onFatal` reports it.
  */
 import { uplinkPath } from "../../shared/siderolink/relay-api.ts";
 import { createBatchSender } from "../../shared/tunnel/batch-sender.ts";
@@ -35,7 +36,8 @@ export interface UplinkOptions {
   /** The relay's base URL, `http(s)://host:port`. */
   readonly relayUrl: string;
   readonly network: string;
-  readonly adminSecret: string;
+  /** The network's uplink secret (for a network created before it had one: its admin secret). */
+  readonly secret: string;
   readonly serverPublicKey: Uint8Array;
   readonly reconciler: PeerReconciler;
   readonly tls: TlsSettings;
@@ -64,6 +66,7 @@ export interface Uplink {
 const FatalCodes: ReadonlySet<number> = new Set([
   CloseCode.Unauthorized,
   CloseCode.UnsupportedVersion,
+  CloseCode.ServerKeyMismatch,
 ]);
 
 /** The uplink's URL: `ws(s)://` for the WebSocket, `http(s)://` for the HTTP-only tunnel. */
@@ -107,7 +110,7 @@ export function connectUplink(options: UplinkOptions): Uplink {
           superviseHttpTunnel({ ...hooks, baseUrl: url });
   const stream: FrameStream = supervise({
     url,
-    headers: { authorization: `Bearer ${options.adminSecret}` },
+    headers: { authorization: `Bearer ${options.secret}` },
     tls: options.tls,
     proxy: options.proxy,
     log,

@@ -7,12 +7,13 @@ import { type TlsSettings, tlsOptions } from "../tls.ts";
 
 /**
  * The server address with its prefix length (`prefix::1/64`), from the relay's network
- * description (`GET /v1/networks/NAME`, admin secret as bearer token).
+ * description (`GET /v1/networks/NAME`, with the uplink secret or the admin secret as bearer
+ * token: the relay shows the description to either).
  */
 export function fetchServerAddress(
   relayUrl: string,
   network: string,
-  adminSecret: string,
+  secret: string,
   tls: TlsSettings,
   proxies: ProxySettings = NO_PROXY,
 ): Promise<string> {
@@ -24,7 +25,7 @@ export function fetchServerAddress(
       url,
       {
         method: "GET",
-        headers: { authorization: `Bearer ${adminSecret}`, accept: "application/json" },
+        headers: { authorization: `Bearer ${secret}`, accept: "application/json" },
         timeout: 10_000,
         ...(proxy ? { agent: createProxyAgent(proxy, url.protocol === "https:") } : {}),
         ...(url.protocol === "https:" ? tlsOptions(tls) : {}),
@@ -41,7 +42,7 @@ export function fetchServerAddress(
             reject(
               new SidecarError(
                 ExitCode.BadCredentials,
-                `the relay refused access to network ${JSON.stringify(network)} (HTTP ${status}): check --network and --admin-secret (siderolink-relay network show ${network} --json)`,
+                `the relay refused access to network ${JSON.stringify(network)} (HTTP ${status}): check --network and --uplink-secret-file (siderolink-relay network show ${network} --json)`,
               ),
             );
             return;

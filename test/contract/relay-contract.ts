@@ -18,6 +18,7 @@ import {
 } from "../worker/support/clients.ts";
 import {
   ackFrame,
+  helloFrame,
   ipv6Bytes,
   PEER_ADDED,
   PEER_REMOVED,
@@ -70,10 +71,23 @@ export function describeRelayContract(fixture: RelayFixture): void {
     return { summary, uplink: await uplinkFor(summary) };
   }
 
-  async function uplinkFor(summary: NetworkSummary): Promise<TestUplink> {
-    const uplink = fixture.openUplink(summary.name, summary.adminSecret);
+  /** Opens the network's uplink with its uplink secret and says HELLO with `serverKey` (or a fresh key). */
+  async function uplinkFor(summary: NetworkSummary, serverKey?: Uint8Array): Promise<TestUplink> {
+    return openUplink(summary, summary.uplinkSecret, serverKey).hello();
+  }
+
+  function openUplink(summary: NetworkSummary, secret: string, serverKey?: Uint8Array) {
+    const uplink = fixture.openUplink(summary.name, secret, serverKey);
     closers.push(uplink.socket);
-    return uplink.hello();
+    return uplink;
+  }
+
+  /** A call to the operator's admin API of a network; `path` is below the network. */
+  function operatorCall(net: NetworkSummary, method: string, path: string, token?: string) {
+    return fetch(new URL(`/v1/networks/${net.name}/${path}`, fixture.url), {
+      method,
+      headers: { authorization: `Bearer ${token ?? fixture.operatorToken}` },
+    });
   }
 
   function request(net: NetworkSummary, fields: Partial<ProvisionRequest> = {}): ProvisionRequest {
@@ -581,13 +595,18 @@ export function describeRelayContract(fixture: RelayFixture): void {
   });
 
   describe(`${fixture.name}: the uplink`, () => {
-    test("an uplink needs its own network's admin secret; another network's opens neither its uplink nor its admin API", async () => {
+    test("an uplink needs its own network's uplink secret; the admin secret and another network's secrets open neither its uplink nor its admin API", async () => {
       const net = await network();
       const other = await fixture.createNetwork();
-      for (const secret of ["", "not-the-secret", other.adminSecret]) {
-        const impostor = fixture.openUplink(net.summary.name, secret);
-        closers.push(impostor.socket);
-        await impostor.socket.wantClosed(CloseCode.Unauthorized, /invalid admin secret/);
+      for (const secret of [
+        "",
+        "not-the-secret",
+        other.uplinkSecret,
+        other.adminSecret,
+        net.summary.adminSecret,
+      ]) {
+        const impostor = openUplink(net.summary, secret);
+        await impostor.socket.wantClosed(CloseCode.Unauthorized, /uplink secret/);
       }
       const response = await fetch(new URL(`/v1/networks/${net.summary.name}/nodes`, fixture.url), {
         headers: { authorization: `Bearer ${other.adminSecret}` },
@@ -597,19 +616,84 @@ export function describeRelayContract(fixture: RelayFixture): void {
       assert.equal(net.uplink.socket.isOpen, true, "the network's own uplink is untouched");
     });
 
-    test("a newer uplink replaces the older one, gets the peer list and the nodes' datagrams", async () => {
+    test("a newer uplink with the pinned server key replaces the older one once its HELLO is accepted, gets the peer list and the nodes' datagrams", async () => {
       const net = await network();
       const node = await provisionNode(net);
-      const newer = await uplinkFor(net.summary);
+      const newer = openUplink(net.summary, net.summary.uplinkSecret, net.uplink.serverKey);
+      await newer.socket.opened;
+      // Connected but silent: the live uplink keeps the network until the newcomer's HELLO.
+      const stream = await connect(net, node);
+      assert.equal(net.uplink.socket.isOpen, true, "replaced before HELLO");
+      await newer.hello();
       await net.uplink.socket.wantClosed(CloseCode.Replaced, /uplink replaced/);
       assert.deepEqual(
         newer.peerList?.peers.map((peer) => peer.virtualAddress),
         [node.tag],
       );
-      const stream = open(net.summary.name, node.peerAddrPort);
       const datagram = wireguardMessage(3);
       stream.sendDatagrams([datagram]);
       assert.deepEqual(await atUplink(newer, 1), [[node.tag, datagram]]);
+    });
+
+    test("a second uplink presenting another server key cannot take over: it is refused, the live uplink stays, and Provision still hands out the pinned key", async () => {
+      const net = await network();
+      const first = await provisionNode(net);
+      const impostor = openUplink(net.summary, net.summary.uplinkSecret);
+      await impostor.socket.opened;
+      impostor.socket.send(helloFrame(impostor.serverKey));
+      await impostor.socket.wantClosed(
+        CloseCode.ServerKeyMismatch,
+        new RegExp(`siderolink-relay network reset-server-key ${net.summary.name}`),
+      );
+      assert.equal(net.uplink.socket.isOpen, true, "the live uplink was closed");
+      const sent = request(net.summary);
+      const added = async () => {
+        for (;;) if ((await net.uplink.nextEvent()).type === PEER_ADDED) return;
+      };
+      const [reply] = await Promise.all([fixture.provision(protocol, sent), added()]);
+      assert.equal(reply.serverPublicKey, net.uplink.serverKeyText, "the pinned key");
+      // The live uplink still carries the nodes' datagrams.
+      await connect(net, first);
+    });
+
+    test("the operator resets the pinned server key: the live uplink closes and the next uplink's key is pinned; an admin secret cannot reset it", async () => {
+      const net = await network();
+      const byAdmin = await operatorCall(
+        net.summary,
+        "DELETE",
+        "server-key",
+        net.summary.adminSecret,
+      );
+      await byAdmin.body?.cancel();
+      assert.equal(byAdmin.status, 401, "the admin secret reset the pin");
+      assert.equal(net.uplink.socket.isOpen, true);
+
+      const reset = await operatorCall(net.summary, "DELETE", "server-key");
+      assert.equal(reset.status, 200, await reset.text());
+      await net.uplink.socket.wantClosed(CloseCode.ServerKeyMismatch, /reset by the operator/);
+      const replacement = await uplinkFor(net.summary);
+      const replaced: ContractNetwork = { summary: net.summary, uplink: replacement };
+      const sent = request(net.summary);
+      const added = async () => {
+        for (;;) if ((await replacement.nextEvent()).type === PEER_ADDED) return;
+      };
+      const [reply] = await Promise.all([fixture.provision(protocol, sent), added()]);
+      assert.equal(reply.serverPublicKey, replacement.serverKeyText, "the new key");
+      assert.notEqual(reply.serverPublicKey, net.uplink.serverKeyText);
+      await provisionNode(replaced);
+    });
+
+    test("the operator mints a new uplink secret: the old one opens the uplink no more", async () => {
+      const net = await network();
+      const minted = await operatorCall(net.summary, "POST", "uplink-secret");
+      assert.equal(minted.status, 201);
+      const { uplinkSecret } = (await minted.json()) as { uplinkSecret: string };
+      assert.match(uplinkSecret, /^[A-Za-z0-9_-]{43}$/);
+      const old = openUplink(net.summary, net.summary.uplinkSecret, net.uplink.serverKey);
+      await old.socket.wantClosed(CloseCode.Unauthorized, /uplink secret/);
+      const rotated = { ...net.summary, uplinkSecret };
+      await uplinkFor(rotated, net.uplink.serverKey);
+      await net.uplink.socket.wantClosed(CloseCode.Replaced, /uplink replaced/);
     });
   });
 
@@ -713,7 +797,7 @@ export function describeRelayContract(fixture: RelayFixture): void {
         net.uplink.socket.send(message);
         await net.uplink.socket.wantClosed(code, reason);
         assert.equal(stream.isOpen, true, "a node stream closed with the uplink's bad frame");
-        const uplink = await uplinkFor(net.summary);
+        const uplink = await uplinkFor(net.summary, net.uplink.serverKey);
         const datagram = wireguardMessage(4);
         stream.sendDatagrams([datagram]);
         assert.deepEqual(await atUplink(uplink, 1), [[node.tag, datagram]]);

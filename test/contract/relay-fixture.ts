@@ -91,7 +91,12 @@ export interface RelayFixture {
   provision(protocol: string, request: ProvisionRequest): Promise<ProvisionReply>;
   /** Opens a node stream for `peerAddrPort`; `network` is what the route names, if it names one. */
   openTunnel(network: string, peerAddrPort: string, via?: "header" | "query"): TunnelStream;
-  /** Opens the management server's uplink WebSocket with this secret (not yet said HELLO). */
-  openUplink(network: string, adminSecret: string): TestUplink;
+  /** The relay-wide operator token. */
+  readonly operatorToken: string;
+  /**
+   * Opens the management server's uplink WebSocket with this secret (not yet said HELLO); its
+   * HELLO presents `serverKey`, or a fresh key.
+   */
+  openUplink(network: string, secret: string, serverKey?: Uint8Array): TestUplink;
   close(): Promise<void>;
 }

@@ -74,7 +74,7 @@ describe("abuse limits", () => {
 
   async function withUplink(server: RelayServer, name: string) {
     const network = await createNetwork(server, name);
-    const uplink = new Uplink(server, name, network.adminSecret);
+    const uplink = new Uplink(server, name, network.uplinkSecret);
     sockets.push(uplink);
     await uplink.ready();
     return { network, uplink };
@@ -265,11 +265,18 @@ describe("abuse limits", () => {
     );
   });
 
-  test("the uplink wants its own network's admin secret", async () => {
+  test("the uplink wants its own network's uplink secret", async () => {
     const server = await relay();
-    await createNetwork(server, "alpha");
+    const alpha = await createNetwork(server, "alpha");
     const beta = await createNetwork(server, "beta");
-    for (const secret of ["", "guess", beta.adminSecret, "operator-test-token"]) {
+    for (const secret of [
+      "",
+      "guess",
+      beta.uplinkSecret,
+      beta.adminSecret,
+      alpha.adminSecret,
+      "operator-test-token",
+    ]) {
       const uplink = new Uplink(server, "alpha", secret);
       sockets.push(uplink);
       const closed = await uplink.waitClosed();

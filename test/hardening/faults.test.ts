@@ -74,7 +74,7 @@ describe("relay faults", () => {
     const first = await RelayProcess.start({ dataDir: dir.path, network: "crash" });
     cleanups.push(() => first.kill());
     const network = first.network!;
-    const uplink = new Uplink(asServer(first.url), "crash", network.adminSecret);
+    const uplink = new Uplink(asServer(first.url), "crash", network.uplinkSecret);
     sockets.push(uplink);
     await uplink.ready();
     const nodes: string[] = [];
@@ -103,7 +103,7 @@ describe("relay faults", () => {
     });
     cleanups.push(() => second.stop());
     assert.equal(await nodeCount(second.url, "crash", network.adminSecret), 20, "no peer lost");
-    const again = new Uplink(asServer(second.url), "crash", network.adminSecret);
+    const again = new Uplink(asServer(second.url), "crash", network.uplinkSecret, uplink.serverKey);
     sockets.push(again);
     const list = await again.ready();
     assert.equal(list.peers.length, 20, "the uplink gets every peer back");
@@ -120,7 +120,7 @@ describe("relay faults", () => {
     const server = await startRelay(dir.path, { storeBusyTimeoutMs: 200 });
     cleanups.push(() => server.close());
     const network = await createNetwork(server, "locked");
-    const uplink = new Uplink(server, "locked", network.adminSecret);
+    const uplink = new Uplink(server, "locked", network.uplinkSecret);
     sockets.push(uplink);
     await uplink.ready();
     for (let i = 0; i < 3; i++)
@@ -169,7 +169,7 @@ describe("relay faults", () => {
 
     const server = await startRelay(mount);
     const network = await createNetwork(server, "readonly");
-    const uplink = new Uplink(server, "readonly", network.adminSecret);
+    const uplink = new Uplink(server, "readonly", network.uplinkSecret);
     sockets.push(uplink);
     await uplink.ready();
     for (let i = 0; i < 3; i++)
@@ -196,7 +196,7 @@ describe("relay faults", () => {
       3,
       "no peer lost",
     );
-    const again = new Uplink(restarted, "readonly", network.adminSecret);
+    const again = new Uplink(restarted, "readonly", network.uplinkSecret, uplink.serverKey);
     sockets.push(again);
     assert.equal((await again.ready()).peers.length, 3);
     assert.ok(again.control.some((m) => m.type === FrameType.PeerList));

@@ -196,7 +196,7 @@ const uplinkControl: FuzzTarget = {
         fc.array(fc.oneof(anyFrame, fc.string({ maxLength: 8 })), { minLength: 1, maxLength: 6 }),
         fc.boolean(),
         async (messages, asUplink) => {
-          const hub = new Hub({ hooks: { uplinkHello: async () => [] } });
+          const hub = new Hub({ hooks: { uplinkHello: async () => {}, peers: async () => [] } });
           const bystander = new RecordingHubSocket();
           hub.attach(bystander, {
             v: 1,

@@ -103,7 +103,7 @@ describe("HTTP/2 limits on the Node relay", () => {
     });
     const network = await createNetwork(server, "h2");
     joinToken = network.joinToken!;
-    uplink = new Uplink(server, "h2", network.adminSecret!);
+    uplink = new Uplink(server, "h2", network.uplinkSecret!);
     await uplink.ready();
     client = provisionClient(server.port);
   });

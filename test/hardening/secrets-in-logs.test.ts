@@ -34,7 +34,12 @@ test("a relay's output holds none of the secrets it handled, on success and on e
   });
   const network = relay.network!;
   const server = { url: relay.url } as RelayServer;
-  const secrets = [OPERATOR_TOKEN, network.adminSecret, network.joinToken!.split(".")[1]];
+  const secrets = [
+    OPERATOR_TOKEN,
+    network.adminSecret,
+    network.uplinkSecret,
+    network.joinToken!.split(".")[1],
+  ];
   const call = async (method: string, path: string, token: string) => {
     const response = await fetch(`${relay!.url}${path}`, {
       method,
@@ -44,10 +49,10 @@ test("a relay's output holds none of the secrets it handled, on success and on e
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   };
 
-  const uplink = new Uplink(server, "quiet", network.adminSecret);
+  const uplink = new Uplink(server, "quiet", network.uplinkSecret);
   sockets.push(uplink);
   await uplink.ready();
-  const wrongUplink = new Uplink(server, "quiet", `${network.adminSecret}x`);
+  const wrongUplink = new Uplink(server, "quiet", `${network.uplinkSecret}x`);
   sockets.push(wrongUplink);
   await wrongUplink.waitClosed();
 

@@ -106,7 +106,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   let stopping = false;
 
   try {
-    let uplink = await openUplink(wsBase, summary.adminSecret, () => receivedByUplink++);
+    // The relay pins the first uplink's key: every reconnect presents the same one.
+    const serverKey = x25519.getPublicKey(x25519.utils.randomSecretKey());
+    let uplink = await openUplink(
+      wsBase,
+      summary.uplinkSecret!,
+      serverKey,
+      () => receivedByUplink++,
+    );
     log(`relay pid ${relay.pid} at ${relay.url}; provisioning ${options.tunnels} nodes`);
     const nodes = await provisionAll(
       relay.port,
@@ -210,7 +217,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         // The uplink goes away and comes back: nodes' datagrams in the gap drop as no_uplink.
         await closeSocket(uplink);
         await sleep(200);
-        uplink = await openUplink(wsBase, summary.adminSecret, () => receivedByUplink++);
+        uplink = await openUplink(
+          wsBase,
+          summary.uplinkSecret!,
+          serverKey,
+          () => receivedByUplink++,
+        );
       }
     }
 
@@ -252,7 +264,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       fdsPeak,
       fdsAfter,
       relayLog: relay.log.join(""),
-      secrets: [summary.adminSecret, summary.joinToken!.split(".")[1]],
+      secrets: [summary.adminSecret, summary.uplinkSecret, summary.joinToken!.split(".")[1]],
     };
   } finally {
     stopping = true;
@@ -335,11 +347,12 @@ export function postJson(
 /** Opens the uplink, says HELLO, acknowledges every peer message and counts datagrams. */
 async function openUplink(
   wsBase: string,
-  adminSecret: string,
+  uplinkSecret: string,
+  serverKey: Uint8Array,
   onDatagram: () => void,
 ): Promise<WebSocket> {
   const ws = new WebSocket(`${wsBase}${uplinkPath(NETWORK)}`, {
-    headers: { authorization: `Bearer ${adminSecret}` },
+    headers: { authorization: `Bearer ${uplinkSecret}` },
     perMessageDeflate: false,
   });
   const tags: Uint8Array[] = [];
@@ -367,7 +380,7 @@ async function openUplink(
     ws.once("open", () => resolve());
     ws.once("unexpected-response", () => reject(new Error("uplink refused")));
   });
-  ws.send(encodeHello(PROTOCOL_VERSION, x25519.getPublicKey(x25519.utils.randomSecretKey())));
+  ws.send(encodeHello(PROTOCOL_VERSION, serverKey));
   const keepAlive = setInterval(
     () => ws.readyState === WebSocket.OPEN && ws.send(PING_TEXT),
     10_000,

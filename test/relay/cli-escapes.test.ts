@@ -30,7 +30,7 @@ after(() => dir.remove());
 test("node list and node revoke print control characters in node UUIDs escaped", async () => {
   const server = await startRelay(dir.path);
   const network = await createNetwork(server, "esc");
-  const uplink = new Uplink(server, "esc", network.adminSecret!);
+  const uplink = new Uplink(server, "esc", network.uplinkSecret!);
   try {
     await uplink.ready();
     await assert.rejects(

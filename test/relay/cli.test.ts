@@ -12,7 +12,8 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import type { RelayServer } from "../../relay/node/server.ts";
 import { ProvisionService } from "../../shared/gen/sidero/link/provision_pb.ts";
 import { parseNetworkPrefix } from "../../shared/net/ip.ts";
-import { CloseCode, FrameType } from "../../shared/tunnel/frame.ts";
+import { encodeHello } from "../../shared/tunnel/encode.ts";
+import { CloseCode, FrameType, PROTOCOL_VERSION } from "../../shared/tunnel/frame.ts";
 import { makeCertificates } from "../support/certificates.ts";
 import { eventually } from "../support/eventually.ts";
 import { base64, NodeStream, randomKey, startRelay, tempDir, Uplink } from "./helpers.ts";
@@ -131,7 +132,7 @@ describe("siderolink-relay on a data dir", () => {
 
     const server = await startRelay(dir.path);
     cleanups.push(() => server.close());
-    const uplink = new Uplink(server, "lab", String(created.adminSecret));
+    const uplink = new Uplink(server, "lab", String(created.uplinkSecret));
     cleanups.push(() => uplink.close());
     await uplink.ready();
     await assert.rejects(provision(server, String(created.joinToken)), (error: ConnectError) => {
@@ -177,7 +178,7 @@ describe("siderolink-relay --relay URL (admin API)", () => {
     const shown = json(await relayCli(["network", "show", "edge", "--json", ...remote], env));
     assert.equal(shown.adminSecret, null);
 
-    const uplink = new Uplink(server, "edge", String(created.adminSecret));
+    const uplink = new Uplink(server, "edge", String(created.uplinkSecret));
     cleanups.push(() => uplink.close());
     await uplink.ready();
 
@@ -299,6 +300,67 @@ describe("siderolink-relay --relay URL (admin API)", () => {
   });
 });
 
+describe("the server key pin and the uplink secret", () => {
+  test("reset-server-key and uplink-secret: over the admin API with the operator token, and on a data dir", async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const server = await startRelay(dir.path);
+    cleanups.push(() => server.close());
+    const remote = ["--relay", server.url];
+    const env = { SIDEROLINK_RELAY_OPERATOR_TOKEN: "operator-test-token" };
+    const created = json(await relayCli(["network", "create", "pin", "--json", ...remote], env));
+    assert.match(String(created.uplinkSecret), /^[A-Za-z0-9_-]{43}$/);
+
+    const uplink = new Uplink(server, "pin", String(created.uplinkSecret));
+    cleanups.push(() => uplink.close());
+    await uplink.ready();
+    const impostor = new Uplink(server, "pin", String(created.uplinkSecret));
+    cleanups.push(() => impostor.close());
+    await impostor.opened;
+    impostor.send(encodeHello(PROTOCOL_VERSION, impostor.serverKey));
+    const refused = await impostor.waitClosed();
+    assert.equal(refused.code, CloseCode.ServerKeyMismatch);
+    assert.match(refused.reason, /siderolink-relay network reset-server-key pin/);
+
+    const reset = json(
+      await relayCli(["network", "reset-server-key", "pin", "--json", ...remote], env),
+    );
+    assert.equal(reset.serverPublicKey, null);
+    assert.equal((await uplink.waitClosed()).code, CloseCode.ServerKeyMismatch);
+
+    const minted = json(
+      await relayCli(["network", "uplink-secret", "pin", "--json", ...remote], env),
+    );
+    assert.match(String(minted.uplinkSecret), /^[A-Za-z0-9_-]{43}$/);
+    const stale = new Uplink(server, "pin", String(created.uplinkSecret));
+    cleanups.push(() => stale.close());
+    assert.equal((await stale.waitClosed()).code, CloseCode.Unauthorized);
+    const replacement = new Uplink(server, "pin", String(minted.uplinkSecret));
+    cleanups.push(() => replacement.close());
+    await replacement.ready();
+    const shown = json(await relayCli(["network", "show", "pin", "--json", ...remote], env));
+    assert.equal(shown.serverPublicKey, base64(replacement.serverKey), "the new key is pinned");
+
+    // The admin secret resets nothing.
+    const byAdmin = await fetch(`${server.url}/v1/networks/pin/server-key`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${String(created.adminSecret)}` },
+    });
+    assert.equal(byAdmin.status, 401);
+    await server.close();
+
+    // On the data dir, with the relay stopped.
+    const local = await relayCli(["network", "uplink-secret", "pin", "--data", dir.path]);
+    assert.equal(local.code, 0, local.stderr);
+    assert.match(local.stdout, /^[A-Za-z0-9_-]{43}\n/);
+    const cleared = await relayCli(["network", "reset-server-key", "pin", "--data", dir.path]);
+    assert.equal(cleared.code, 0, cleared.stderr);
+    assert.match(cleared.stdout, /pin: server key pin cleared/);
+    const again = json(await relayCli(["network", "show", "pin", "--json", "--data", dir.path]));
+    assert.equal(again.serverPublicKey, null);
+  });
+});
+
 describe("network create --omni-prefix", () => {
   // NetworkPrefix("") as SideroLink's agent and Omni compute it (an empty installation id):
   // siderolabs/siderolink pkg/wireguard/address.go, the known answer in ARCHITECTURE.md.
@@ -327,7 +389,7 @@ describe("network create --omni-prefix", () => {
 
     const server = await startRelay(dir.path);
     cleanups.push(() => server.close());
-    const uplink = new Uplink(server, "omni", String(omni.adminSecret));
+    const uplink = new Uplink(server, "omni", String(omni.uplinkSecret));
     cleanups.push(() => uplink.close());
     await uplink.ready();
     const reply = await provision(
@@ -477,15 +539,21 @@ describe("processes", () => {
       ),
     );
     const secretFile = join(dir.path, "default.admin-secret");
+    const uplinkSecretFile = join(dir.path, "default.uplink-secret");
     const serveLine = output.split("\n").find((line) => line.includes("siderolink-sidecar serve"));
     assert.equal(
       serveLine?.trim(),
-      `siderolink-sidecar serve --relay ${/listening on (\S+)/.exec(output)?.[1]} --network default --admin-secret-file ${secretFile}`,
+      `siderolink-sidecar serve --relay ${/listening on (\S+)/.exec(output)?.[1]} --network default --uplink-secret-file ${uplinkSecretFile}`,
     );
     assert.equal(statSync(secretFile).mode & 0o777, 0o600);
+    assert.equal(statSync(uplinkSecretFile).mode & 0o777, 0o600);
     const adminSecret = readFileSync(secretFile, "utf8").trim();
+    const uplinkSecret = readFileSync(uplinkSecretFile, "utf8").trim();
     assert.match(adminSecret, /^[A-Za-z0-9_-]{43}$/);
+    assert.match(uplinkSecret, /^[A-Za-z0-9_-]{43}$/);
+    assert.notEqual(uplinkSecret, adminSecret);
     assert.ok(!output.includes(adminSecret), "the admin secret is not printed");
+    assert.ok(!output.includes(uplinkSecret), "the uplink secret is not printed");
     const code = exited(child);
     child.kill("SIGTERM");
     assert.equal(await code, 0);

@@ -63,6 +63,7 @@ describe("an internal error is 500 with a generic body", () => {
     const directory: RelayDirectory = {
       runtime: () => Promise.reject(internal),
       list: () => Promise.reject(internal),
+      created: () => Promise.reject(internal),
       live: () => [],
     };
     const { app } = createRelayApp({ directory, operatorToken: OPERATOR });

@@ -65,7 +65,12 @@ export async function createNetwork(
     server.nodeBaseUrl,
     created,
   );
-  return { ...summary, adminSecret: created.adminSecret, joinToken: created.joinToken };
+  return {
+    ...summary,
+    adminSecret: created.adminSecret,
+    uplinkSecret: created.uplinkSecret,
+    joinToken: created.joinToken,
+  };
 }
 
 export function randomKey(): Uint8Array {
@@ -171,15 +176,22 @@ export class NodeStream extends RecordingSocket {
 
 /** The management server's uplink; acknowledges peer events unless told not to. */
 export class Uplink extends RecordingSocket {
-  readonly serverKey = randomKey();
+  readonly serverKey: Uint8Array;
   autoAck = true;
   readonly control: ControlMessage[] = [];
   readonly received: { tag: Uint8Array; datagram: Uint8Array }[] = [];
 
-  constructor(server: Pick<RelayServer, "url">, network: string, adminSecret: string) {
+  /** `serverKey`: the key HELLO presents (default: a fresh one, which only a new network pins). */
+  constructor(
+    server: Pick<RelayServer, "url">,
+    network: string,
+    uplinkSecret: string,
+    serverKey?: Uint8Array,
+  ) {
     super(`${server.url.replace(/^http/, "ws")}/v1/networks/${network}/uplink`, {
-      authorization: `Bearer ${adminSecret}`,
+      authorization: `Bearer ${uplinkSecret}`,
     });
+    this.serverKey = serverKey ?? randomKey();
     this.ws.on("message", (data: Buffer, isBinary: boolean) => {
       if (!isBinary) return;
       const frame = new Uint8Array(data);

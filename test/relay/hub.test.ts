@@ -106,7 +106,7 @@ function setup(limits: Partial<HubLimits> = {}) {
   const hub = new Hub({
     limits,
     clock,
-    hooks: { uplinkHello: async () => [entry(VIRTUAL_A)] },
+    hooks: { uplinkHello: async () => {}, peers: async () => [entry(VIRTUAL_A)] },
   });
   return {
     hub,

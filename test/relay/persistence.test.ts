@@ -30,7 +30,7 @@ test("after a restart the uplink gets its peers back and the node's stream is ac
   const first = await startRelay(dir.path);
   cleanups.push(() => first.close());
   const network = await createNetwork(first, "keep");
-  const uplink = new Uplink(first, "keep", network.adminSecret);
+  const uplink = new Uplink(first, "keep", network.uplinkSecret);
   cleanups.push(() => uplink.close());
   await uplink.ready();
   const nodeKey = randomKey();
@@ -55,7 +55,7 @@ test("after a restart the uplink gets its peers back and the node's stream is ac
   const shown = await (await second.directory.runtime("keep")).store.network();
   assert.equal(shown?.serverPublicKey, base64(uplink.serverKey), "the server key was kept");
 
-  const uplinkAgain = new Uplink(second, "keep", network.adminSecret);
+  const uplinkAgain = new Uplink(second, "keep", network.uplinkSecret, uplink.serverKey);
   cleanups.push(() => uplinkAgain.close());
   const list = await uplinkAgain.ready();
   assert.equal(list.type, FrameType.PeerList);

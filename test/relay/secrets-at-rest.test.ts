@@ -87,7 +87,7 @@ test("the database keeps no admin secret or join token in clear", async () => {
     assert.ok(!bytes.includes(network.adminSecret), "admin secret in the database");
     assert.ok(!bytes.includes(secret), "join token secret in the database");
     // And they still work.
-    const uplink = new Uplink(server, "clear", network.adminSecret);
+    const uplink = new Uplink(server, "clear", network.uplinkSecret);
     try {
       await uplink.ready();
       assert.match((await provision(server.url, network.joinToken)).grpcPeerAddrPort, /:50888$/);

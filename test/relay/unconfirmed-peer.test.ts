@@ -31,7 +31,7 @@ describe("Provision when the uplink does not confirm the peer", () => {
     const relayDir = tempDir();
     const relay = await startRelay(relayDir.path, { hubLimits: { ackTimeoutMs } });
     const network = await createNetwork(relay, "quiet");
-    const silent = new Uplink(relay, "quiet", network.adminSecret);
+    const silent = new Uplink(relay, "quiet", network.uplinkSecret);
     silent.autoAck = false;
     await silent.ready();
     const stop = async () => {

@@ -58,7 +58,7 @@ describe("queues under a flood", () => {
 
   test("a node that stops reading costs a bounded backlog; the oldest datagrams are dropped and counted", async () => {
     const network = await createNetwork(server, "flood");
-    const uplink = new Uplink(server, "flood", network.adminSecret);
+    const uplink = new Uplink(server, "flood", network.uplinkSecret);
     sockets.push(uplink);
     await uplink.ready();
     const node = await provisionNode(
@@ -146,7 +146,7 @@ describe("liveness", () => {
 
   test("a silent stream is closed; one that pings stays", async () => {
     const network = await createNetwork(server, "alive");
-    const uplink = new Uplink(server, "alive", network.adminSecret);
+    const uplink = new Uplink(server, "alive", network.uplinkSecret);
     sockets.push(uplink);
     await uplink.ready();
     // The uplink pings from the start: provisioning may outlast the short timeout on a busy host.

@@ -103,7 +103,7 @@ describe("sidecar CLI errors", { timeout: 120_000 }, () => {
     assert.match(result.stderr, /the relay stayed unreachable/);
   });
 
-  it("a wrong admin secret stops the server role with the credentials status", async () => {
+  it("a wrong uplink secret stops the server role with the credentials status", async () => {
     const result = await runCli(
       [
         "serve",
@@ -111,7 +111,7 @@ describe("sidecar CLI errors", { timeout: 120_000 }, () => {
         `http://127.0.0.1:${RelayPort}`,
         "--network",
         "edge",
-        `--admin-secret=wrong-secret`,
+        `--uplink-secret=wrong-secret`,
         ...common("a"),
       ],
       { netns: edge.name },
@@ -119,7 +119,7 @@ describe("sidecar CLI errors", { timeout: 120_000 }, () => {
     assert.equal(result.code, ExitCode.BadCredentials, result.stderr);
     assert.match(
       result.stderr,
-      /the relay refused access to network "edge" \(HTTP 40[13]\): check --network and --admin-secret/,
+      /the relay refused access to network "edge" \(HTTP 40[13]\): check --network and --uplink-secret-file/,
     );
     assert.doesNotMatch(result.stderr, /wrong-secret/);
   });

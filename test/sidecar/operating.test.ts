@@ -219,7 +219,7 @@ describe("--help", () => {
         "SIDEROLINK_API",
       ],
     ],
-    ["serve", ["--relay URL", "--network NAME", "--admin-secret SECRET", "--wireguard-go CMD"]],
+    ["serve", ["--relay URL", "--network NAME", "--uplink-secret-file FILE", "--wireguard-go CMD"]],
     ["status", ["--json", "--iface NAME"]],
   ] as const) {
     it(`${command} --help explains its options and exits 0`, async () => {

@@ -21,6 +21,7 @@ import { type RelayServer, startRelayServer } from "../../relay/node/server.ts";
 import { parseAddrPort } from "../../shared/net/ip.ts";
 import { type ApiUrl, parseApiUrl } from "../../shared/siderolink/api-url.ts";
 import { formatKey, generatePrivateKey, publicKey } from "../../shared/siderolink/keys.ts";
+import { CloseCode } from "../../shared/tunnel/frame.ts";
 import { ExitCode, SidecarError } from "../../sidecar/exit-codes.ts";
 import { createLogger } from "../../sidecar/log.ts";
 import { NO_PROXY } from "../../sidecar/net/proxy.ts";
@@ -98,14 +99,15 @@ for (const uplinkTransport of ["websocket", "http"] as const) {
       });
 
     const startUplink = (
-      adminSecret = network.adminSecret,
+      secret = network.uplinkSecret,
       onFatal: Parameters<typeof connectUplink>[0]["onFatal"] = () => {},
+      key = serverKey,
     ): Uplink =>
       connectUplink({
         relayUrl: server.url,
         network: "edge",
-        adminSecret,
-        serverPublicKey: publicKey(serverKey),
+        secret,
+        serverPublicKey: publicKey(key),
         reconciler: new PeerReconciler(table),
         tls: insecure,
         proxy: NO_PROXY,
@@ -294,14 +296,35 @@ for (const uplinkTransport of ["websocket", "http"] as const) {
       assert.match(transport.lastError ?? "", /reset|without a status|Unavailable|GOAWAY|closed/i);
     });
 
-    it("a wrong admin secret is fatal for the uplink, with the relay's reason", async () => {
+    it("a wrong uplink secret, or the admin secret, is fatal for the uplink, with the relay's reason", async () => {
+      for (const [secret, reason] of [
+        ["wrong", /invalid uplink secret/],
+        [network.adminSecret, /admin secret does not open the uplink/],
+      ] as const) {
+        let fatal: { reason: string; code: number } | undefined;
+        const refused = startUplink(secret, (why, code) => {
+          fatal = { reason: why, code };
+        });
+        const result = await eventually("the refusal", () => fatal);
+        assert.equal(result.code, 4401);
+        assert.match(result.reason, reason);
+        assert.equal(refused.state, "stopped");
+      }
+    });
+
+    it("a server key other than the pinned one is fatal for the uplink, naming the operator's reset", async () => {
+      // The uplink of the tests above pinned serverKey.
       let fatal: { reason: string; code: number } | undefined;
-      const refused = startUplink("wrong", (reason, code) => {
-        fatal = { reason, code };
-      });
+      const refused = startUplink(
+        network.uplinkSecret,
+        (reason, code) => {
+          fatal = { reason, code };
+        },
+        generatePrivateKey(),
+      );
       const result = await eventually("the refusal", () => fatal);
-      assert.equal(result.code, 4401);
-      assert.match(result.reason, /invalid admin secret/);
+      assert.equal(result.code, CloseCode.ServerKeyMismatch);
+      assert.match(result.reason, /siderolink-relay network reset-server-key edge/);
       assert.equal(refused.state, "stopped");
     });
 

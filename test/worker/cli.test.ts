@@ -108,7 +108,7 @@ function getWithHost(path: string, host: string): Promise<Record<string, unknown
 test("tokens made and revoked by the CLI decide who may provision on the Worker", async () => {
   const name = uniqueNetworkName();
   const created = await cliJson("network", "create", name);
-  const uplink = await new TestUplink(relay.url, name, String(created.adminSecret)).hello();
+  const uplink = await new TestUplink(relay.url, name, String(created.uplinkSecret)).hello();
   uplinks.push(uplink);
   const client = provisionClient(relay.url, "connect", "binary");
 

@@ -52,7 +52,7 @@ test("networks, tokens and peers survive a restart; a node reconnects without pr
     operatorToken: first.operatorToken,
   });
   relays.push(second);
-  const { name, adminSecret, joinToken } = net.network;
+  const { name, adminSecret, uplinkSecret, joinToken } = net.network;
 
   const listed = await adminCall(second.url, second.operatorToken, "GET", "/v1/networks");
   assert.ok((listed.json.networks as string[]).includes(name), JSON.stringify(listed.json));
@@ -66,7 +66,7 @@ test("networks, tokens and peers survive a restart; a node reconnects without pr
   assert.deepEqual(tokensAfter.json, tokensBefore);
 
   // The uplink's peer list comes from storage: the node is in it.
-  const uplink = await new TestUplink(second.url, name, adminSecret).hello();
+  const uplink = await new TestUplink(second.url, name, uplinkSecret, net.uplink.serverKey).hello();
   assert.deepEqual(
     uplink.peerList!.peers.map((peer) => peer.virtualAddress),
     [node.tag],

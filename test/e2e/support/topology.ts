@@ -56,6 +56,7 @@ export interface RelayInfo {
   apiUrl: string;
   joinToken: string;
   adminSecret: string;
+  uplinkSecret: string;
   serverAddress: string;
 }
 
@@ -283,6 +284,7 @@ export async function createTopology(prefix: string): Promise<Topology> {
           relay.serverUrl,
           "--network",
           NetworkName,
+          `--uplink-secret=${relay.info.uplinkSecret}`,
           `--admin-secret=${relay.info.adminSecret}`,
           "--iface",
           iface,

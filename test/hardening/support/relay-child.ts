@@ -31,8 +31,8 @@ if (options.network) {
   const secretsFile = join(options.dataDir, `${options.network}.child-secrets.json`);
   let secrets: NetworkSecrets;
   if ((await runtime.store.network()) === undefined) {
-    const { adminSecret, joinToken } = await initializeNetwork(runtime);
-    secrets = { adminSecret, joinToken };
+    const { adminSecret, uplinkSecret, joinToken } = await initializeNetwork(runtime);
+    secrets = { adminSecret, uplinkSecret, joinToken };
     writeFileSync(secretsFile, JSON.stringify(secrets), { mode: 0o600 });
   } else {
     secrets = JSON.parse(readFileSync(secretsFile, "utf8")) as NetworkSecrets;

@@ -29,6 +29,7 @@ export interface RelayInfo {
   apiUrl: string;
   joinToken: string;
   adminSecret: string;
+  uplinkSecret: string;
   serverAddress: string;
 }
 
@@ -127,11 +128,14 @@ export async function createOverlayLab(prefix: string): Promise<OverlayLab> {
         `${scheme}://${EdgeToMgmt.edge}:${RelayPort}`,
         "--network",
         "edge",
+        `--uplink-secret=${relay.uplinkSecret}`,
         `--admin-secret=${relay.adminSecret}`,
         "--iface",
         iface,
+        // One management server: the relay pins its key at the first HELLO, so every server this
+        // lab starts keeps the same state dir (and key).
         "--state",
-        join(work, `state-${iface}`),
+        join(work, "state-server"),
         "--run-dir",
         run,
         ...extra,

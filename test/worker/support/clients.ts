@@ -38,6 +38,8 @@ export interface NetworkSummary {
   readonly apiUrl: string;
   readonly joinToken: string;
   readonly adminSecret: string;
+  /** Opens the network's uplink; shown once, at creation. */
+  readonly uplinkSecret: string;
   readonly prefix: string;
   readonly serverAddress: string;
 }
@@ -188,11 +190,12 @@ export class TestUplink {
   /** Datagram frames, in order, that arrived while acknowledging. */
   readonly frames: Uint8Array[] = [];
 
-  constructor(base: URL, network: string, adminSecret: string) {
+  /** `serverKey`: the key HELLO presents (default: a fresh one, which only a new network pins). */
+  constructor(base: URL, network: string, uplinkSecret: string, serverKey?: Uint8Array) {
     this.socket = new TestSocket(webSocketUrl(base, `/v1/networks/${network}/uplink`), {
-      authorization: `Bearer ${adminSecret}`,
+      authorization: `Bearer ${uplinkSecret}`,
     });
-    this.serverKey = new Uint8Array(randomBytes(32));
+    this.serverKey = serverKey ?? new Uint8Array(randomBytes(32));
   }
 
   get serverKeyText(): string {

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { convertV4MiniflareOptions, Log, LogLevel, Miniflare } from "miniflare";
@@ -51,6 +51,11 @@ export interface WorkerRelay {
   evictMesh(clusterId: string): Promise<void>;
   /** The tables in a network object's SQLite storage (runtime-internal `_cf_` ones left out). */
   networkTables(network: string): Promise<string[]>;
+  /**
+   * How many network objects ever ran on this relay's storage: workerd gives each object that
+   * is constructed a database file of its own, which stays when the object deletes its storage.
+   */
+  networkObjectCount(): Promise<number>;
   /** Stops workerd. Storage stays on disk for a relay started on the same directory. */
   stop(): Promise<void>;
 }
@@ -128,6 +133,15 @@ export async function startWorkerRelay(options: WorkerRelayOptions = {}): Promis
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' ORDER BY name",
       );
       return rows.map((row) => row.name);
+    },
+    networkObjectCount: async () => {
+      const files = await readdir(
+        join(persistDirectory, "do", `${workerName}-NetworkObject`),
+      ).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === "ENOENT") return [];
+        throw error;
+      });
+      return files.filter((file) => file.endsWith(".sqlite") && file !== "metadata.sqlite").length;
     },
     stop: () => miniflare.dispose(),
   };

@@ -33,7 +33,7 @@ export interface TestNetwork {
 
 export async function startTestNetwork(base: URL, operatorToken: string): Promise<TestNetwork> {
   const network = await createNetwork(base, operatorToken, uniqueNetworkName());
-  const uplink = await new TestUplink(base, network.name, network.adminSecret).hello();
+  const uplink = await new TestUplink(base, network.name, network.uplinkSecret).hello();
   const sockets: TestSocket[] = [uplink.socket];
   const client = provisionClient(base, "connect");
   return {

@@ -187,7 +187,7 @@ export class NetworkObject extends DurableObject<Env> {
     let runtime: NetworkRuntime | undefined;
     runtime = createNetworkRuntime({
       store: createSqlNetworkStore(this.#sql, name),
-      acceptWebSocket: (_request, admission) => this.#accept(runtime!, admission),
+      acceptWebSocket: (_request, admission) => this.#accept(runtime!, admission, config),
       hubLimits: config.hubLimits,
       log: CONSOLE_OBJECT_LOG,
     });
@@ -231,7 +231,11 @@ export class NetworkObject extends DurableObject<Env> {
     }
   }
 
-  #accept(runtime: NetworkRuntime, admission: Admission): Response {
+  async #accept(
+    runtime: NetworkRuntime,
+    admission: Admission,
+    config: RelayConfig,
+  ): Promise<Response> {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     if ("refuse" in admission) {
       // Not hibernatable: it lives only until the close frame is out.
@@ -241,6 +245,9 @@ export class NetworkObject extends DurableObject<Env> {
       // No tags: the attachment says all the hub needs, and survives hibernation with it.
       this.ctx.acceptWebSocket(server);
       runtime.hub.attach(this.#wrap(runtime, server, admission.attach, true), admission.attach);
+      if ((await this.ctx.storage.getAlarm()) === null) {
+        await this.ctx.storage.setAlarm(Date.now() + this.#sweepInterval(config));
+      }
     }
     return new Response(null, { status: 101, webSocket: client });
   }

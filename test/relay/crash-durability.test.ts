@@ -42,8 +42,8 @@ test("kill -9 during a provisioning burst: every node that got an answer is in t
   const line = await eventually("the relay to print its address", () =>
     printed.includes("\n") ? printed.split("\n")[0] : undefined,
   );
-  const info = JSON.parse(line) as { url: string; joinToken: string; adminSecret: string };
-  const uplink = new Uplink({ url: info.url }, "crash", info.adminSecret);
+  const info = JSON.parse(line) as { url: string; joinToken: string; uplinkSecret: string };
+  const uplink = new Uplink({ url: info.url }, "crash", info.uplinkSecret);
   await uplink.ready();
 
   const client = createClient(ProvisionService, createGrpcTransport({ baseUrl: info.url }));

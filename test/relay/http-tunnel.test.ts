@@ -32,7 +32,7 @@ describe("the HTTP-only tunnel on the Node relay", () => {
 
   async function networkWithNode() {
     const summary = await relay.createNetwork();
-    const uplink = relay.openUplink(summary.name, summary.adminSecret);
+    const uplink = relay.openUplink(summary.name, summary.uplinkSecret);
     closers.push(uplink.socket);
     await uplink.hello();
     const provisionOne = async () => {
@@ -162,7 +162,7 @@ describe("the HTTP-only tunnel on the Node relay", () => {
     const withSecret = await send(
       uplinkPath,
       session,
-      { authorization: `Bearer ${here.summary.adminSecret}` },
+      { authorization: `Bearer ${here.summary.uplinkSecret}` },
       body,
     );
     assert.equal(withSecret.headers.get("grpc-status"), "5", "a node's session is no uplink's");

@@ -7,14 +7,11 @@ import type { IncomingMessage } from "node:http";
 import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
-import { MAX_FRAME_SIZE } from "../../shared/tunnel/frame.ts";
+import { CloseCode, MAX_FRAME_SIZE } from "../../shared/tunnel/frame.ts";
 import { logStream } from "../app/log.ts";
 import type { Admission, NetworkRuntime } from "../app/runtime.ts";
 import type { HubSocket } from "../hub/socket.ts";
 import { webSocketDatagrams } from "../hub/websocket-batches.ts";
-
-/** RFC 6455's code for a connection that ended without a close frame. */
-const ABNORMAL_CLOSURE = 1006;
 
 /** What to do with the socket once `ws` completes the handshake. */
 type PendingUpgrade = (ws: WebSocket) => void;
@@ -120,7 +117,7 @@ function adopt(ws: WebSocket, runtime: NetworkRuntime, admission: Admission): vo
     hub.closed(socket);
   });
   ws.on("error", (error) => {
-    gone(ABNORMAL_CLOSURE, error.message);
+    gone(CloseCode.Abnormal, error.message);
     hub.closed(socket);
   });
   hub.attach(socket, attach);

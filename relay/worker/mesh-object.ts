@@ -124,7 +124,10 @@ export class MeshObject extends DurableObject<Env> {
     const socket = this.#sockets.get(ws);
     if (socket) this.#cluster.closed(socket);
     try {
-      ws.close(code === 1005 || code === 1006 ? CloseCode.Normal : code, reason);
+      ws.close(
+        code === CloseCode.NoStatus || code === CloseCode.Abnormal ? CloseCode.Normal : code,
+        reason,
+      );
     } catch {
       // The runtime completed the closing handshake already.
     }

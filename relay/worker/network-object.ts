@@ -53,9 +53,6 @@ import {
 } from "./env.ts";
 import { createDurableHubSocket } from "./hub-socket.ts";
 
-/** RFC 6455's code for a connection that ended without a close frame. */
-const ABNORMAL_CLOSURE = 1006;
-
 interface Relay {
   readonly runtime: NetworkRuntime;
   readonly app: Hono;
@@ -116,14 +113,17 @@ export class NetworkObject extends DurableObject<Env> {
     this.#sockets.get(ws)?.gone(code, reason);
     await this.#forget(ws);
     try {
-      ws.close(code === 1005 || code === 1006 ? CloseCode.Normal : code, reason);
+      ws.close(
+        code === CloseCode.NoStatus || code === CloseCode.Abnormal ? CloseCode.Normal : code,
+        reason,
+      );
     } catch {
       // The runtime completed the closing handshake already.
     }
   }
 
   override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
-    this.#sockets.get(ws)?.gone(ABNORMAL_CLOSURE, String(error));
+    this.#sockets.get(ws)?.gone(CloseCode.Abnormal, String(error));
     await this.#forget(ws);
   }
 

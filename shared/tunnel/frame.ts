@@ -90,6 +90,10 @@ export const SWEEP_INTERVAL_MS = PING_INTERVAL_MS;
 export const CloseCode = {
   Normal: 1000,
   GoingAway: 1001,
+  /** Never sent (RFC 6455): what a runtime reports for a close frame without a code. */
+  NoStatus: 1005,
+  /** Never sent (RFC 6455): what a runtime reports when a connection dropped without a close. */
+  Abnormal: 1006,
   Malformed: 1007,
   TooBig: 1009,
   /**

@@ -15,7 +15,7 @@
 import http from "node:http";
 import https from "node:https";
 import { FrameError } from "../../shared/tunnel/decode.ts";
-import { LIVENESS_TIMEOUT_MS, MAX_FRAME_SIZE } from "../../shared/tunnel/frame.ts";
+import { CloseCode, LIVENESS_TIMEOUT_MS, MAX_FRAME_SIZE } from "../../shared/tunnel/frame.ts";
 import { decodeGrpcMessage, GrpcStatus } from "../../shared/tunnel/grpc-status.ts";
 import {
   CLOSE_CODE_TRAILER,
@@ -49,8 +49,6 @@ import {
 
 /** How long Receive may take to answer before the attempt counts as failed. */
 const RESPONSE_TIMEOUT_MS = 10_000;
-/** The close code a stream gets that dropped without the relay's trailer. */
-const ABNORMAL_CLOSURE = 1006;
 
 export interface SupervisedHttpTunnelOptions {
   /** The stream's base URL: `http(s)://authority/v1/networks/NETWORK/tunnel` (or `/uplink`). */
@@ -146,7 +144,7 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
       });
       const answered = setTimeout(
         () =>
-          this.end(ABNORMAL_CLOSURE, `no answer from ${base.host} in ${RESPONSE_TIMEOUT_MS} ms`),
+          this.end(CloseCode.Abnormal, `no answer from ${base.host} in ${RESPONSE_TIMEOUT_MS} ms`),
         RESPONSE_TIMEOUT_MS,
       );
       req.on("response", (response) => {
@@ -161,7 +159,7 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
         if (typeof id !== "string" || id === "") {
           response.resume();
           this.end(
-            ABNORMAL_CLOSURE,
+            CloseCode.Abnormal,
             `HTTP ${response.statusCode} from ${base.host} without ${SESSION_HEADER}: is this a siderolink relay?`,
           );
           return;
@@ -169,7 +167,7 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
         this.#session = id;
         this.#read(response);
       });
-      req.on("error", (error) => this.end(ABNORMAL_CLOSURE, error.message));
+      req.on("error", (error) => this.end(CloseCode.Abnormal, error.message));
       req.end(EMPTY_FRAMES_MESSAGE);
     }
 
@@ -208,7 +206,7 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
         if (flags & ENVELOPE_TRAILER_FLAG) {
           const fields = parseTrailer(body);
           this.end(
-            Number(fields.get(CLOSE_CODE_TRAILER) ?? ABNORMAL_CLOSURE),
+            Number(fields.get(CLOSE_CODE_TRAILER) ?? CloseCode.Abnormal),
             fields.get("grpc-message") ?? "",
           );
           return;
@@ -227,8 +225,8 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
           this.end(error instanceof FrameError ? error.closeCode : 1007, message);
         }
       });
-      response.on("end", () => this.end(ABNORMAL_CLOSURE, "the relay ended the stream"));
-      response.on("error", (error) => this.end(ABNORMAL_CLOSURE, error.message));
+      response.on("end", () => this.end(CloseCode.Abnormal, "the relay ended the stream"));
+      response.on("error", (error) => this.end(CloseCode.Abnormal, error.message));
     }
 
     #opened(): void {
@@ -241,7 +239,7 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
         const now = Date.now();
         if (now - this.#lastReceived > LIVENESS_TIMEOUT_MS) {
           log.warn(`${what} silent too long; reconnecting`, { silentMs: now - this.#lastReceived });
-          this.end(ABNORMAL_CLOSURE, "silent too long");
+          this.end(CloseCode.Abnormal, "silent too long");
           return;
         }
         if (now - this.#lastSent >= KEEPALIVE_INTERVAL_MS && this.#inFlight === 0) this.#post(true);
@@ -301,7 +299,7 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
           this.#flush();
         });
       });
-      req.on("error", (error) => this.end(ABNORMAL_CLOSURE, `Send failed: ${error.message}`));
+      req.on("error", (error) => this.end(CloseCode.Abnormal, `Send failed: ${error.message}`));
       req.end(body);
     }
 
@@ -369,7 +367,7 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
 function statusOf(response: http.IncomingMessage): { code: number; reason: string } | undefined {
   if (response.statusCode !== 200) {
     return {
-      code: ABNORMAL_CLOSURE,
+      code: CloseCode.Abnormal,
       reason: `HTTP ${response.statusCode} ${response.statusMessage ?? ""}`.trim(),
     };
   }
@@ -379,5 +377,5 @@ function statusOf(response: http.IncomingMessage): { code: number; reason: strin
   const closeCode = response.headers[CLOSE_CODE_TRAILER];
   if (typeof closeCode === "string") return { code: Number(closeCode), reason };
   if (Number(status) === GrpcStatus.Ok) return { code: GrpcStatus.Ok, reason };
-  return { code: ABNORMAL_CLOSURE, reason: `grpc-status ${status}: ${reason}` };
+  return { code: CloseCode.Abnormal, reason: `grpc-status ${status}: ${reason}` };
 }

@@ -28,8 +28,6 @@ import {
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How long a closing handshake may take at shutdown before the socket is cut. */
 const CLOSE_TIMEOUT_MS = 2000;
-/** The close code ws reports when the connection dropped without a close frame. */
-const AbnormalClosure = 1006;
 
 export interface SupervisedWebSocketOptions {
   readonly url: string;
@@ -145,7 +143,7 @@ export function superviseWebSocket(options: SupervisedWebSocketOptions): Supervi
       if (socket !== ws || state === "stopped") return;
       socket = undefined;
       const text = reason.toString();
-      if (code !== AbnormalClosure || lastError === undefined)
+      if (code !== CloseCode.Abnormal || lastError === undefined)
         lastError = `closed with ${code}${text ? ` "${text}"` : ""}`;
       if (options.endsForGood(code)) {
         state = "stopped";

@@ -99,9 +99,21 @@ export function describeMesh(kind: MeshRelayKind): void {
     });
 
     it("a reaches b directly at its LAN endpoint and c through the relay, as status and wg show say", async () => {
-      const a = await lab.status("a");
-      const b = peerOf(a, statuses.b!);
-      const c = peerOf(a, statuses.c!);
+      // A new peer starts on the relay and moves to a direct path once one answers: wait for
+      // the settled state rather than read it once.
+      const { b, c } = await eventually(
+        "a to reach b directly and c through the relay, both with a handshake",
+        async () => {
+          const a = await lab.status("a");
+          const b = peerOf(a, statuses.b!);
+          const c = peerOf(a, statuses.c!);
+          return b?.path === "direct" && c?.path === "relay" && b.lastHandshake && c.lastHandshake
+            ? { b, c }
+            : undefined;
+        },
+        60_000,
+        250,
+      );
       assert.equal(b?.path, "direct");
       assert.match(b?.endpoint ?? "", new RegExp(`^${Lan.b.replaceAll(".", "\\.")}:\\d+$`));
       assert.equal(c?.path, "relay");

@@ -50,6 +50,9 @@ import { connectRelayLink, type RelayLink } from "./relay-link.ts";
 import { installMeshRouting, type MeshRouting } from "./routing.ts";
 
 /** A direct path whose handshake is this old has stopped: WireGuard gives up on a key then. */
+/** How soon a route update that failed is tried again. */
+const ROUTES_RETRY_MS = 1_000;
+
 export const STALE_HANDSHAKE_MS = REJECT_AFTER_TIME;
 export const DEFAULT_SWEEP_MS = 30_000;
 /** How often peers' paths and records' expiry are checked. */
@@ -133,11 +136,33 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
       `${formatIP(record.meshAddress)}/128`,
       ...record.routedPrefixes.map(formatPrefix),
     ];
+    // One route update at a time, each to the newest wanted set: two updates running at once
+    // interleave their `ip route` commands, and a removal that finishes last undoes an addition
+    // (a peer's route missing until its next record change). A failed update is tried again.
+    let routesWanted: string[] | undefined;
+    let routesUpdating = false;
+    let routesRetry: ReturnType<typeof setTimeout> | undefined;
     const syncRoutes = (): void => {
-      routing
-        .setRoutes([...peers.values()].flatMap((peer) => routedPrefixes(peer.record)))
-        .catch((error: unknown) => log.error("routes not updated", { error: String(error) }));
+      routesWanted = [...peers.values()].flatMap((peer) => routedPrefixes(peer.record));
+      if (routesUpdating) return;
+      routesUpdating = true;
+      void (async () => {
+        while (routesWanted !== undefined) {
+          const wanted = routesWanted;
+          routesWanted = undefined;
+          try {
+            await routing.setRoutes(wanted);
+          } catch (error) {
+            log.error("routes not updated; trying again", { error: String(error) });
+            clearTimeout(routesRetry);
+            routesRetry = setTimeout(syncRoutes, ROUTES_RETRY_MS);
+            routesRetry.unref();
+          }
+        }
+        routesUpdating = false;
+      })();
     };
+    cleanups.push(async () => clearTimeout(routesRetry));
 
     const removePeer = (key: string): void => {
       const peer = peers.get(key);

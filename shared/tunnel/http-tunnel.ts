@@ -44,7 +44,7 @@ export const SESSION_HEADER = "x-siderolink-session";
  * switches their frames in order. A Send without it is switched as it arrives.
  */
 export const SEQUENCE_HEADER = "x-siderolink-seq";
-export const MAX_SENDS_IN_FLIGHT = 4;
+export const MAX_SENDS_IN_FLIGHT = 2;
 /** Trailer carrying the close code (CloseCode in frame.ts) a WebSocket would have closed with. */
 export const CLOSE_CODE_TRAILER = "siderolink-close-code";
 /** gRPC-web's binary content type: proxies treat it as an opaque stream. */

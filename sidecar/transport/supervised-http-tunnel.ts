@@ -37,38 +37,22 @@ import {
   writeEnvelopeHeader,
   writeFrameField,
 } from "../../shared/tunnel/http-tunnel.ts";
-import type { LogFields, Logger } from "../log.ts";
-import { createProxyAgent, type ProxySettings, proxyFor } from "../net/proxy.ts";
-import { type TlsSettings, tlsOptions } from "../tls.ts";
+import { createProxyAgent, proxyFor } from "../net/proxy.ts";
+import { tlsOptions } from "../tls.ts";
 import {
   createReconnector,
   type FrameSink,
+  type SupervisedStreamOptions,
   type TransportState,
-  type TransportStats,
 } from "./transport.ts";
 
 /** How long Receive may take to answer before the attempt counts as failed. */
 const RESPONSE_TIMEOUT_MS = 10_000;
 
-export interface SupervisedHttpTunnelOptions {
+export interface SupervisedHttpTunnelOptions
+  extends SupervisedStreamOptions<FrameSink, Uint8Array> {
   /** The stream's base URL: `http(s)://authority/v1/networks/NETWORK/tunnel` (or `/uplink`). */
   readonly baseUrl: string;
-  /** Credential headers, sent with Receive and every Send. */
-  readonly headers: Readonly<Record<string, string>>;
-  readonly tls: TlsSettings;
-  readonly proxy: ProxySettings;
-  readonly log: Logger;
-  readonly stats: TransportStats;
-  readonly what: string;
-  readonly connectedFields: LogFields;
-  readonly retryIntervalMs: number | undefined;
-  onConnecting?(): void;
-  onOpen?(sink: FrameSink): void;
-  /** A frame from the relay (a view); a FrameError thrown here drops the stream. */
-  onBinary(sink: FrameSink, frame: Uint8Array): void;
-  onClosed?(): void;
-  endsForGood(code: number): boolean;
-  onEnded(code: number, reason: string): void;
 }
 
 export interface SupervisedHttpTunnel {

@@ -14,14 +14,13 @@ import {
   PING_INTERVAL_MS,
   PING_TEXT,
 } from "../../shared/tunnel/frame.ts";
-import type { LogFields, Logger } from "../log.ts";
-import { createProxyAgent, type ProxySettings, proxyFor } from "../net/proxy.ts";
-import { type TlsSettings, tlsOptions } from "../tls.ts";
+import { createProxyAgent, proxyFor } from "../net/proxy.ts";
+import { tlsOptions } from "../tls.ts";
 import {
   createReconnector,
   type FrameStream,
+  type SupervisedStreamOptions,
   type TransportState,
-  type TransportStats,
 } from "./transport.ts";
 
 /** How long an upgrade may take before the attempt counts as failed. */
@@ -29,31 +28,8 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How long a closing handshake may take at shutdown before the socket is cut. */
 const CLOSE_TIMEOUT_MS = 2000;
 
-export interface SupervisedWebSocketOptions {
+export interface SupervisedWebSocketOptions extends SupervisedStreamOptions<WebSocket, Buffer> {
   readonly url: string;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly tls: TlsSettings;
-  /** Forward proxies: a proxied WebSocket goes through CONNECT. */
-  readonly proxy: ProxySettings;
-  readonly log: Logger;
-  readonly stats: TransportStats;
-  /** What the log calls the stream: `<what> connected`, `<what> down; retrying`. */
-  readonly what: string;
-  /** Fields of the `<what> connected` line. */
-  readonly connectedFields: LogFields;
-  readonly retryIntervalMs: number | undefined;
-  /** Called before each connection attempt. */
-  onConnecting?(): void;
-  /** Called once a connection is open, before the first ping. */
-  onOpen?(ws: WebSocket): void;
-  /** A binary message; a FrameError thrown here closes the connection with its code. */
-  onBinary(ws: WebSocket, data: Buffer): void;
-  /** Called whenever a connection closes, even at shutdown. */
-  onClosed?(): void;
-  /** Whether the relay's close code ends the stream for good (no reconnect). */
-  endsForGood(code: number): boolean;
-  /** The stream ended for good (state is already "stopped"); `reason` may be empty. */
-  onEnded(code: number, reason: string): void;
 }
 
 export interface SupervisedWebSocket extends FrameStream {

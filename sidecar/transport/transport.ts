@@ -6,7 +6,9 @@
  * ("peer not allowed", "peer replaced"), it stops and reports `onTerminal`, and the caller
  * provisions again.
  */
-import type { Logger } from "../log.ts";
+import type { LogFields, Logger } from "../log.ts";
+import type { ProxySettings } from "../net/proxy.ts";
+import type { TlsSettings } from "../tls.ts";
 
 /**
  * The WebSocket transport's retry after a failure. (Talos's gRPC stream has no such delay: it
@@ -128,4 +130,35 @@ export function createReconnector(options: {
       timer = undefined;
     },
   };
+}
+
+/**
+ * What a supervised stream (the WebSocket, or the HTTP-only tunnel) is told and calls back, over
+ * connections of type C that deliver binary messages of type D.
+ */
+export interface SupervisedStreamOptions<C, D> {
+  /** Credential headers, sent with every request that opens or feeds the stream. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly tls: TlsSettings;
+  /** Forward proxies: a proxied stream goes through CONNECT. */
+  readonly proxy: ProxySettings;
+  readonly log: Logger;
+  readonly stats: TransportStats;
+  /** What the log calls the stream: `<what> connected`, `<what> down; retrying`. */
+  readonly what: string;
+  /** Fields of the `<what> connected` line. */
+  readonly connectedFields: LogFields;
+  readonly retryIntervalMs: number | undefined;
+  /** Called before each connection attempt. */
+  onConnecting?(): void;
+  /** Called once a connection is open. */
+  onOpen?(connection: C): void;
+  /** A binary message; a FrameError thrown here ends the connection with its code. */
+  onBinary(connection: C, data: D): void;
+  /** Called whenever a connection closes, even at shutdown. */
+  onClosed?(): void;
+  /** Whether the relay's close code ends the stream for good (no reconnect). */
+  endsForGood(code: number): boolean;
+  /** The stream ended for good (state is already "stopped"); `reason` may be empty. */
+  onEnded(code: number, reason: string): void;
 }

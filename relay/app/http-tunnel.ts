@@ -56,8 +56,18 @@ interface Session {
   readonly downlink: HttpDownlink;
   /** The SEQUENCE_HEADER value the next Send to switch carries. */
   nextSequence: number;
-  /** Bodies of Sends that arrived ahead of an earlier one, by sequence number. */
-  readonly held: Map<number, Uint8Array>;
+  /** Sends that arrived ahead of an earlier one, by sequence number, waiting for it. */
+  readonly held: Map<number, HeldSend>;
+}
+
+/**
+ * A Send that overtook an earlier one (they travel on separate connections). It is answered only
+ * once it is switched: the client counts a Send as in flight until its answer, so answering early
+ * would let it send past MAX_SENDS_IN_FLIGHT while the earlier one is still on its way.
+ */
+interface HeldSend {
+  readonly body: Uint8Array;
+  readonly answer: (response: Response) => void;
 }
 
 /** Bytes of randomness in a session id. */
@@ -87,10 +97,20 @@ export function registerHttpTunnelRoutes(
         return trailersOnly(grpcStatusOfClose(code), reason, code);
       }
       const id = randomSecret(SESSION_ID_BYTES);
+      const held = new Map<number, HeldSend>();
       const downlink = createHttpDownlink({
         onGone: () => {
           sessions.delete(id);
           runtime.hub.closed(downlink);
+          for (const send of held.values()) {
+            send.answer(
+              trailersOnly(
+                GrpcStatus.Unavailable,
+                "the stream ended before the Sends ahead of this one arrived",
+              ),
+            );
+          }
+          held.clear();
         },
       });
       const credential =
@@ -103,7 +123,7 @@ export function registerHttpTunnelRoutes(
         credential,
         downlink,
         nextSequence: 0,
-        held: new Map(),
+        held,
       });
       runtime.hub.attach(downlink, admission.attach);
       return new Response(downlink.body, {
@@ -144,22 +164,25 @@ export function registerHttpTunnelRoutes(
       if (sequence === undefined) return switchBody(session, body);
       const number = Number(sequence);
       const ahead = number - session.nextSequence;
-      if (!Number.isInteger(number) || ahead < 0 || ahead >= MAX_SENDS_IN_FLIGHT) {
-        const reason = `Send ${sequence} out of order: expected ${session.nextSequence} (at most ${MAX_SENDS_IN_FLIGHT} in flight)`;
+      if (
+        !Number.isInteger(number) ||
+        ahead < 0 ||
+        ahead >= MAX_SENDS_IN_FLIGHT ||
+        session.held.has(number)
+      ) {
+        const reason = `Send ${sequence} out of order: expected ${session.nextSequence} (at most ${MAX_SENDS_IN_FLIGHT} in flight, each number once)`;
         refuse(runtime, downlink, CloseCode.Malformed, reason);
         return trailersOnly(GrpcStatus.InvalidArgument, reason, CloseCode.Malformed);
       }
       if (ahead > 0) {
-        // An earlier Send is still on its way: this one waits for it, answered at once.
-        session.held.set(number, body);
-        return trailersOnly(GrpcStatus.Ok, "");
+        return new Promise<Response>((answer) => session.held.set(number, { body, answer }));
       }
-      let answer = switchBody(session, body);
+      const answer = switchBody(session, body);
       session.nextSequence++;
       for (let next = session.held.get(session.nextSequence); next; ) {
         session.held.delete(session.nextSequence);
-        answer = switchBody(session, next);
         session.nextSequence++;
+        next.answer(switchBody(session, next.body));
         next = session.held.get(session.nextSequence);
       }
       return answer;

@@ -194,7 +194,7 @@ describe("the HTTP-only tunnel on the Node relay", () => {
     }
   });
 
-  it("numbered Sends are switched in their order whatever order they arrive in; one too far ahead ends the session", async () => {
+  it("numbered Sends are switched in their order whatever order they arrive in, an early one answered only then; one too far ahead ends the session", async () => {
     const { summary, uplink, provisionOne } = await networkWithNode();
     const address = await provisionOne();
     const response = await receive(summary.name, address);
@@ -208,8 +208,27 @@ describe("the HTTP-only tunnel on the Node relay", () => {
         { "x-siderolink-ipv6-addr": address, "x-siderolink-seq": String(seq) },
         framesMessage([nodeFrame([datagram])]),
       );
-    assert.equal((await numbered(1, second)).headers.get("grpc-status"), "0");
+    let overtakerAnswered = false;
+    const overtaker = numbered(1, second).then((answer) => {
+      overtakerAnswered = true;
+      return answer;
+    });
+    // An unnumbered Send is switched at once: once its datagram is at the uplink, the relay has
+    // had its turn to answer Send 1 early, and must not have.
+    const marker = wireguardMessage(4, 60);
+    await send(
+      path,
+      session,
+      { "x-siderolink-ipv6-addr": address },
+      framesMessage([nodeFrame([marker])]),
+    );
+    assert.deepEqual(
+      (await atUplink(uplink)).map(([, datagram]) => datagram),
+      [marker],
+    );
+    assert.equal(overtakerAnswered, false, "Send 1 is answered only once Send 0 has arrived");
     assert.equal((await numbered(0, first)).headers.get("grpc-status"), "0");
+    assert.equal((await overtaker).headers.get("grpc-status"), "0");
     const arrived = [...(await atUplink(uplink)), ...(await atUplink(uplink))];
     assert.deepEqual(
       arrived.map(([, datagram]) => datagram),
@@ -222,5 +241,39 @@ describe("the HTTP-only tunnel on the Node relay", () => {
       decodeURIComponent(tooFar.headers.get("grpc-message") ?? ""),
       new RegExp(`Send ${2 + MAX_SENDS_IN_FLIGHT} out of order: expected 2`),
     );
+  });
+
+  it("a Send waiting for an earlier one is answered Unavailable when its stream ends", async () => {
+    const { summary, provisionOne } = await networkWithNode();
+    const address = await provisionOne();
+    const abort = new AbortController();
+    const response = await fetch(
+      new URL(`/v1/networks/${summary.name}/tunnel/${SERVICE}/Receive`, relay.url),
+      {
+        method: "POST",
+        headers: {
+          "content-type": "application/grpc-web+proto",
+          "x-siderolink-ipv6-addr": address,
+        },
+        body: framesMessage([]),
+        signal: abort.signal,
+      },
+    );
+    const session = response.headers.get("x-siderolink-session")!;
+    const waiting = send(
+      `/v1/networks/${summary.name}/tunnel/${SERVICE}/Send`,
+      session,
+      { "x-siderolink-ipv6-addr": address, "x-siderolink-seq": "1" },
+      framesMessage([nodeFrame([wireguardMessage(4)])]),
+    );
+    // A second Receive for the address replaces the first stream, which ends its session.
+    await receive(summary.name, address);
+    const answer = await waiting;
+    assert.equal(answer.headers.get("grpc-status"), "14", "Unavailable");
+    assert.match(
+      decodeURIComponent(answer.headers.get("grpc-message") ?? ""),
+      /stream ended before the Sends ahead of this one arrived/,
+    );
+    abort.abort();
   });
 });

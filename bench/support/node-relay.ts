@@ -8,14 +8,15 @@
  * straight into the network's store (as Provision would leave them, without the uplink's ACK
  * round trip), and prints one JSON line: { url, network, adminSecret, uplinkSecret, joinToken, virtualAddresses }.
  *
- * The abuse limits (Provision rates, peer and tunnel caps, each node stream's datagram rate) are
- * raised far above any benchmark's rate where the relay build has them, so that the benchmarks
- * measure the relay rather than its limiters.
+ * The abuse limits (Provision rates, peer and tunnel caps, each node stream's datagram rate,
+ * connections per client address) are raised far above any benchmark's rate where the relay
+ * build has them, so that the benchmarks measure the relay rather than its limiters.
  * SIGUSR2 runs a full garbage collection and prints { rss, heapUsed, external } as a JSON line.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { createWriteStream, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { jsonLineLog } from "../../relay/app/log.ts";
 import {
   describeNetwork,
   initializeNetwork,
@@ -36,6 +37,7 @@ if (!dataDir || !network) {
 }
 const seedPeers = Number(seedText ?? 0);
 
+const logFile = createWriteStream(join(dataDir, "relay.log"));
 const unlimited = { burst: 1e9, perSecond: 1e9 };
 // A variable, not a literal: relay builds without the option accept (and ignore) it.
 const options = {
@@ -50,6 +52,11 @@ const options = {
     maxPeersPerNetwork: 1e9,
     maxTunnels: 1e9,
   },
+  // Every load generator connects from 127.0.0.1: one address holding thousands of tunnels.
+  connections: { maxConnections: 1e9, maxConnectionsPerAddress: 1e9 },
+  // Standard output carries this script's JSON answers only. The relay still formats and writes
+  // every log line, as in production, but to a file in DATA_DIR.
+  log: jsonLineLog((line) => logFile.write(line)),
 };
 const server = await startRelayServer(options);
 const runtime = await server.directory.runtime(network);

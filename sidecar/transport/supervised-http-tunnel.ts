@@ -111,11 +111,13 @@ export function superviseHttpTunnel(options: SupervisedHttpTunnelOptions): Super
     }
 
     /**
-     * Bytes queued and not yet handed to a request: like a WebSocket's bufferedAmount, what the
-     * POST in flight carries is out already (in the kernel's buffers or on the way).
+     * Bytes queued beyond the next Send: like a WebSocket's bufferedAmount, which leaves out
+     * what the kernel's socket buffer holds. The body being built is what the next POST carries
+     * as soon as a slot frees; counting it made the node drop datagrams (HIGH_WATER_BYTES) on
+     * every round trip of a busy tunnel, where a WebSocket drops none.
      */
     get bufferedAmount(): number {
-      return this.#pendingLength - ENVELOPE_HEADER_SIZE + this.#sealedBytes;
+      return this.#sealedBytes;
     }
 
     start(): void {

@@ -318,9 +318,12 @@ export function http2ProxyConnection(
   return () => {
     const tunnel = proxyTunnelStream(proxy, host, port);
     if (!secure) return tunnel;
+    // `host` is what the certificate is checked against: without it, over a given socket, that
+    // is "localhost", and a relay addressed by IP fails the check.
     return tls.connect({
       ...tlsOptions,
       socket: tunnel,
+      host,
       servername: net.isIP(host) ? undefined : host,
       ALPNProtocols: ["h2"],
     });

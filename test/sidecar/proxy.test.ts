@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
+import http2 from "node:http2";
 import https from "node:https";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -17,6 +18,7 @@ import {
   connectThroughProxy,
   createProxyAgent,
   type ForwardProxy,
+  http2ProxyConnection,
   loadProxySettings,
   NO_PROXY,
   proxyAuthorization,
@@ -114,6 +116,8 @@ describe("CONNECT through a proxy that wants a credential", () => {
   let proxy: http.Server;
   let tlsProxy: https.Server;
   let target: http.Server;
+  let h2Target: http2.Http2SecureServer;
+  let h2TargetPort: number;
   let proxyPort: number;
   let tlsProxyPort: number;
   let targetPort: number;
@@ -148,6 +152,12 @@ describe("CONNECT through a proxy that wants a credential", () => {
       (_request, response) => response.writeHead(405).end(),
     );
     tlsProxy.on("connect", onConnect);
+    h2Target = http2.createSecureServer(
+      { cert: readFileSync(certificates.cert), key: readFileSync(certificates.key) },
+      (request, response) => response.end(`h2 ${request.url}`),
+    );
+    await new Promise<void>((resolve) => h2Target.listen(0, "127.0.0.1", resolve));
+    h2TargetPort = (h2Target.address() as net.AddressInfo).port;
     await new Promise<void>((resolve) => target.listen(0, "127.0.0.1", resolve));
     await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
     await new Promise<void>((resolve) => tlsProxy.listen(0, "127.0.0.1", resolve));
@@ -159,6 +169,7 @@ describe("CONNECT through a proxy that wants a credential", () => {
   after(() => {
     proxy.close();
     tlsProxy.close();
+    h2Target.close();
     target.close();
     rmSync(certDir, { recursive: true, force: true });
   });
@@ -180,6 +191,31 @@ describe("CONNECT through a proxy that wants a credential", () => {
       ),
       /CONNECT 127\.0\.0\.1:\d+ refused: HTTP\/1\.1 407 Proxy Authentication Required \(check the user and password in the proxy URL\)/,
     );
+  });
+
+  it("HTTP/2 over TLS to a target named by IP address goes through CONNECT, its certificate checked for that address", async () => {
+    const origin = `https://127.0.0.1:${h2TargetPort}`;
+    const settings = loadProxySettings(`http://user:pass@127.0.0.1:${proxyPort}`, {});
+    const createConnection = http2ProxyConnection(settings, origin, { ca });
+    assert.ok(createConnection);
+    const session = http2.connect(origin, { createConnection });
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        const request = session.request({ ":path": "/h2-path" });
+        let text = "";
+        request.on("data", (chunk) => {
+          text += chunk;
+        });
+        request.on("end", () => resolve(text));
+        request.on("error", reject);
+        session.on("error", reject);
+        request.end();
+      });
+      assert.equal(body, "h2 /h2-path");
+      assert.equal(asked.at(-1), `127.0.0.1:${h2TargetPort}`);
+    } finally {
+      session.destroy();
+    }
   });
 
   it("an https:// proxy is spoken to over TLS, trusting --ca-file, then CONNECT inside it", async () => {

@@ -120,7 +120,7 @@ export interface RelayAccess {
 export function loadRelayAccess(options: ParsedOptions, log: Logger): RelayAccess {
   const tls = loadTlsSettings(options.get("ca-file"), options.flag("insecure"));
   if (tls.insecure) log.warn(INSECURE_WARNING);
-  const proxy = loadProxySettings(options.get("proxy"));
+  const proxy = loadProxySettings(options.get("proxy"), process.env, tls);
   for (const [name, url] of [
     ["--proxy", proxy.explicit],
     ["HTTPS_PROXY", proxy.httpsProxy],

@@ -29,7 +29,13 @@ import {
 } from "./services/overlay-services.ts";
 import { peerReport, type StatusSnapshot } from "./status.ts";
 import type { TlsSettings } from "./tls.ts";
-import { connectUplink, type Uplink } from "./uplink/client.ts";
+import { type AutoUplink, connectAutoUplink } from "./uplink/auto-uplink.ts";
+import {
+  connectUplink,
+  type Uplink,
+  type UplinkKind,
+  type UplinkOptions,
+} from "./uplink/client.ts";
 import { PeerReconciler, type PeerTable } from "./uplink/peers.ts";
 
 export interface ServerLinkOptions {
@@ -48,7 +54,8 @@ export interface ServerLinkOptions {
   readonly serverPublicKey: Uint8Array;
   readonly tls: TlsSettings;
   readonly proxy: ProxySettings;
-  readonly transport: "websocket" | "http";
+  /** The uplink's carrier, or auto: the WebSocket, else the HTTP-only tunnel (auto-uplink.ts). */
+  readonly transport: "auto" | UplinkKind;
   readonly log: Logger;
   readonly shutdown: Shutdown;
   /** The events sink and kernel log receiver for the nodes; absent: not served. */
@@ -59,7 +66,7 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
   const { relayUrl, network, address, iface, log, shutdown } = options;
   const startedAt = new Date().toISOString();
   let backend: WireGuardBackend | undefined;
-  let uplink: Uplink | undefined;
+  let uplink: Uplink | AutoUplink | undefined;
   let reconciler: PeerReconciler | undefined;
   let services: OverlayServices | undefined;
   const { adminSecret } = options;
@@ -124,7 +131,7 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
     };
     reconciler = new PeerReconciler(table);
     const batch: Uint8Array[] = [];
-    uplink = connectUplink({
+    const uplinkOptions: Omit<UplinkOptions, "transport"> = {
       relayUrl,
       network,
       secret: options.uplinkSecret,
@@ -132,7 +139,6 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
       reconciler,
       tls: options.tls,
       proxy: options.proxy,
-      transport: options.transport,
       log: log.with({ uplink: network }),
       onDatagrams(tags, datagrams) {
         // Consecutive datagrams of one node go to the device as one batch.
@@ -154,7 +160,12 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
         process.stderr.write(`siderolink-sidecar serve: the relay refused the uplink: ${reason}\n`);
         shutdown.stop(`uplink refused: ${reason}`, exitCode);
       },
-    });
+    };
+    const { transport } = options;
+    uplink =
+      transport === "auto"
+        ? connectAutoUplink(uplinkOptions)
+        : connectUplink({ ...uplinkOptions, transport });
     if (options.services) {
       services = await startOverlayServices({
         ...options.services,
@@ -179,9 +190,9 @@ export function createServerLink(options: ServerLinkOptions): RoleRuntime {
       relay: `${relayUrl}${uplinkPath(network)}`,
       up: link.synced,
       transport: {
-        kind: options.transport,
+        kind: link.kind,
         choice: options.transport,
-        reason: null,
+        reason: "reason" in link ? link.reason : null,
         state: link.state,
         lastError: link.lastError ?? null,
         connects: link.stats.connects,

@@ -60,11 +60,12 @@ Options (environment variable in brackets):
                             derived from /etc/machine-id)                 [SIDEROLINK_NODE_UUID]
   --unique-token TOKEN      node unique token (default: generated once, kept in the state dir)
                                                                       [SIDEROLINK_UNIQUE_TOKEN]
-  --transport KIND          auto, websocket, grpc or http: how to tunnel when the server asks
-                            for it. http is the HTTP-only tunnel (gRPC-web over HTTP/1.1
-                            requests), for networks whose proxies drop WebSockets and HTTP/2.
-                            auto starts on grpc for grpc:// URLs, websocket otherwise, falls
-                            back to http when that fails, and moves back when it works again
+  --transport KIND          auto (default, as for serve), websocket, grpc or http: how to
+                            tunnel when the server asks for it. http is the HTTP-only tunnel
+                            (gRPC-web over HTTP/1.1 requests), for networks whose proxies drop
+                            WebSockets and HTTP/2. auto starts on grpc for grpc:// URLs,
+                            websocket otherwise, falls back to http when that fails, and moves
+                            back when it works again
                                                                          [SIDEROLINK_TRANSPORT]
   --network NAME            the relay network for the WebSocket tunnel (default: the part of
                             the join token before the first ".")           [SIDEROLINK_NETWORK]

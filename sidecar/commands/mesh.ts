@@ -154,7 +154,7 @@ async function run(args: string[], log: Logger): Promise<number> {
   ensureStateDirectory(settings.stateDirectory);
   const privateKey = loadMeshKey(settings.stateDirectory);
   // The TCP connection the rules keep out of the tunnel: the proxy's when one carries it.
-  const dialed = proxyFor(proxy, relay) ?? relay;
+  const dialed = proxyFor(proxy, relay)?.url ?? relay;
   const host = dialed.hostname.replace(/^\[|\]$/g, "");
   const relayAddresses = isIP(host)
     ? [host]

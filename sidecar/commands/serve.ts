@@ -74,9 +74,12 @@ Options (environment variable in brackets):
   --insecure                do not verify the relay's TLS certificate (warns at every start)
   --metrics-port PORT       serve Prometheus metrics on 127.0.0.1:PORT (default: off)
                                                                       [SIDEROLINK_METRICS_PORT]
-  --transport KIND          websocket (default) or http: the uplink's carrier; http is the
-                            HTTP-only tunnel (gRPC-web over HTTP/1.1 requests), for a host
-                            whose proxies drop WebSockets                 [SIDEROLINK_TRANSPORT]
+  --transport KIND          auto (default, as for join), websocket or http: the uplink's
+                            carrier. http is the HTTP-only tunnel (gRPC-web over HTTP/1.1
+                            requests), for a host whose proxies drop WebSockets. auto starts on
+                            websocket, falls back to http when that fails, and moves back when
+                            it works again; status --json says which and why
+                                                                         [SIDEROLINK_TRANSPORT]
   --proxy URL               reach the relay through this HTTP proxy (CONNECT; user:password@ in
                             the URL for Basic auth); default: HTTPS_PROXY or HTTP_PROXY by the
                             URL's scheme, except hosts in NO_PROXY               [SIDEROLINK_PROXY]
@@ -225,7 +228,8 @@ async function serve(args: string[], log: Logger): Promise<number> {
     }
   }
 
-  const transport = choiceOption(options, "transport", ["websocket", "http"], "websocket");
+  // The same default as join's, so both ends of a network choose alike.
+  const transport = choiceOption(options, "transport", ["auto", "websocket", "http"], "auto");
   const { backendKind, tls, proxy } = await preflight(daemon, options, log);
   ensureStateDirectory(daemon.stateDirectory);
   const serverKey = loadOrCreateServerKey(daemon.stateDirectory);

@@ -6,7 +6,8 @@
  * Every target is reached through an HTTP CONNECT tunnel, plain http ones too: a WebSocket
  * upgrade and an HTTP/2 connection only survive a proxy that passes bytes through unread. The
  * proxy URL's userinfo becomes `Proxy-Authorization: Basic`. The proxy itself is spoken to over
- * plain TCP (`http://` proxy URLs) or TLS (`https://`).
+ * plain TCP (`http://` proxy URLs) or TLS (`https://`): verified against the system roots plus
+ * `--ca-file` (a site's proxy and a private relay may have different CAs), unless `--insecure`.
  */
 import http from "node:http";
 import https from "node:https";
@@ -14,11 +15,24 @@ import net from "node:net";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
 import { ExitCode, SidecarError } from "../exit-codes.ts";
+import type { TlsSettings } from "../tls.ts";
 
 /** How long the proxy has to answer CONNECT. */
 const CONNECT_TIMEOUT_MS = 10_000;
 /** Largest CONNECT response header block read. */
 const MAX_CONNECT_RESPONSE_BYTES = 16 * 1024;
+
+/** How an `https://` proxy's own certificate is checked. */
+export interface ProxyTls {
+  readonly ca?: (string | Buffer)[];
+  readonly rejectUnauthorized: boolean;
+}
+
+/** A proxy to go through: its URL, and the TLS trust for an `https://` one. */
+export interface ForwardProxy {
+  readonly url: URL;
+  readonly tls: ProxyTls;
+}
 
 export interface ProxySettings {
   /** `--proxy`: used for every target, NO_PROXY aside. */
@@ -27,6 +41,7 @@ export interface ProxySettings {
   readonly httpProxy: URL | undefined;
   /** NO_PROXY entries, lower-cased: `*`, hosts, `.domain` suffixes, optionally `:port`. */
   readonly noProxy: readonly string[];
+  readonly tls: ProxyTls;
 }
 
 export const NO_PROXY: ProxySettings = {
@@ -34,12 +49,22 @@ export const NO_PROXY: ProxySettings = {
   httpsProxy: undefined,
   httpProxy: undefined,
   noProxy: [],
+  tls: { rejectUnauthorized: true },
 };
 
-/** The settings from `--proxy` and the environment. */
+/** The trust for `https://` proxies: the system roots, plus the `--ca-file` CA when given. */
+export function proxyTls(settings: TlsSettings): ProxyTls {
+  return {
+    ...(settings.ca ? { ca: [...tls.rootCertificates, settings.ca] } : {}),
+    rejectUnauthorized: !settings.insecure,
+  };
+}
+
+/** The settings from `--proxy` and the environment; `tlsSettings` for `https://` proxies. */
 export function loadProxySettings(
   flag: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
+  tlsSettings: TlsSettings = { insecure: false },
 ): ProxySettings {
   const read = (name: string, text: string | undefined): URL | undefined => {
     if (text === undefined || text === "") return undefined;
@@ -53,6 +78,7 @@ export function loadProxySettings(
       .split(",")
       .map((entry) => entry.trim().toLowerCase())
       .filter((entry) => entry !== ""),
+    tls: proxyTls(tlsSettings),
   };
 }
 
@@ -74,7 +100,7 @@ function parseProxyUrl(text: string, name: string): URL {
 }
 
 /** The proxy for a target URL (http(s):, ws(s):, grpc:), or undefined to connect directly. */
-export function proxyFor(settings: ProxySettings, target: URL): URL | undefined {
+export function proxyFor(settings: ProxySettings, target: URL): ForwardProxy | undefined {
   const secure = target.protocol === "https:" || target.protocol === "wss:";
   const proxy = settings.explicit ?? (secure ? settings.httpsProxy : settings.httpProxy);
   if (proxy === undefined) return undefined;
@@ -87,7 +113,7 @@ export function proxyFor(settings: ProxySettings, target: URL): URL | undefined 
     const bare = name.replace(/^\*?\./, "");
     if (host === bare || host.endsWith(`.${bare}`)) return undefined;
   }
-  return proxy;
+  return { url: proxy, tls: settings.tls };
 }
 
 function splitHostPort(entry: string): [string, string | undefined] {
@@ -113,23 +139,48 @@ export function describeProxy(proxy: URL): string {
 
 /**
  * A TCP stream to `host:port` through the proxy's CONNECT, resolved once the proxy answered 2xx.
- * A refusal names the proxy's status line (407: the credential in the proxy URL).
+ * A refusal names the proxy's status line (407: the credential in the proxy URL); a failed TLS
+ * handshake with an `https://` proxy says so, and what to check.
  */
-export function connectThroughProxy(proxy: URL, host: string, port: number): Promise<net.Socket> {
+export function connectThroughProxy(
+  forward: ForwardProxy,
+  host: string,
+  port: number,
+): Promise<net.Socket> {
+  const proxy = forward.url;
   const authority = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-  const proxyPort = Number(proxy.port || (proxy.protocol === "https:" ? 443 : 80));
+  const secure = proxy.protocol === "https:";
+  const proxyPort = Number(proxy.port || (secure ? 443 : 80));
   const proxyHost = proxy.hostname.replace(/^\[|\]$/g, "");
   return new Promise((resolve, reject) => {
-    const socket: net.Socket =
-      proxy.protocol === "https:"
-        ? tls.connect({ host: proxyHost, port: proxyPort, servername: proxyHost })
-        : net.connect({ host: proxyHost, port: proxyPort });
+    let handshaken = !secure;
+    const socket: net.Socket = secure
+      ? tls.connect(
+          {
+            host: proxyHost,
+            port: proxyPort,
+            ...(net.isIP(proxyHost) ? {} : { servername: proxyHost }),
+            ...forward.tls,
+          },
+          () => {
+            handshaken = true;
+          },
+        )
+      : net.connect({ host: proxyHost, port: proxyPort });
     const fail = (message: string): void => {
       socket.destroy();
       reject(new Error(`proxy ${describeProxy(proxy)}: ${message}`));
     };
     socket.setTimeout(CONNECT_TIMEOUT_MS, () => fail(`no answer to CONNECT ${authority}`));
-    socket.once("error", (error) => fail(error.message));
+    socket.once("error", (error: NodeJS.ErrnoException) => {
+      if (handshaken || error.syscall === "connect") {
+        fail(error.message);
+        return;
+      }
+      fail(
+        `TLS to the proxy failed: ${error.message} (an https:// proxy URL needs a proxy that speaks TLS on that port, with a certificate for ${proxyHost} from the system's CAs or --ca-file)`,
+      );
+    });
     const authorization = proxyAuthorization(proxy);
     socket.write(
       `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n` +
@@ -170,7 +221,11 @@ export function connectThroughProxy(proxy: URL, host: string, port: number): Pro
  * the HTTP-only tunnel. TLS to the target runs inside the tunnel with the request's own options
  * (servername, ca, rejectUnauthorized).
  */
-export function createProxyAgent(proxy: URL, secure: boolean, keepAlive = false): http.Agent {
+export function createProxyAgent(
+  proxy: ForwardProxy,
+  secure: boolean,
+  keepAlive = false,
+): http.Agent {
   const open = (
     options: http.ClientRequestArgs & tls.ConnectionOptions,
     callback: (error: Error | null, socket?: net.Socket) => void,
@@ -204,7 +259,7 @@ export function createProxyAgent(proxy: URL, secure: boolean, keepAlive = false)
  * A Duplex to `host:port` through the proxy, usable at once (http2.connect's createConnection
  * must return synchronously): writes wait for the CONNECT answer, errors surface as stream errors.
  */
-export function proxyTunnelStream(proxy: URL, host: string, port: number): Duplex {
+export function proxyTunnelStream(proxy: ForwardProxy, host: string, port: number): Duplex {
   let socket: net.Socket | undefined;
   const waiting: [Buffer, () => void][] = [];
   const stream = new Duplex({
@@ -263,9 +318,12 @@ export function http2ProxyConnection(
   return () => {
     const tunnel = proxyTunnelStream(proxy, host, port);
     if (!secure) return tunnel;
+    // `host` is what the certificate is checked against: without it, over a given socket, that
+    // is "localhost", and a relay addressed by IP fails the check.
     return tls.connect({
       ...tlsOptions,
       socket: tunnel,
+      host,
       servername: net.isIP(host) ? undefined : host,
       ALPNProtocols: ["h2"],
     });

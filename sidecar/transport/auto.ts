@@ -11,9 +11,12 @@
  * one at the relay ("peer replaced").
  *
  * `reason` says which transport is in use and why, for `status --json` and the log.
+ *
+ * The choosing is the same for the node's tunnel and the server's uplink (uplink/auto-uplink.ts):
+ * createTransportSwitch holds either kind of transport; createAutoTransport is the node's.
  */
 import type { Logger } from "../log.ts";
-import type { NodeTransport, TransportKind } from "./transport.ts";
+import type { NodeTransport, TransportKind, TransportState, TransportStats } from "./transport.ts";
 
 /** How long the preferred transport may stay unconnected before the fallback takes over. */
 export const FALLBACK_AFTER_MS = 15_000;
@@ -22,27 +25,81 @@ export const MAX_PROBE_INTERVAL_MS = 15 * 60_000;
 /** How often the state of the transport in use is looked at. */
 const WATCH_INTERVAL_MS = 1_000;
 
-export interface AutoTransportOptions {
-  readonly preferred: Exclude<TransportKind, "http">;
-  /** Opens a transport of this kind; `onTerminal` of a transport no longer in use is ignored. */
-  create(kind: TransportKind, isCurrent: () => boolean): NodeTransport;
+/** A transport auto may start on: anything but the fallback. */
+export type PreferredKind = Exclude<TransportKind, "http">;
+
+/** What the switch reads of the transport it holds, a node's tunnel or the server's uplink. */
+export interface SwitchableTransport {
+  readonly kind: TransportKind;
+  readonly state: TransportState;
+  readonly stats: Readonly<TransportStats>;
+  readonly lastError: string | undefined;
+  close(): Promise<void>;
+}
+
+export interface TransportSwitchOptions<T extends SwitchableTransport, P extends PreferredKind> {
+  readonly preferred: P;
+  /**
+   * Opens a transport of this kind. `isCurrent` turns false once it is replaced: a replaced
+   * transport's terminal close (or fatal refusal) must then be ignored.
+   */
+  create(kind: P | "http", isCurrent: () => boolean): T;
   /** Whether the preferred transport gets through now (see above). */
-  probe(kind: Exclude<TransportKind, "http">): Promise<boolean>;
+  probe(kind: P): Promise<boolean>;
   readonly log: Logger;
   readonly fallbackAfterMs?: number;
   readonly probeIntervalMs?: number;
 }
+
+/** The transport in use, replaced as described above. */
+export interface TransportSwitch<T> {
+  readonly current: T;
+  /** Which transport is in use and why. */
+  readonly reason: string;
+  /** Stops switching and closes the transport in use. */
+  close(): Promise<void>;
+}
+
+export type AutoTransportOptions = TransportSwitchOptions<NodeTransport, PreferredKind>;
 
 export interface AutoTransport extends NodeTransport {
   /** Which transport is in use and why. */
   readonly reason: string;
 }
 
+/** The node's `--transport auto`: a NodeTransport that is whichever transport the switch holds. */
 export function createAutoTransport(options: AutoTransportOptions): AutoTransport {
+  const chosen = createTransportSwitch(options);
+  return {
+    get kind() {
+      return chosen.current.kind;
+    },
+    get state() {
+      return chosen.current.state;
+    },
+    get stats() {
+      return chosen.current.stats;
+    },
+    get lastError() {
+      return chosen.current.lastError;
+    },
+    get reason() {
+      return chosen.reason;
+    },
+    send(datagrams) {
+      chosen.current.send(datagrams);
+    },
+    close: () => chosen.close(),
+  };
+}
+
+export function createTransportSwitch<T extends SwitchableTransport, P extends PreferredKind>(
+  options: TransportSwitchOptions<T, P>,
+): TransportSwitch<T> {
   const { log, preferred } = options;
   const fallbackAfterMs = options.fallbackAfterMs ?? FALLBACK_AFTER_MS;
   const baseProbeMs = options.probeIntervalMs ?? PROBE_INTERVAL_MS;
-  let current: NodeTransport;
+  let current: T;
   let reason = `${preferred}: preferred for this relay URL`;
   let since = Date.now();
   let probeMs = baseProbeMs;
@@ -50,15 +107,15 @@ export function createAutoTransport(options: AutoTransportOptions): AutoTranspor
   let probing = false;
   let closed = false;
 
-  const open = (kind: TransportKind): NodeTransport => {
-    let transport: NodeTransport | undefined;
+  const open = (kind: P | "http"): T => {
+    let transport: T | undefined;
     transport = options.create(kind, () => transport === current);
     return transport;
   };
   current = open(preferred);
   log.info("transport chosen", { transport: preferred, reason });
 
-  const switchTo = (kind: TransportKind, why: string): void => {
+  const switchTo = (kind: P | "http", why: string): void => {
     const previous = current;
     current = open(kind);
     reason = why;
@@ -111,23 +168,11 @@ export function createAutoTransport(options: AutoTransportOptions): AutoTranspor
   watch.unref();
 
   return {
-    get kind() {
-      return current.kind;
-    },
-    get state() {
-      return current.state;
-    },
-    get stats() {
-      return current.stats;
-    },
-    get lastError() {
-      return current.lastError;
+    get current() {
+      return current;
     },
     get reason() {
       return reason;
-    },
-    send(datagrams) {
-      current.send(datagrams);
     },
     async close() {
       closed = true;

@@ -42,8 +42,8 @@ export interface UplinkOptions {
   readonly reconciler: PeerReconciler;
   readonly tls: TlsSettings;
   readonly proxy: ProxySettings;
-  /** The stream's carrier: a WebSocket, or the HTTP-only tunnel. */
-  readonly transport: "websocket" | "http";
+  /** The stream's carrier. */
+  readonly transport: UplinkKind;
   readonly log: Logger;
   /** Datagrams from nodes: `tags[i]` (16 bytes) names the node of `datagrams[i]`. Views. */
   onDatagrams(tags: readonly Uint8Array[], datagrams: readonly Uint8Array[]): void;
@@ -52,7 +52,11 @@ export interface UplinkOptions {
   readonly retryIntervalMs?: number;
 }
 
+/** What carries the uplink's frames: a WebSocket, or the HTTP-only tunnel. */
+export type UplinkKind = "websocket" | "http";
+
 export interface Uplink {
+  readonly kind: UplinkKind;
   readonly state: TransportState;
   readonly stats: Readonly<TransportStats>;
   readonly lastError: string | undefined;
@@ -151,6 +155,7 @@ export function connectUplink(options: UplinkOptions): Uplink {
   );
 
   return {
+    kind: options.transport,
     get state() {
       return stream.state;
     },

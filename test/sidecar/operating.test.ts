@@ -213,13 +213,23 @@ describe("--help", () => {
       [
         "--wireguard BACKEND",
         "--transport KIND",
+        "auto (default, as for serve)",
         "--ca-file FILE",
         "--insecure",
         "--metrics-port PORT",
         "SIDEROLINK_API",
       ],
     ],
-    ["serve", ["--relay URL", "--network NAME", "--uplink-secret-file FILE", "--wireguard-go CMD"]],
+    [
+      "serve",
+      [
+        "--relay URL",
+        "--network NAME",
+        "--uplink-secret-file FILE",
+        "--wireguard-go CMD",
+        "auto (default, as for join)",
+      ],
+    ],
     ["status", ["--json", "--iface NAME"]],
   ] as const) {
     it(`${command} --help explains its options and exits 0`, async () => {

@@ -1,0 +1,66 @@
+/**
+ * The uplink with `--transport auto`: the node role's transport switch (transport/auto.ts) over
+ * uplinks. It starts on the WebSocket, falls back to the HTTP-only tunnel when the management
+ * host's way to the relay drops `Upgrade`, and moves back once a probe gets through.
+ *
+ * The probe opens the uplink route without a credential: the relay completes the upgrade and
+ * closes it at once ("unauthorized"), which proves the path carries WebSockets without touching
+ * the live uplink. (A second uplink with the secret would take over from the live one at HELLO.)
+ */
+import { createTransportSwitch } from "../transport/auto.ts";
+import { probeWebSocket } from "../transport/probe.ts";
+import { connectUplink, type Uplink, type UplinkOptions, uplinkUrl } from "./client.ts";
+
+export interface AutoUplinkOptions extends Omit<UplinkOptions, "transport"> {
+  /** Overrides FALLBACK_AFTER_MS and PROBE_INTERVAL_MS of transport/auto.ts (tests). */
+  readonly fallbackAfterMs?: number;
+  readonly probeIntervalMs?: number;
+}
+
+export interface AutoUplink extends Uplink {
+  /** Which transport is in use and why. */
+  readonly reason: string;
+}
+
+export function connectAutoUplink(options: AutoUplinkOptions): AutoUplink {
+  const { relayUrl, network, tls, proxy } = options;
+  const chosen = createTransportSwitch({
+    preferred: "websocket",
+    create: (kind, isCurrent) =>
+      connectUplink({
+        ...options,
+        transport: kind,
+        onFatal(reason, code) {
+          if (isCurrent()) options.onFatal(reason, code);
+        },
+      }),
+    probe: () => probeWebSocket(uplinkUrl(relayUrl, network), tls, proxy),
+    log: options.log,
+    fallbackAfterMs: options.fallbackAfterMs,
+    probeIntervalMs: options.probeIntervalMs,
+  });
+  return {
+    get kind() {
+      return chosen.current.kind;
+    },
+    get state() {
+      return chosen.current.state;
+    },
+    get stats() {
+      return chosen.current.stats;
+    },
+    get lastError() {
+      return chosen.current.lastError;
+    },
+    get synced() {
+      return chosen.current.synced;
+    },
+    get reason() {
+      return chosen.reason;
+    },
+    send(datagrams, tag) {
+      chosen.current.send(datagrams, tag);
+    },
+    close: () => chosen.close(),
+  };
+}

@@ -8,7 +8,7 @@
  * connect-node's transport). Node identities cycle through IDENTITIES fixed UUIDs, the same in
  * every run, each call with a new WireGuard key, as a rebooting Talos node does; so the network
  * never holds more than IDENTITIES peers however many runs there are. Prints
- * { ok, errors: { code: count }, seconds }.
+ * { ok, errors: { code: count }, seconds, cpuSeconds } (cpuSeconds: this process's own CPU time).
  */
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -54,6 +54,7 @@ await Promise.all(
     }
   }),
 );
+const cpu = process.cpuUsage();
 process.stdout.write(
-  `${JSON.stringify({ ok, errors, seconds: (performance.now() - started) / 1000 })}\n`,
+  `${JSON.stringify({ ok, errors, seconds: (performance.now() - started) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 })}\n`,
 );

@@ -12,8 +12,17 @@ export interface RunRecord {
   readonly revision: string;
   /** The command line options of the run(s) that produced these results. */
   readonly options: Record<string, unknown>;
-  /** Keyed by scenario id; a partial run replaces only the scenarios it ran. */
-  readonly scenarios: Record<string, ScenarioResult & { readonly measuredAt: string }>;
+  /**
+   * Keyed by scenario id; a partial run replaces only the scenarios it ran, so each keeps the
+   * revision and command line it was measured with (absent in records older than that).
+   */
+  readonly scenarios: Record<string, MeasuredScenario>;
+}
+
+export interface MeasuredScenario extends ScenarioResult {
+  readonly measuredAt: string;
+  readonly revision?: string;
+  readonly command?: string;
 }
 
 export function textTable(
@@ -57,7 +66,7 @@ export function benchmarksMarkdown(record: RunRecord, resultsFile: string): stri
     [
       `## ${s.id.toUpperCase()}. ${s.title}`,
       "",
-      `Measured ${s.measuredAt}, ${s.seconds.toFixed(0)} s, 1-minute load average ${s.load.before} before and ${s.load.after} after.`,
+      `Measured ${s.measuredAt}${s.revision ? ` on revision ${s.revision}` : ""}${s.command ? ` by \`${s.command}\`` : ""}, ${s.seconds.toFixed(0)} s, 1-minute load average ${s.load.before} before and ${s.load.after} after.`,
       "",
       s.method,
       "",
@@ -75,8 +84,8 @@ export function benchmarksMarkdown(record: RunRecord, resultsFile: string): stri
     "## Machine",
     "",
     `- ${m.cpus} vCPU, ${m.cpuModel}, ${m.memoryGiB} GiB memory`,
-    `- Linux ${m.kernel}, Node ${m.node}; measured on revision ${record.revision}`,
-    `- 1-minute, 5-minute and 15-minute load average at the start: ${m.loadAtStart.join(", ")} (other work shared the machine; each scenario states its own)`,
+    `- Linux ${m.kernel}, Node ${m.node}; the latest run measured revision ${record.revision} (each scenario names its own)`,
+    `- 1-minute, 5-minute and 15-minute load average at the start of the latest run: ${m.loadAtStart.join(", ")} (other work shared the machine; each scenario states its own)`,
     "",
     "Run it: `npm run bench` (every scenario), `npm run bench -- --only s2,s4`, `npm run bench -- --quick` (short runs, results to a -quick file, docs untouched). Needs root, /dev/net/tun and the Debian packages of the namespace tests (test/setup/prerequisites.sh: iproute2, nftables, wireguard-tools, wireguard-go, iperf3, iputils-ping). Nothing in the test suite asserts timing; these figures live only here.",
     "",

@@ -113,13 +113,22 @@ const record: RunRecord = {
   scenarios: { ...previous?.scenarios },
 };
 
+/** How this run was started, kept with each scenario it measured. */
+const args = process.argv.slice(2);
+const command = `npm run bench${args.length > 0 ? ` -- ${args.join(" ")}` : ""}`;
+
 let failed = false;
 for (const runner of runners) {
   if (!runner.ids.some((id) => only.includes(id))) continue;
   process.stderr.write(`running ${runner.ids.join(", ")} ...\n`);
   try {
     for (const result of await runner.run(options)) {
-      record.scenarios[result.id] = { ...result, measuredAt: new Date().toISOString() };
+      record.scenarios[result.id] = {
+        ...result,
+        measuredAt: new Date().toISOString(),
+        revision: record.revision,
+        command,
+      };
       console.log(`${printScenario(result)}\n`);
     }
   } catch (error) {

@@ -11,14 +11,22 @@
  * Probing: the bridge sees the interface's handshake initiations to its peer and copies each one
  * to the peer's direct candidates from one sidecar-owned "probe" socket on the host's addresses
  * (the interface cannot send one packet to several endpoints). A handshake response from a
- * candidate arriving at the probe socket proves that candidate: the response goes to the
- * interface through the peer's bridge (so the handshake completes), and the peer is then pinned
+ * candidate arriving at the probe socket, answering one of those copies (probe-ledger.ts), proves
+ * that candidate: the response goes to the interface through the peer's bridge (so the handshake
+ * completes; anything else from a candidate goes the same way), and the peer is then pinned
  * to the candidate with `wg set ... endpoint`. Pinning also turns persistent keepalive off and on
  * again, which makes WireGuard send a keepalive at once: from its own port to the candidate, so
  * the other side roams to the direct path before it sends anything more through the relay. A
  * packet that still comes through the bridge (in flight during the switch) makes the interface
- * roam back to the bridge; reading the paths puts a pinned peer back on its candidate, until the
- * member finds its handshake stale and falls back to the relay.
+ * roam back to the bridge; reading the paths puts a pinned peer back on its candidate (at most
+ * MAX_REPINS times per proof), until the member finds its handshake stale and falls back to the
+ * relay.
+ *
+ * The probe socket is not the interface's port. A peer reachable at its candidate (a LAN, a
+ * public address, a forwarded port, a NAT that filters by source address only) sees no
+ * difference; but hole punching through a NAT that filters by remote port opens the hole for the
+ * probe's port, not the interface's, so such a pair stays relayed (the userspace plane probes
+ * from its one socket and has no such gap).
  *
  * A new handshake on demand: neither the kernel nor wireguard-go initiates one for a peer with a
  * live session, whatever `wg set` changes, short of the peer being removed. So a sweep removes the
@@ -34,21 +42,25 @@
  */
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { formatKey } from "../../shared/siderolink/keys.ts";
-import {
-  MESSAGE_INITIATION_SIZE,
-  MESSAGE_RESPONSE_SIZE,
-  MessageType,
-} from "../../shared/wireguard/constants.ts";
+import { MESSAGE_INITIATION_SIZE, MessageType } from "../../shared/wireguard/constants.ts";
 import { PERSISTENT_KEEPALIVE_SECONDS } from "../backend/backend.ts";
 import { createWgInterface, parseDump, wg } from "../backend/wg-interface.ts";
 import type { UdpEndpoint } from "../bind/endpoint.ts";
 import type { Logger } from "../log.ts";
 import { memberKey, RelayEndpoint } from "./dual-bind.ts";
 import type { MeshPlane, MeshPlanePeer, PeerPath } from "./plane.ts";
+import { ProbeLedger } from "./probe-ledger.ts";
 import type { RelayLink } from "./relay-link.ts";
 import { MESH_FWMARK } from "./routing.ts";
 
 const LOOPBACK = "127.0.0.1";
+/**
+ * How often a proven peer that roamed back to its bridge is put on its candidate again. Packets
+ * in flight during a switch need one or two; more means the peer does not see this side's
+ * direct packets (a NAT that filters by the probe's port, see above): it stays relayed until the
+ * next sweep proves a path again.
+ */
+const MAX_REPINS = 3;
 
 export interface KernelPlaneOptions {
   readonly iface: string;
@@ -76,6 +88,8 @@ interface Bridge {
   /** The candidate a handshake response proved, while the path holds. */
   direct: string | undefined;
   repinning: boolean;
+  /** Times the peer was put back on `direct` since it was proven. */
+  repins: number;
   lastHandshake: number;
   /** Counters of the peer's earlier incarnations (a sweep re-adds it), and the last seen. */
   rxCarried: number;
@@ -105,6 +119,7 @@ export async function createKernelPlane(options: KernelPlaneOptions): Promise<Me
   const byPublicKey = new Map<string, Bridge>();
   /** Candidate `host:port` to the bridge of the peer it belongs to. */
   const candidateOwners = new Map<string, Bridge>();
+  const ledger = new ProbeLedger<Bridge>();
   let sendErrors = 0;
   let unknownProbeSource = 0;
   let probes = 0;
@@ -164,20 +179,26 @@ export async function createKernelPlane(options: KernelPlaneOptions): Promise<Me
 
   probe.socket.on("message", (message, from) => {
     const source = endpointText(from);
-    const bridge = candidateOwners.get(source);
+    const answered = ledger.answered(message, Date.now());
+    const proven =
+      answered?.candidates.some((candidate) => candidate.key === source) === true
+        ? answered
+        : undefined;
+    const bridge = proven ?? candidateOwners.get(source);
     if (bridge === undefined) {
       unknownProbeSource++;
       return;
     }
+    // To the interface as if relayed: it authenticates what the sidecar cannot.
     bridge.socket.send(message, listenPort, LOOPBACK, onSent);
-    if (message[0] === MessageType.Response && message.length === MESSAGE_RESPONSE_SIZE) {
-      if (bridge.direct === source) return;
-      bridge.direct = source;
-      log.info("direct path found", { publicKey: bridge.publicKey, endpoint: source });
-      pin(bridge, source).catch((error: unknown) =>
-        log.warn("direct path not set", { publicKey: bridge.publicKey, error: String(error) }),
-      );
-    }
+    if (proven === undefined) return;
+    proven.repins = 0;
+    if (proven.direct === source) return;
+    proven.direct = source;
+    log.info("direct path found", { publicKey: proven.publicKey, endpoint: source });
+    pin(proven, source).catch((error: unknown) =>
+      log.warn("direct path not set", { publicKey: proven.publicKey, error: String(error) }),
+    );
   });
   probe.socket.on("error", () => sendErrors++);
 
@@ -200,6 +221,7 @@ export async function createKernelPlane(options: KernelPlaneOptions): Promise<Me
       candidates: [],
       direct: undefined,
       repinning: false,
+      repins: 0,
       lastHandshake: 0,
       rxCarried: 0,
       txCarried: 0,
@@ -216,6 +238,7 @@ export async function createKernelPlane(options: KernelPlaneOptions): Promise<Me
         bridge.candidates.length > 0
       ) {
         probes++;
+        ledger.note(bridge, message, Date.now());
         for (const candidate of bridge.candidates) {
           if (candidate.family === 6 && !probe.dualStack) continue;
           probe.socket.send(message, candidate.port, probe.address(candidate), onSent);
@@ -270,6 +293,7 @@ export async function createKernelPlane(options: KernelPlaneOptions): Promise<Me
       bridges.delete(key);
       byPublicKey.delete(bridge.publicKey);
       setCandidates(bridge, []);
+      ledger.forget(bridge);
       bridge.socket.close();
       await serially(() =>
         wg(["set", iface, "peer", bridge.publicKey, "remove"]).then(() => undefined),
@@ -291,14 +315,23 @@ export async function createKernelPlane(options: KernelPlaneOptions): Promise<Me
         bridge.lastHandshake = peer.lastHandshake;
         let endpoint = peer.endpoint;
         if (endpoint === bridge.address && bridge.direct !== undefined) {
-          endpoint = bridge.direct;
-          if (!bridge.repinning) {
+          if (bridge.repinning) {
+            endpoint = bridge.direct;
+          } else if (bridge.repins < MAX_REPINS) {
+            bridge.repins++;
+            endpoint = bridge.direct;
             pin(bridge, bridge.direct).catch((error: unknown) =>
               log.warn("direct path not set", {
                 publicKey: bridge.publicKey,
                 error: String(error),
               }),
             );
+          } else {
+            log.info("direct path given up: the peer keeps sending through the relay", {
+              publicKey: bridge.publicKey,
+              endpoint: bridge.direct,
+            });
+            bridge.direct = undefined;
           }
         }
         const relayed = endpoint === bridge.address;

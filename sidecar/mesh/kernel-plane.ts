@@ -122,7 +122,6 @@ export async function createKernelPlane(options: KernelPlaneOptions): Promise<Me
   const ledger = new ProbeLedger<Bridge>();
   let sendErrors = 0;
   let unknownProbeSource = 0;
-  let probes = 0;
   const onSent = (error: Error | null): void => {
     if (error) sendErrors++;
   };
@@ -237,7 +236,6 @@ export async function createKernelPlane(options: KernelPlaneOptions): Promise<Me
         message.length === MESSAGE_INITIATION_SIZE &&
         bridge.candidates.length > 0
       ) {
-        probes++;
         ledger.note(bridge, message, Date.now());
         for (const candidate of bridge.candidates) {
           if (candidate.family === 6 && !probe.dualStack) continue;
@@ -359,7 +357,7 @@ export async function createKernelPlane(options: KernelPlaneOptions): Promise<Me
       await serially(() => readd(bridge));
     },
     drops() {
-      return { bridgeSendErrors: sendErrors, unknownProbeSource, probes };
+      return { bridgeSendErrors: sendErrors, unknownProbeSource };
     },
     async close() {
       for (const bridge of bridges.values()) bridge.socket.close();

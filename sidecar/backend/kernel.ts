@@ -1,8 +1,7 @@
 /**
- * The kernel backend: a WireGuard interface configured with `wg`, made by the kernel module
- * (`ip link add IFACE type wireguard`) or, on hosts without it, by a userspace implementation
- * such as wireguard-go (`--wireguard-go CMD`, or WG_QUICK_USERSPACE_IMPLEMENTATION as wg-quick
- * reads it).
+ * The kernel backend: a WireGuard interface configured with `wg` (wg-interface.ts), made by the
+ * kernel module or, on hosts without it, by a userspace implementation such as wireguard-go
+ * (`--wireguard-go CMD`, or WG_QUICK_USERSPACE_IMPLEMENTATION as wg-quick reads it).
  *
  * The interface cannot speak to a WebSocket, so each tunnel endpoint gets a UDP socket on
  * 127.0.0.1 owned by the sidecar, and the peer's endpoint points there: what WireGuard sends to
@@ -10,31 +9,21 @@
  * interface's listen port. On the server, each node has its own socket, so the interface tells
  * nodes apart by their loopback ports.
  */
-import { spawn } from "node:child_process";
 import { createSocket, type Socket } from "node:dgram";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { formatKey } from "../../shared/siderolink/keys.ts";
 import type { StreamEndpoint } from "../../shared/wireguard/stream-bind.ts";
 import { createStreamEndpoints } from "../bind/stream-endpoints.ts";
 import { type ForwardFilter, installForwardFilter } from "../net/forward-filter.ts";
-import { deleteLink, getLink, ip, setLinkUp, setMtu } from "../net/iproute2.ts";
-import { uapiSocketPath } from "../wireguard/uapi-socket.ts";
-import {
-  type BackendOptions,
-  LINK_MTU,
-  type PeerStatus,
-  type WireGuardBackend,
-} from "./backend.ts";
+import { deleteLink, ip } from "../net/iproute2.ts";
+import type { BackendOptions, WireGuardBackend } from "./backend.ts";
+import { createWgInterface, parseDump, wg } from "./wg-interface.ts";
 
 export interface KernelBackendOptions extends BackendOptions {
   /** A userspace implementation to run as `CMD IFACE` instead of the kernel module. */
   readonly wireguardGo?: string | undefined;
 }
 
-/** How long the interface may take to open its UDP port after coming up. */
-const LISTEN_PORT_WAIT_MS = 5_000;
 const LOOPBACK = "127.0.0.1";
 
 interface Bridge {
@@ -59,78 +48,32 @@ export async function kernelWireGuardAvailable(): Promise<boolean> {
   return true;
 }
 
-/** Runs `wg ARGS`. */
-export function wg(args: readonly string[]): Promise<string> {
-  return runCommand("wg", args);
-}
-
-/**
- * `wg set IFACE private-key FILE` through a file only root can read, removed at once: keys
- * never go on a command line, and wg cannot read the socket Node gives a child as stdin.
- */
-async function setPrivateKey(iface: string, privateKey: Uint8Array): Promise<void> {
-  const directory = mkdtempSync(join(tmpdir(), "siderolink-key-"));
-  try {
-    const file = join(directory, "private.key");
-    writeFileSync(file, `${formatKey(privateKey)}\n`, { mode: 0o600 });
-    await wg(["set", iface, "private-key", file]);
-  } finally {
-    rmSync(directory, { recursive: true, force: true });
-  }
-}
-
 export async function createKernelBackend(
   options: KernelBackendOptions,
 ): Promise<WireGuardBackend> {
   const { iface } = options;
   const endpoints = createStreamEndpoints();
-  if (await getLink(iface)) {
-    throw new Error(`interface ${iface} already exists; remove it or choose another --iface`);
-  }
-  if (options.wireguardGo) {
-    // It daemonizes: the command returns once the interface exists, its daemon lives on.
-    await runCommand(options.wireguardGo, [iface], "exit");
-  } else {
-    await ip(["link", "add", iface, "type", "wireguard"]);
-  }
+  let forwardFilter: ForwardFilter | undefined;
+  const link = await createWgInterface({
+    iface,
+    privateKey: options.privateKey,
+    wireguardGo: options.wireguardGo,
+    // Before the interface is up, so no packet is forwarded between nodes in between.
+    beforeUp: async () => {
+      if (options.serverAddress) forwardFilter = await installForwardFilter(iface);
+    },
+  }).catch(async (error: unknown) => {
+    await forwardFilter?.remove().catch(() => undefined);
+    throw error;
+  });
+  const { listenPort } = link;
   const bridges = new Map<string, Bridge>();
   const peerEndpoints = new Map<string, string>();
   let unknownEndpoint = 0;
   let sendErrors = 0;
-  let listenPort = 0;
   const onSent = (error: Error | null): void => {
     if (error) sendErrors++;
   };
-
-  let forwardFilter: ForwardFilter | undefined;
-  const removeInterface = async (): Promise<void> => {
-    await forwardFilter?.remove().catch(() => undefined);
-    await deleteLink(iface).catch(() => undefined);
-    if (options.wireguardGo) {
-      // wireguard-go exits when its interface goes and removes its socket then.
-      const socketPath = uapiSocketPath(iface);
-      const deadline = Date.now() + 3000;
-      while (existsSync(socketPath) && Date.now() < deadline) await sleep(50);
-    }
-  };
-
-  try {
-    // Before the interface is up, so no packet is forwarded between nodes in between.
-    if (options.serverAddress) forwardFilter = await installForwardFilter(iface);
-    await setPrivateKey(iface, options.privateKey);
-    await setMtu(iface, LINK_MTU);
-    await setLinkUp(iface);
-    const deadline = Date.now() + LISTEN_PORT_WAIT_MS;
-    while (listenPort === 0) {
-      listenPort = Number((await wg(["show", iface, "listen-port"])).trim());
-      if (listenPort !== 0) break;
-      if (Date.now() > deadline) throw new Error(`interface ${iface} opened no UDP port`);
-      await sleep(50);
-    }
-  } catch (error) {
-    await removeInterface();
-    throw error;
-  }
 
   const openBridge = async (endpoint: StreamEndpoint): Promise<Bridge> => {
     const existing = bridges.get(endpoint.key);
@@ -238,66 +181,8 @@ export async function createKernelBackend(
     async close() {
       for (const bridge of bridges.values()) bridge.socket.close();
       bridges.clear();
-      await removeInterface();
+      await forwardFilter?.remove().catch(() => undefined);
+      await link.remove();
     },
   };
-}
-
-/** `wg show IFACE dump`: a line for the interface, then one per peer, tab-separated. */
-export function parseDump(text: string, endpointNames: ReadonlyMap<string, string>): PeerStatus[] {
-  const lines = text.trim().split("\n").slice(1);
-  return lines
-    .filter((line) => line !== "")
-    .map((line) => {
-      const [publicKey, , endpoint, , handshake, rx, tx] = line.split("\t");
-      return {
-        publicKey,
-        endpoint: endpoint === "(none)" ? null : (endpointNames.get(endpoint) ?? endpoint),
-        lastHandshake: Number(handshake) * 1000,
-        rxBytes: Number(rx),
-        txBytes: Number(tx),
-      };
-    });
-}
-
-/**
- * Runs a command to completion. `until: "exit"` resolves when the process exits even if a
- * daemon it started still holds its output pipes.
- */
-function runCommand(
-  command: string,
-  args: readonly string[],
-  until: "close" | "exit" = "close",
-): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    child.once("error", (error: NodeJS.ErrnoException) => {
-      reject(
-        error.code === "ENOENT"
-          ? new Error(
-              command === "wg"
-                ? "the `wg` command is missing: install the Debian package wireguard-tools"
-                : `${command}: command not found`,
-            )
-          : error,
-      );
-    });
-    child.once(until, (code: number | null) => {
-      if (code === 0) resolve(stdout);
-      else
-        reject(new Error(`${command} ${args.join(" ")} failed (status ${code}): ${stderr.trim()}`));
-    });
-  });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -24,7 +24,7 @@ import { type Logger, redactUrl } from "../log.ts";
 import { DEFAULT_SWEEP_MS, type MeshMember, startMeshMember } from "../mesh/member.ts";
 import { proxyFor } from "../net/proxy.ts";
 import { checkInterfaceName, integerOption, parseOptions } from "../options.ts";
-import { requireNetAdmin, requirePacketAddon, requireTunDevice } from "../preflight.ts";
+import { requireNetAdmin, resolveBackend } from "../preflight.ts";
 import { DEFAULT_STATE_DIRECTORY, ensureStateDirectory, loadOrCreate } from "../state.ts";
 import { DEFAULT_RUN_DIRECTORY } from "../status.ts";
 import type { Command } from "./command.ts";
@@ -50,8 +50,12 @@ Options (environment variable in brackets):
   --listen-port PORT         WireGuard UDP port (default 51820; 0 picks one)
                                                                     [SIDEROLINK_LISTEN_PORT]
   --pod-cidr CIDR            a prefix this host routes for the mesh (repeatable)
-  --wireguard BACKEND        auto or userspace (kernel is not available for the mesh role yet)
+  --wireguard BACKEND        auto, userspace (our WireGuard on a TUN) or kernel (an interface
+                             configured with wg; auto picks kernel where the module is loaded)
                                                                          [SIDEROLINK_WIREGUARD]
+  --wireguard-go CMD         make the kernel backend's interface by running CMD IFACE (e.g.
+                             wireguard-go) instead of the kernel module
+                                                      [WG_QUICK_USERSPACE_IMPLEMENTATION]
   --sweep-interval SEC       how often a relayed peer's direct candidates are tried again
                              (default ${DEFAULT_SWEEP_MS / 1000})               [SIDEROLINK_SWEEP_INTERVAL]
   --state DIR                keeps the mesh key (default ${DEFAULT_STATE_DIRECTORY})
@@ -111,12 +115,6 @@ async function run(args: string[], log: Logger): Promise<number> {
     ...readDaemonSettings(options),
     iface: checkInterfaceName(options.get("iface") ?? "wglan0"),
   };
-  if (settings.backendChoice === "kernel") {
-    throw new SidecarError(
-      ExitCode.Usage,
-      "--wireguard kernel is not available for the mesh role yet; use auto or userspace",
-    );
-  }
   const relayText = options.get("relay");
   if (relayText === undefined)
     throw new SidecarError(ExitCode.Usage, "--relay URL is required; see --help");
@@ -148,8 +146,7 @@ async function run(args: string[], log: Logger): Promise<number> {
   const sweepMs = integerOption(options, "sweep-interval", DEFAULT_SWEEP_MS / 1000, 1, 3600) * 1000;
 
   requireNetAdmin();
-  requirePacketAddon();
-  requireTunDevice();
+  const backend = await resolveBackend(settings.backendChoice, settings.wireguardGo);
   const { tls, proxy } = loadRelayAccess(options, log);
   ensureStateDirectory(settings.stateDirectory);
   const privateKey = loadMeshKey(settings.stateDirectory);
@@ -174,6 +171,8 @@ async function run(args: string[], log: Logger): Promise<number> {
           listenPort,
           podCidrs,
           privateKey,
+          backend,
+          wireguardGo: settings.wireguardGo,
           relayAddresses,
           relayPort,
           sweepMs,
@@ -183,6 +182,7 @@ async function run(args: string[], log: Logger): Promise<number> {
         });
         log.info("mesh member up", {
           iface: settings.iface,
+          backend,
           address: member.address,
           relay: redactUrl(relay.origin),
         });

@@ -42,6 +42,13 @@ export class RelayEndpoint implements Endpoint {
   }
 }
 
+/** A member id (32 bytes) as a short map key: 16 UTF-16 units, cheap to make per datagram. */
+export function memberKey(member: Uint8Array): string {
+  let key = "";
+  for (let i = 0; i < 32; i += 2) key += String.fromCharCode((member[i] << 8) | member[i + 1]);
+  return key;
+}
+
 export interface DualBind extends Bind {
   /** The relay endpoint of a member (one object per member id). */
   relayEndpoint(member: Uint8Array): RelayEndpoint;
@@ -59,11 +66,6 @@ export function createDualBind(udp: UdpBind, relay: () => RelayLink | undefined)
   const candidates = new Map<string, readonly UdpEndpoint[]>();
   const one: Uint8Array[] = [];
   let probes = 0;
-  const idKey = (member: Uint8Array): string => {
-    let key = "";
-    for (let i = 0; i < 32; i += 2) key += String.fromCharCode((member[i] << 8) | member[i + 1]);
-    return key;
-  };
 
   const bind: DualBind = {
     get port() {
@@ -82,7 +84,7 @@ export function createDualBind(udp: UdpBind, relay: () => RelayLink | undefined)
         return;
       }
       const link = relay();
-      const direct = candidates.get(idKey(to.member));
+      const direct = candidates.get(memberKey(to.member));
       for (const datagram of datagrams) {
         link?.send(to.member, datagram);
         if (
@@ -101,7 +103,7 @@ export function createDualBind(udp: UdpBind, relay: () => RelayLink | undefined)
       return parseUdpEndpoint(text);
     },
     relayEndpoint(member) {
-      const key = idKey(member);
+      const key = memberKey(member);
       let endpoint = relayEndpoints.get(key);
       if (endpoint === undefined) {
         endpoint = new RelayEndpoint(member);
@@ -110,15 +112,15 @@ export function createDualBind(udp: UdpBind, relay: () => RelayLink | undefined)
       return endpoint;
     },
     setCandidates(member, list) {
-      candidates.set(idKey(member), list);
+      candidates.set(memberKey(member), list);
     },
     forget(member) {
-      const key = idKey(member);
+      const key = memberKey(member);
       relayEndpoints.delete(key);
       candidates.delete(key);
     },
     deliverRelayed(member, datagram) {
-      const endpoint = relayEndpoints.get(idKey(member));
+      const endpoint = relayEndpoints.get(memberKey(member));
       // A member this node has no record of: nothing to hand the datagram to.
       if (endpoint === undefined || handler === null) return;
       one[0] = datagram;

@@ -1,18 +1,19 @@
 /**
- * A mesh member: the userspace WireGuard device on its TUN with the dual bind (dual-bind.ts),
- * the relay link that publishes this member's record and pushes the others', the peers made
- * from those records, and the routing that sends their addresses through the interface.
+ * A mesh member: its WireGuard plane (plane.ts: the userspace device, or a kernel or
+ * wireguard-go interface), the relay link that publishes this member's record and pushes the
+ * others', the peers made from those records, and the routing that sends their addresses
+ * through the interface.
  *
  * Records are trusted only when they open with the cluster key, are unexpired by their own
  * clock, and carry the mesh address their key derives to (a member cannot claim another's
  * address). A peer's allowed IPs are its mesh address and routed prefixes.
  *
- * Paths: a new peer starts on its relay endpoint and is sent a handshake at once; the dual bind
+ * Paths: a new peer starts on its relay endpoint and is sent a handshake at once; the plane
  * copies that initiation to the peer's direct candidates (its LAN endpoints and the address the
- * relay saw it at, with its listen port), and WireGuard roaming moves the peer to whichever
- * path answered first. Every `sweepMs`, a relayed peer with candidates gets a new handshake (a
- * new sweep of its candidates); a direct peer whose handshake is older than STALE_HANDSHAKE_MS
- * goes back to the relay endpoint and is swept the same way.
+ * relay saw it at, with its listen port), and the peer moves to the direct path that answers.
+ * Every `sweepMs`, a relayed peer with candidates gets a new handshake (a new sweep of its
+ * candidates); a direct peer whose handshake is older than STALE_HANDSHAKE_MS goes back to the
+ * relay endpoint and is swept the same way.
  */
 import { networkInterfaces } from "node:os";
 import { equalBytes } from "../../shared/bytes.ts";
@@ -29,30 +30,24 @@ import {
 import { formatIP, formatPrefix, type Prefix, parseIP } from "../../shared/net/ip.ts";
 import { formatKey, publicKey as publicKeyOf } from "../../shared/siderolink/keys.ts";
 import { REJECT_AFTER_TIME } from "../../shared/wireguard/constants.ts";
-import { Device } from "../../shared/wireguard/device.ts";
-import { sendHandshakeInitiation } from "../../shared/wireguard/send.ts";
-import { handleUapiRequest } from "../../shared/wireguard/uapi.ts";
-import { LINK_MTU, PERSISTENT_KEEPALIVE_SECONDS } from "../backend/backend.ts";
-import { endpointFromAddress, UdpEndpoint } from "../bind/endpoint.ts";
-import { createUdpBind } from "../bind/udp.ts";
+import type { BackendKind } from "../backend/backend.ts";
+import { endpointFromAddress, type UdpEndpoint } from "../bind/endpoint.ts";
 import type { Logger } from "../log.ts";
 import { handshakeAgeSeconds } from "../monitor.ts";
 import { addAddress, setLinkUp } from "../net/iproute2.ts";
 import type { ProxySettings } from "../net/proxy.ts";
 import type { PeerReport, StatusSnapshot } from "../status.ts";
 import type { TlsSettings } from "../tls.ts";
-import { openLinuxTun } from "../tun/tun-linux.ts";
-import { nodeClock } from "../wireguard/clock-node.ts";
-import { createNodeCryptoProvider } from "../wireguard/crypto-node.ts";
-import { serveUapi } from "../wireguard/uapi-socket.ts";
-import { createDualBind, RelayEndpoint } from "./dual-bind.ts";
+import { createKernelPlane } from "./kernel-plane.ts";
+import type { MeshPlane, MeshPlanePeer } from "./plane.ts";
 import { connectRelayLink, type RelayLink } from "./relay-link.ts";
 import { installMeshRouting, type MeshRouting } from "./routing.ts";
+import { createUserspacePlane } from "./userspace-plane.ts";
 
-/** A direct path whose handshake is this old has stopped: WireGuard gives up on a key then. */
 /** How soon a route update that failed is tried again. */
 const ROUTES_RETRY_MS = 1_000;
 
+/** A direct path whose handshake is this old has stopped: WireGuard gives up on a key then. */
 export const STALE_HANDSHAKE_MS = REJECT_AFTER_TIME;
 export const DEFAULT_SWEEP_MS = 30_000;
 /** How often peers' paths and records' expiry are checked. */
@@ -66,6 +61,9 @@ export interface MeshMemberOptions {
   readonly listenPort: number;
   readonly podCidrs: readonly Prefix[];
   readonly privateKey: Uint8Array;
+  readonly backend: BackendKind;
+  /** Kernel backend: a userspace implementation to run as `CMD IFACE` instead of the module. */
+  readonly wireguardGo: string | undefined;
   readonly relayAddresses: readonly string[];
   readonly relayPort: number;
   readonly sweepMs: number;
@@ -75,9 +73,8 @@ export interface MeshMemberOptions {
 }
 
 interface MeshPeer {
-  readonly member: Uint8Array;
   record: AffiliateRecord;
-  candidates: UdpEndpoint[];
+  plane: MeshPlanePeer;
   lastSweep: number;
 }
 
@@ -107,26 +104,27 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
   };
 
   try {
-    const tun = openLinuxTun({ name: options.iface, mtu: LINK_MTU });
-    const udp = createUdpBind({ port: options.listenPort });
-    const bind = createDualBind(udp, () => link);
-    const device = new Device({
-      tun,
-      bind,
-      crypto: createNodeCryptoProvider(),
-      clock: nodeClock,
-      log: (message) => log.debug(message),
-    });
-    cleanups.push(() => device.close());
-    device.setPrivateKey(options.privateKey);
-    await device.start();
-    const uapi = await serveUapi(tun.name, (request) => handleUapiRequest(device, request));
-    cleanups.push(() => uapi.close());
-    await addAddress(tun.name, `${formatIP(ownAddress)}/128`);
-    await setLinkUp(tun.name);
+    const planeOptions = {
+      iface: options.iface,
+      listenPort: options.listenPort,
+      privateKey: options.privateKey,
+      relay: () => link,
+      log,
+    };
+    const plane: MeshPlane =
+      options.backend === "kernel"
+        ? await createKernelPlane({
+            ...planeOptions,
+            wireguardGo: options.wireguardGo,
+            sweepMs: options.sweepMs,
+          })
+        : await createUserspacePlane(planeOptions);
+    cleanups.push(() => plane.close());
+    await addAddress(plane.iface, `${formatIP(ownAddress)}/128`);
+    await setLinkUp(plane.iface);
     const routing: MeshRouting = await installMeshRouting({
-      iface: tun.name,
-      listenPort: udp.port,
+      iface: plane.iface,
+      udpPorts: plane.udpPorts,
       relayAddresses: options.relayAddresses,
       relayPort: options.relayPort,
     });
@@ -168,8 +166,11 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
       const peer = peers.get(key);
       if (!peer) return;
       peers.delete(key);
-      device.removePeer(peer.record.publicKey);
-      bind.forget(peer.member);
+      plane
+        .removePeer(peer.plane)
+        .catch((error: unknown) =>
+          log.warn("mesh peer not removed from the interface", { error: String(error) }),
+        );
       log.info("mesh peer removed", { publicKey: formatKey(peer.record.publicKey) });
       syncRoutes();
     };
@@ -196,24 +197,26 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
       if (record.expiresAt * 1000 <= Date.now()) return;
       const key = formatId(member);
       const candidates = candidateEndpoints(record, observed);
-      bind.setCandidates(member, candidates);
       const existing = peers.get(key);
-      const relayed = bind.relayEndpoint(member);
-      const peer = device.setPeer({
+      const planePeer: MeshPlanePeer = {
+        member: member.slice(),
         publicKey: record.publicKey,
         allowedIps: routedPrefixes(record),
-        replaceAllowedIps: true,
-        persistentKeepaliveInterval: PERSISTENT_KEEPALIVE_SECONDS,
-        ...(existing ? {} : { endpoint: relayed }),
-      });
-      peers.set(key, { member: member.slice(), record, candidates, lastSweep: Date.now() });
+        candidates,
+      };
+      peers.set(key, { record, plane: planePeer, lastSweep: existing?.lastSweep ?? Date.now() });
+      plane.setPeer(planePeer).catch((error: unknown) =>
+        log.error("mesh peer not configured", {
+          publicKey: formatKey(record.publicKey),
+          error: String(error),
+        }),
+      );
       if (!existing) {
         log.info("mesh peer added", {
           publicKey: formatKey(record.publicKey),
           address: formatIP(record.meshAddress),
           candidates: candidates.map(String).join(" "),
         });
-        if (peer) sendHandshakeInitiation(peer, false);
       }
       syncRoutes();
     };
@@ -229,68 +232,78 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
         sealRecord(secrets.recordKey, {
           publicKey: ownKey,
           meshAddress: ownAddress,
-          listenPort: udp.port,
+          listenPort: plane.listenPort,
           expiresAt: Math.floor((Date.now() + RECORD_TTL_MS) / 1000),
           routedPrefixes: options.podCidrs,
-          endpoints: localEndpoints(options.iface, udp.port),
+          endpoints: localEndpoints(plane.iface, plane.listenPort),
         }),
       onRecord,
       onRemoved: (member) => removePeer(formatId(member)),
       onSynced: () => log.info("mesh records synced", { peers: peers.size }),
-      onDatagram: (member, datagram) => bind.deliverRelayed(member, datagram),
+      onDatagram: (member, datagram) => plane.deliverRelayed(member, datagram),
     });
     const relayLink = link;
     cleanups.push(() => relayLink.close());
 
-    const check = setInterval(() => {
+    const checkPaths = async (): Promise<void> => {
       const now = Date.now();
       for (const [key, peer] of peers) {
-        if (peer.record.expiresAt * 1000 <= now) {
-          removePeer(key);
-          continue;
-        }
-        const wg = device.peer(peer.record.publicKey);
-        if (!wg) continue;
-        if (wg.endpoint instanceof RelayEndpoint) {
-          if (peer.candidates.length > 0 && now - peer.lastSweep >= options.sweepMs) {
+        if (peer.record.expiresAt * 1000 <= now) removePeer(key);
+      }
+      const paths = await plane.paths();
+      for (const peer of peers.values()) {
+        const path = paths.get(formatKey(peer.record.publicKey));
+        if (path === undefined) continue;
+        if (path.path === "relay") {
+          if (peer.plane.candidates.length > 0 && now - peer.lastSweep >= options.sweepMs) {
             peer.lastSweep = now;
-            sendHandshakeInitiation(wg, false);
+            await plane.sweep(peer.plane);
           }
-        } else if (wg.lastHandshake !== 0 && now - wg.lastHandshake > STALE_HANDSHAKE_MS) {
+        } else if (path.lastHandshake !== 0 && now - path.lastHandshake > STALE_HANDSHAKE_MS) {
           log.info("direct path stopped; relaying and sweeping", {
             publicKey: formatKey(peer.record.publicKey),
           });
-          wg.setEndpoint(bind.relayEndpoint(peer.member));
           peer.lastSweep = now;
-          sendHandshakeInitiation(wg, false);
+          await plane.fallBack(peer.plane);
         }
       }
+    };
+    // One check at a time: the kernel plane's take a few `wg` commands.
+    let checking = false;
+    const check = setInterval(() => {
+      if (checking) return;
+      checking = true;
+      checkPaths()
+        .catch((error: unknown) => log.warn("mesh paths not checked", { error: String(error) }))
+        .finally(() => {
+          checking = false;
+        });
     }, CHECK_INTERVAL_MS);
     cleanups.push(async () => clearInterval(check));
 
     const snapshot = async (): Promise<StatusSnapshot> => {
       const now = Date.now();
+      const paths = await plane.paths();
       const reports: PeerReport[] = [];
       for (const peer of peers.values()) {
-        const wg = device.peer(peer.record.publicKey);
-        const endpoint = wg?.endpoint ?? null;
+        const path = paths.get(formatKey(peer.record.publicKey));
+        const lastHandshake = path?.lastHandshake ?? 0;
         reports.push({
           publicKey: formatKey(peer.record.publicKey),
-          endpoint: endpoint?.toString() ?? null,
+          endpoint: path?.endpoint ?? null,
           meshAddress: formatIP(peer.record.meshAddress),
           routedPrefixes: peer.record.routedPrefixes.map(formatPrefix),
-          path: endpoint instanceof UdpEndpoint ? "direct" : "relay",
-          lastHandshake:
-            wg && wg.lastHandshake !== 0 ? new Date(wg.lastHandshake).toISOString() : null,
-          lastHandshakeAgeSeconds: wg ? handshakeAgeSeconds(now, wg.lastHandshake) : null,
-          rxBytes: wg?.rxBytes ?? 0,
-          txBytes: wg?.txBytes ?? 0,
+          path: path?.path ?? "relay",
+          lastHandshake: lastHandshake !== 0 ? new Date(lastHandshake).toISOString() : null,
+          lastHandshakeAgeSeconds: path ? handshakeAgeSeconds(now, lastHandshake) : null,
+          rxBytes: path?.rxBytes ?? 0,
+          txBytes: path?.txBytes ?? 0,
         });
       }
       return {
         role: "mesh",
-        iface: tun.name,
-        backend: "userspace",
+        iface: plane.iface,
+        backend: plane.kind,
         pid: process.pid,
         startedAt,
         relay: options.relay,
@@ -310,8 +323,7 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
         addresses: { local: `${formatIP(ownAddress)}/128`, server: null, virtual: null },
         peers: reports,
         drops: {
-          ...device.drops,
-          udpSend: udp.sendDrops,
+          ...plane.drops(),
           relayLink: relayLink.drops,
           recordsRejected,
         },

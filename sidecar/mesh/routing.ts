@@ -2,9 +2,9 @@
  * The mesh role's routing, after WgLAN's rules manager: peers' mesh addresses and routed
  * prefixes go into routing table MESH_TABLE (180), and one `ip rule` per family sends every
  * packet without the mesh mark there. An nftables table marks the role's own traffic (its
- * WireGuard UDP, by source port, and its TCP to the relay, by address and port) as the packets
- * leave, and the output route hook routes them again: they skip table 180 and leave by the
- * host's ordinary routes, even when a routed prefix covers the relay or a peer's endpoint.
+ * WireGuard and probe UDP, by source port, and its TCP to the relay, by address and port) as
+ * the packets leave, and the output route hook routes them again: they skip table 180 and leave
+ * by the host's ordinary routes, even when a routed prefix covers the relay or a peer's endpoint.
  * Lookups that table 180 does not answer fall through to the main table.
  *
  * Everything is named after the interface and removed by `close()`.
@@ -20,7 +20,8 @@ export const MESH_RULE_PRIORITY = 32500;
 
 export interface MeshRoutingOptions {
   readonly iface: string;
-  readonly listenPort: number;
+  /** The UDP ports the role sends from (WireGuard's, the kernel plane's probe socket). */
+  readonly udpPorts: readonly number[];
   /** The relay's addresses (IPv4 or IPv6 text) and TCP port. */
   readonly relayAddresses: readonly string[];
   readonly relayPort: number;
@@ -47,7 +48,7 @@ export async function installMeshRouting(options: MeshRoutingOptions): Promise<M
     `table inet ${table} {`,
     "  chain output {",
     "    type route hook output priority mangle; policy accept;",
-    `    udp sport ${options.listenPort} meta mark set ${mark}`,
+    `    udp sport { ${options.udpPorts.join(", ")} } meta mark set ${mark}`,
     ...relayRules.map((rule) => `    ${rule}`),
     "  }",
     "}",

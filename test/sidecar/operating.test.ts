@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { parseDump } from "../../sidecar/backend/kernel.ts";
+import { parseDump } from "../../sidecar/backend/wg-interface.ts";
 import { formatStatus } from "../../sidecar/commands/status.ts";
 import { ExitCode, SidecarError } from "../../sidecar/exit-codes.ts";
 import { backoffDelay } from "../../sidecar/lifecycle.ts";

@@ -64,6 +64,7 @@ export interface MeshPeerStatus {
 
 export interface MeshStatus {
   role: string;
+  backend: string;
   up: boolean;
   addresses: { local: string };
   peers: MeshPeerStatus[];
@@ -90,7 +91,7 @@ export interface MeshLab {
 const RelayPort: Record<MeshRelayKind, number> = { node: 8787, worker: 8443 };
 
 export async function createMeshLab(kind: MeshRelayKind): Promise<MeshLab> {
-  requirePrerequisites(["ip", "nft", "ping", "wg", "openssl"]);
+  requirePrerequisites(["ip", "nft", "ping", "wg", "wireguard-go", "openssl"]);
   const work = mkdtempSync(join(tmpdir(), `siderolink-mesh-${kind}-`));
   const lab = createLab(`mesh${kind[0]}`);
   const close = async (): Promise<void> => {

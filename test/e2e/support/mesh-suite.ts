@@ -1,10 +1,16 @@
 /**
- * The mesh end-to-end suite (topology in mesh-lab.ts), run against one relay runtime.
+ * The mesh end-to-end suite (topology in mesh-lab.ts), run against one relay runtime, with some
+ * members on the kernel backend (a wireguard-go interface configured with `wg`) and the rest on
+ * the userspace one. With a and c on the kernel backend the cluster's pairs are kernel-userspace
+ * over the LAN (a-b), kernel-kernel through the relay until c's block is lifted (a-c), and
+ * userspace-kernel through the relay (b-c).
  */
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { clusterSecrets } from "../../../shared/mesh/cluster.ts";
 import { openRecord } from "../../../shared/mesh/record.ts";
+import { uapiSocketPath } from "../../../sidecar/wireguard/uapi-socket.ts";
 import type { LabProcess } from "../../netns/netns.ts";
 import { nodeBinary } from "../../sidecar/support/cli.ts";
 import { eventually } from "../../support/eventually.ts";
@@ -22,17 +28,26 @@ import {
 
 const CLUSTER: readonly MemberName[] = ["a", "b", "c"];
 
-export function describeMesh(kind: MeshRelayKind): void {
-  describe(`mesh across the ${kind === "node" ? "Node relay" : "Worker relay (workerd)"}`, {
-    timeout: 240_000,
-  }, () => {
+const KERNEL_ARGS = ["--wireguard", "kernel", "--wireguard-go", "wireguard-go"];
+
+export interface MeshSuiteOptions {
+  /** Members run with `--wireguard kernel --wireguard-go wireguard-go`. */
+  readonly kernel?: readonly MemberName[];
+}
+
+export function describeMesh(kind: MeshRelayKind, suite: MeshSuiteOptions = {}): void {
+  const kernel = new Set(suite.kernel ?? []);
+  const backends = kernel.size === 0 ? "userspace" : `kernel on ${[...kernel].join(", ")}`;
+  const runtime = kind === "node" ? "Node relay" : "Worker relay (workerd)";
+  describe(`mesh across the ${runtime}, ${backends}`, { timeout: 240_000 }, () => {
     let lab: MeshLab;
     const members: Partial<Record<MemberName, LabProcess>> = {};
     const statuses: Partial<Record<MemberName, MeshStatus>> = {};
 
     before(async () => {
       lab = await createMeshLab(kind);
-      for (const name of MEMBERS) members[name] = lab.startMember(name);
+      for (const name of MEMBERS)
+        members[name] = lab.startMember(name, kernel.has(name) ? KERNEL_ARGS : []);
       for (const name of MEMBERS) await members[name]!.waitFor(/"mesh member up"/, 30_000);
     });
     after(async () => {
@@ -44,6 +59,9 @@ export function describeMesh(kind: MeshRelayKind): void {
 
     it("members of the cluster learn each other; the wrong token's member sees nothing and is seen by no one", async () => {
       for (const name of MEMBERS) statuses[name] = await lab.status(name);
+      for (const name of MEMBERS) {
+        assert.equal(statuses[name]!.backend, kernel.has(name) ? "kernel" : "userspace", name);
+      }
       for (const name of CLUSTER) {
         await eventually(
           `${name} has two peers`,
@@ -127,7 +145,9 @@ export function describeMesh(kind: MeshRelayKind): void {
           `${b.publicKey.replace(/[+/]/g, "\\$&")}\\s+${Lan.b.replaceAll(".", "\\.")}:\\d+`,
         ),
       );
-      assert.match(stdout, new RegExp(`${c.publicKey.replace(/[+/]/g, "\\$&")}\\s+\\[100::`));
+      // The kernel interface reaches a relayed peer through the sidecar's loopback bridge.
+      const relayed = kernel.has("a") ? "127\\.0\\.0\\.1:\\d+" : "\\[100::";
+      assert.match(stdout, new RegExp(`${c.publicKey.replace(/[+/]/g, "\\$&")}\\s+${relayed}`));
     });
 
     it("the relay stores the records sealed: not readable without the token", async () => {
@@ -168,6 +188,8 @@ export function describeMesh(kind: MeshRelayKind): void {
         200,
       );
       assert.match(direct.endpoint ?? "", /^10\.97\.0\.2:\d+$/);
+      const { stdout } = await lab.ns.a.run("wg", ["show", lab.ifaces.a, "endpoints"]);
+      assert.match(stdout, new RegExp(`\\s10\\.97\\.0\\.2:${direct.endpoint?.split(":")[1]}\\n`));
       await lab.ns.a.run("ping", [
         "-6",
         "-c1",
@@ -194,6 +216,8 @@ export function describeMesh(kind: MeshRelayKind): void {
         }
         assert.doesNotMatch((await ns.run("nft", ["list", "tables"])).stdout, /siderolink_mesh/);
         assert.doesNotMatch((await ns.run("ip", ["link"])).stdout, new RegExp(lab.ifaces[name]));
+        // wireguard-go removes its configuration socket as it exits with its interface.
+        assert.equal(existsSync(uapiSocketPath(lab.ifaces[name])), false, `${name}: no wg socket`);
       }
     });
   });

@@ -7,6 +7,11 @@
  * clock, and carry the mesh address their key derives to (a member cannot claim another's
  * address). A peer's allowed IPs are its mesh address and routed prefixes.
  *
+ * With a kubeconfig, the cluster's Nodes are a second source (kubernetes-nodes.ts): a Node's
+ * annotations describe a peer just as a record does, the same key from both is one peer, and
+ * peer-sources.ts says which source wins for which field. Either source alone keeps a peer:
+ * with the relay unreachable, peers from Kubernetes are still configured and swept directly.
+ *
  * Paths: a new peer starts on its relay endpoint and is sent a handshake at once; the dual bind
  * copies that initiation to the peer's direct candidates (its LAN endpoints and the address the
  * relay saw it at, with its listen port), and WireGuard roaming moves the peer to whichever
@@ -15,6 +20,7 @@
  * goes back to the relay endpoint and is swept the same way.
  */
 import { networkInterfaces } from "node:os";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { equalBytes } from "../../shared/bytes.ts";
 import { meshAddress } from "../../shared/mesh/address.ts";
 import { clusterSecrets, formatId, memberIdOf } from "../../shared/mesh/cluster.ts";
@@ -23,6 +29,7 @@ import {
   type AffiliateRecord,
   MAX_ENDPOINTS,
   openRecord,
+  type RecordEndpoint,
   RecordError,
   sealRecord,
 } from "../../shared/mesh/record.ts";
@@ -33,7 +40,7 @@ import { Device } from "../../shared/wireguard/device.ts";
 import { sendHandshakeInitiation } from "../../shared/wireguard/send.ts";
 import { handleUapiRequest } from "../../shared/wireguard/uapi.ts";
 import { LINK_MTU, PERSISTENT_KEEPALIVE_SECONDS } from "../backend/backend.ts";
-import { endpointFromAddress, UdpEndpoint } from "../bind/endpoint.ts";
+import { UdpEndpoint } from "../bind/endpoint.ts";
 import { createUdpBind } from "../bind/udp.ts";
 import type { Logger } from "../log.ts";
 import { handshakeAgeSeconds } from "../monitor.ts";
@@ -46,13 +53,16 @@ import { nodeClock } from "../wireguard/clock-node.ts";
 import { createNodeCryptoProvider } from "../wireguard/crypto-node.ts";
 import { serveUapi } from "../wireguard/uapi-socket.ts";
 import { createDualBind, RelayEndpoint } from "./dual-bind.ts";
+import { type NodeWatch, watchKubernetesNodes } from "./kubernetes-nodes.ts";
+import type { NodePeer } from "./node-annotations.ts";
+import { type MergedPeer, mergePeer, type NodeFacts, type RelayFacts } from "./peer-sources.ts";
 import { connectRelayLink, type RelayLink } from "./relay-link.ts";
 import { installMeshRouting, type MeshRouting } from "./routing.ts";
 
-/** A direct path whose handshake is this old has stopped: WireGuard gives up on a key then. */
 /** How soon a route update that failed is tried again. */
 const ROUTES_RETRY_MS = 1_000;
 
+/** A direct path whose handshake is this old has stopped: WireGuard gives up on a key then. */
 export const STALE_HANDSHAKE_MS = REJECT_AFTER_TIME;
 export const DEFAULT_SWEEP_MS = 30_000;
 /** How often peers' paths and records' expiry are checked. */
@@ -72,12 +82,19 @@ export interface MeshMemberOptions {
   readonly tls: TlsSettings;
   readonly proxy: ProxySettings;
   readonly log: Logger;
+  /** The second discovery source: the cluster's Nodes, read with this kubeconfig. */
+  readonly kubernetes?: {
+    readonly config: KubeConfig;
+    /** This host's Node: not a peer; its annotations are written when `publish` is set. */
+    readonly nodeName: string;
+    readonly publish: boolean;
+    readonly resyncMs?: number;
+  };
 }
 
 interface MeshPeer {
   readonly member: Uint8Array;
-  record: AffiliateRecord;
-  candidates: UdpEndpoint[];
+  readonly merged: MergedPeer;
   lastSweep: number;
 }
 
@@ -132,9 +149,9 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
     });
     cleanups.push(() => routing.close());
 
-    const routedPrefixes = (record: AffiliateRecord): string[] => [
-      `${formatIP(record.meshAddress)}/128`,
-      ...record.routedPrefixes.map(formatPrefix),
+    const allowedIps = (peer: MergedPeer): string[] => [
+      `${formatIP(peer.meshAddress)}/128`,
+      ...peer.routedPrefixes.map(formatPrefix),
     ];
     // One route update at a time, each to the newest wanted set: two updates running at once
     // interleave their `ip route` commands, and a removal that finishes last undoes an addition
@@ -143,7 +160,7 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
     let routesUpdating = false;
     let routesRetry: ReturnType<typeof setTimeout> | undefined;
     const syncRoutes = (): void => {
-      routesWanted = [...peers.values()].flatMap((peer) => routedPrefixes(peer.record));
+      routesWanted = [...peers.values()].flatMap((peer) => allowedIps(peer.merged));
       if (routesUpdating) return;
       routesUpdating = true;
       void (async () => {
@@ -164,13 +181,52 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
     };
     cleanups.push(async () => clearTimeout(routesRetry));
 
-    const removePeer = (key: string): void => {
-      const peer = peers.get(key);
-      if (!peer) return;
-      peers.delete(key);
-      device.removePeer(peer.record.publicKey);
-      bind.forget(peer.member);
-      log.info("mesh peer removed", { publicKey: formatKey(peer.record.publicKey) });
+    /** What each source says, by member id (hex): relay records, and each Node's peer. */
+    const relayFacts = new Map<string, RelayFacts>();
+    const nodeFacts = new Map<string, NodeFacts & { readonly member: Uint8Array }>();
+    /** The Node describing `key`: the first by name when several claim one key. */
+    const nodeFactsOf = (key: string): NodeFacts | undefined => {
+      let found: NodeFacts | undefined;
+      for (const facts of nodeFacts.values()) {
+        if (formatId(facts.member) === key && (found === undefined || facts.node < found.node)) {
+          found = facts;
+        }
+      }
+      return found;
+    };
+
+    /** Configures `member` from what its sources say now; removes it when neither says anything. */
+    const refresh = (member: Uint8Array): void => {
+      const key = formatId(member);
+      const merged = mergePeer(relayFacts.get(key), nodeFactsOf(key));
+      const existing = peers.get(key);
+      if (merged === undefined) {
+        if (!existing) return;
+        peers.delete(key);
+        device.removePeer(existing.merged.publicKey);
+        bind.forget(existing.member);
+        log.info("mesh peer removed", { publicKey: formatKey(existing.merged.publicKey) });
+        syncRoutes();
+        return;
+      }
+      bind.setCandidates(member, merged.candidates);
+      const peer = device.setPeer({
+        publicKey: merged.publicKey,
+        allowedIps: allowedIps(merged),
+        replaceAllowedIps: true,
+        persistentKeepaliveInterval: PERSISTENT_KEEPALIVE_SECONDS,
+        ...(existing ? {} : { endpoint: bind.relayEndpoint(member) }),
+      });
+      peers.set(key, { member: member.slice(), merged, lastSweep: Date.now() });
+      if (!existing) {
+        log.info("mesh peer added", {
+          publicKey: formatKey(merged.publicKey),
+          address: formatIP(merged.meshAddress),
+          sources: merged.sources.join(" "),
+          candidates: merged.candidates.map(String).join(" "),
+        });
+        if (peer) sendHandshakeInitiation(peer, false);
+      }
       syncRoutes();
     };
 
@@ -194,28 +250,20 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
         return;
       }
       if (record.expiresAt * 1000 <= Date.now()) return;
-      const key = formatId(member);
-      const candidates = candidateEndpoints(record, observed);
-      bind.setCandidates(member, candidates);
-      const existing = peers.get(key);
-      const relayed = bind.relayEndpoint(member);
-      const peer = device.setPeer({
-        publicKey: record.publicKey,
-        allowedIps: routedPrefixes(record),
-        replaceAllowedIps: true,
-        persistentKeepaliveInterval: PERSISTENT_KEEPALIVE_SECONDS,
-        ...(existing ? {} : { endpoint: relayed }),
-      });
-      peers.set(key, { member: member.slice(), record, candidates, lastSweep: Date.now() });
-      if (!existing) {
-        log.info("mesh peer added", {
-          publicKey: formatKey(record.publicKey),
-          address: formatIP(record.meshAddress),
-          candidates: candidates.map(String).join(" "),
-        });
-        if (peer) sendHandshakeInitiation(peer, false);
+      relayFacts.set(formatId(member), { record, observed: observed.slice() });
+      refresh(member);
+    };
+
+    const onNodePeer = (node: string, peer: NodePeer | undefined): void => {
+      const before = nodeFacts.get(node);
+      nodeFacts.delete(node);
+      if (peer !== undefined && !equalBytes(peer.publicKey, ownKey)) {
+        const member = memberIdOf(peer.publicKey);
+        nodeFacts.set(node, { node, peer, member });
+        refresh(member);
+        if (before !== undefined && equalBytes(before.member, member)) return;
       }
-      syncRoutes();
+      if (before !== undefined) refresh(before.member);
     };
 
     link = connectRelayLink({
@@ -235,30 +283,56 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
           endpoints: localEndpoints(options.iface, udp.port),
         }),
       onRecord,
-      onRemoved: (member) => removePeer(formatId(member)),
+      onRemoved: (member) => {
+        relayFacts.delete(formatId(member));
+        refresh(member);
+      },
       onSynced: () => log.info("mesh records synced", { peers: peers.size }),
       onDatagram: (member, datagram) => bind.deliverRelayed(member, datagram),
     });
     const relayLink = link;
     cleanups.push(() => relayLink.close());
 
+    if (options.kubernetes !== undefined) {
+      const { kubernetes } = options;
+      const nodes: NodeWatch = watchKubernetesNodes(kubernetes.config, {
+        prefix: options.prefix,
+        nodeName: kubernetes.nodeName,
+        ...(kubernetes.publish
+          ? {
+              publish: () => ({
+                publicKey: ownKey,
+                meshAddress: ownAddress,
+                routedPrefixes: options.podCidrs,
+                endpoints: localEndpoints(options.iface, udp.port),
+              }),
+            }
+          : {}),
+        onPeer: onNodePeer,
+        log,
+        ...(kubernetes.resyncMs === undefined ? {} : { resyncMs: kubernetes.resyncMs }),
+      });
+      cleanups.push(() => nodes.close());
+    }
+
     const check = setInterval(() => {
       const now = Date.now();
-      for (const [key, peer] of peers) {
-        if (peer.record.expiresAt * 1000 <= now) {
-          removePeer(key);
-          continue;
-        }
-        const wg = device.peer(peer.record.publicKey);
+      for (const [key, facts] of relayFacts) {
+        if (facts.record.expiresAt * 1000 > now) continue;
+        relayFacts.delete(key);
+        refresh(memberIdOf(facts.record.publicKey));
+      }
+      for (const peer of peers.values()) {
+        const wg = device.peer(peer.merged.publicKey);
         if (!wg) continue;
         if (wg.endpoint instanceof RelayEndpoint) {
-          if (peer.candidates.length > 0 && now - peer.lastSweep >= options.sweepMs) {
+          if (peer.merged.candidates.length > 0 && now - peer.lastSweep >= options.sweepMs) {
             peer.lastSweep = now;
             sendHandshakeInitiation(wg, false);
           }
         } else if (wg.lastHandshake !== 0 && now - wg.lastHandshake > STALE_HANDSHAKE_MS) {
           log.info("direct path stopped; relaying and sweeping", {
-            publicKey: formatKey(peer.record.publicKey),
+            publicKey: formatKey(peer.merged.publicKey),
           });
           wg.setEndpoint(bind.relayEndpoint(peer.member));
           peer.lastSweep = now;
@@ -272,13 +346,14 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
       const now = Date.now();
       const reports: PeerReport[] = [];
       for (const peer of peers.values()) {
-        const wg = device.peer(peer.record.publicKey);
+        const wg = device.peer(peer.merged.publicKey);
         const endpoint = wg?.endpoint ?? null;
         reports.push({
-          publicKey: formatKey(peer.record.publicKey),
+          publicKey: formatKey(peer.merged.publicKey),
           endpoint: endpoint?.toString() ?? null,
-          meshAddress: formatIP(peer.record.meshAddress),
-          routedPrefixes: peer.record.routedPrefixes.map(formatPrefix),
+          meshAddress: formatIP(peer.merged.meshAddress),
+          routedPrefixes: peer.merged.routedPrefixes.map(formatPrefix),
+          sources: peer.merged.sources,
           path: endpoint instanceof UdpEndpoint ? "direct" : "relay",
           lastHandshake:
             wg && wg.lastHandshake !== 0 ? new Date(wg.lastHandshake).toISOString() : null,
@@ -324,23 +399,9 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
   }
 }
 
-/** A record's direct candidates: its endpoints, then the relay-observed address on its port. */
-function candidateEndpoints(record: AffiliateRecord, observed: Uint8Array): UdpEndpoint[] {
-  const out = new Map<string, UdpEndpoint>();
-  for (const endpoint of record.endpoints) {
-    const udp = endpointFromAddress(endpoint.address, endpoint.port);
-    out.set(udp.key, udp);
-  }
-  if (record.listenPort !== 0 && !observed.every((b) => b === 0)) {
-    const udp = endpointFromAddress(observed, record.listenPort);
-    out.set(udp.key, udp);
-  }
-  return [...out.values()];
-}
-
 /** This host's addresses other peers might reach it at, with the WireGuard port. */
-function localEndpoints(iface: string, port: number): { address: Uint8Array; port: number }[] {
-  const out: { address: Uint8Array; port: number }[] = [];
+function localEndpoints(iface: string, port: number): RecordEndpoint[] {
+  const out: RecordEndpoint[] = [];
   for (const [name, addresses] of Object.entries(networkInterfaces())) {
     if (name === iface) continue;
     for (const address of addresses ?? []) {

@@ -5,6 +5,9 @@
  * kube-api.ts) that checks the bearer token on every request.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { meshAddress, parseMeshPrefix } from "../../shared/mesh/address.ts";
 import type { AffiliateRecord } from "../../shared/mesh/record.ts";
@@ -303,6 +306,33 @@ describe("watching Nodes through the Kubernetes API", () => {
     await api.start();
     await eventually("theta after the API server came back", () => peers.has("theta"), 15_000);
     await eventually("alpha's deletion caught up", () => !peers.has("alpha"));
+  });
+});
+
+describe("a kubeconfig with a wrong token", () => {
+  it("gets no peers and logs the API server's refusal", async () => {
+    const api = await startKubeApi();
+    api.setNode("alpha", annotationsFor(20));
+    const wrong = join(mkdtempSync(join(tmpdir(), "kubeconfig-")), "kubeconfig");
+    writeFileSync(wrong, readFileSync(api.kubeconfig, "utf8").replace(api.token, "wrong-token"));
+    const logs: string[] = [];
+    const peers: string[] = [];
+    const watcher = watchKubernetesNodes(loadKubeConfig(wrong), {
+      prefix,
+      nodeName: "self",
+      onPeer: (node) => peers.push(node),
+      log: createLogger("mesh", { write: (line) => logs.push(line) }),
+    });
+    try {
+      const line = await eventually("the refusal", () => logs.find((l) => l.includes("HTTP 401")));
+      assert.match(line, /Kubernetes API unreachable or refusing/);
+      assert.doesNotMatch(line, /wrong-token/);
+      assert.deepEqual(peers, []);
+      assert.equal(api.requests[0]?.authorization, "Bearer wrong-token");
+    } finally {
+      await watcher.close();
+      await api.close();
+    }
   });
 });
 

@@ -21,6 +21,8 @@ export interface PeerReport {
   readonly meshAddress?: string;
   readonly routedPrefixes?: readonly string[];
   readonly path?: "direct" | "relay";
+  /** Mesh role: where the peer was learnt, "relay" and/or "kubernetes". */
+  readonly sources?: readonly string[];
   /** ISO time of the last handshake, or null. */
   readonly lastHandshake: string | null;
   readonly lastHandshakeAgeSeconds: number | null;

@@ -7,6 +7,7 @@
 import { lookup } from "node:dns/promises";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { hostname } from "node:os";
 import { DEFAULT_MESH_PREFIX, parseMeshPrefix } from "../../shared/mesh/address.ts";
 import { MAX_ROUTED_PREFIXES } from "../../shared/mesh/record.ts";
 import { type Prefix, parseNetworkPrefix } from "../../shared/net/ip.ts";
@@ -21,6 +22,7 @@ import {
 import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { watchShutdown } from "../lifecycle.ts";
 import { type Logger, redactUrl } from "../log.ts";
+import { loadKubeConfig } from "../mesh/kubernetes-nodes.ts";
 import { DEFAULT_SWEEP_MS, type MeshMember, startMeshMember } from "../mesh/member.ts";
 import { proxyFor } from "../net/proxy.ts";
 import { checkInterfaceName, integerOption, parseOptions } from "../options.ts";
@@ -58,6 +60,10 @@ Options (environment variable in brackets):
                                                       [WG_QUICK_USERSPACE_IMPLEMENTATION]
   --sweep-interval SEC       how often a relayed peer's direct candidates are tried again
                              (default ${DEFAULT_SWEEP_MS / 1000})               [SIDEROLINK_SWEEP_INTERVAL]
+  --kubeconfig FILE          also learn peers from the Kubernetes Nodes' annotations
+                             (networking.talos.dev/kubespan-*, assigned-prefixes) and write
+                             this host's on its own Node                             [KUBECONFIG]
+  --node-name NAME           this host's Node (default the hostname)    [SIDEROLINK_NODE_NAME]
   --state DIR                keeps the mesh key (default ${DEFAULT_STATE_DIRECTORY})
                                                                            [SIDEROLINK_STATE_DIR]
   --run-dir DIR              where the status socket goes (default ${DEFAULT_RUN_DIRECTORY})
@@ -104,6 +110,8 @@ async function run(args: string[], log: Logger): Promise<number> {
     { name: "prefix", value: true, env: "SIDEROLINK_MESH_PREFIX" },
     { name: "listen-port", value: true, env: "SIDEROLINK_LISTEN_PORT" },
     { name: "sweep-interval", value: true, env: "SIDEROLINK_SWEEP_INTERVAL" },
+    { name: "kubeconfig", value: true, env: "KUBECONFIG" },
+    { name: "node-name", value: true, env: "SIDEROLINK_NODE_NAME" },
   ]);
   if (options.positional.length > 0) {
     throw new SidecarError(
@@ -144,6 +152,15 @@ async function run(args: string[], log: Logger): Promise<number> {
   const prefix = usage(() => parseMeshPrefix(options.get("prefix") ?? DEFAULT_MESH_PREFIX));
   const listenPort = integerOption(options, "listen-port", 51820, 0, 65535);
   const sweepMs = integerOption(options, "sweep-interval", DEFAULT_SWEEP_MS / 1000, 1, 3600) * 1000;
+  const kubeconfig = options.get("kubeconfig");
+  const kubernetes =
+    kubeconfig === undefined || kubeconfig === ""
+      ? undefined
+      : {
+          config: usage(() => loadKubeConfig(kubeconfig)),
+          nodeName: options.get("node-name") ?? hostname(),
+          publish: true,
+        };
 
   requireNetAdmin();
   const backend = await resolveBackend(settings.backendChoice, settings.wireguardGo);
@@ -176,6 +193,7 @@ async function run(args: string[], log: Logger): Promise<number> {
           relayAddresses,
           relayPort,
           sweepMs,
+          ...(kubernetes === undefined ? {} : { kubernetes }),
           tls,
           proxy,
           log,

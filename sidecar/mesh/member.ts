@@ -8,6 +8,11 @@
  * clock, and carry the mesh address their key derives to (a member cannot claim another's
  * address). A peer's allowed IPs are its mesh address and routed prefixes.
  *
+ * With a kubeconfig, the cluster's Nodes are a second source (kubernetes-nodes.ts): a Node's
+ * annotations describe a peer just as a record does, the same key from both is one peer, and
+ * peer-sources.ts says which source wins for which field. Either source alone keeps a peer:
+ * with the relay unreachable, peers from Kubernetes are still configured and swept directly.
+ *
  * Paths: a new peer starts on its relay endpoint and is sent a handshake at once; the plane
  * copies that initiation to the peer's direct candidates (its LAN endpoints and the address the
  * relay saw it at, with its listen port), and the peer moves to the direct path that answers.
@@ -16,6 +21,7 @@
  * relay endpoint and is swept the same way.
  */
 import { networkInterfaces } from "node:os";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { equalBytes } from "../../shared/bytes.ts";
 import { meshAddress } from "../../shared/mesh/address.ts";
 import { clusterSecrets, formatId, memberIdOf } from "../../shared/mesh/cluster.ts";
@@ -31,7 +37,6 @@ import { formatIP, formatPrefix, type Prefix, parseIP } from "../../shared/net/i
 import { formatKey, publicKey as publicKeyOf } from "../../shared/siderolink/keys.ts";
 import { REJECT_AFTER_TIME } from "../../shared/wireguard/constants.ts";
 import type { BackendKind } from "../backend/backend.ts";
-import { endpointFromAddress, type UdpEndpoint } from "../bind/endpoint.ts";
 import type { Logger } from "../log.ts";
 import { handshakeAgeSeconds } from "../monitor.ts";
 import { addAddress, setLinkUp } from "../net/iproute2.ts";
@@ -39,6 +44,9 @@ import type { ProxySettings } from "../net/proxy.ts";
 import type { PeerReport, StatusSnapshot } from "../status.ts";
 import type { TlsSettings } from "../tls.ts";
 import { createKernelPlane } from "./kernel-plane.ts";
+import { type NodeWatch, watchKubernetesNodes } from "./kubernetes-nodes.ts";
+import type { NodePeer } from "./node-annotations.ts";
+import { type MergedPeer, mergePeer, type NodeFacts, type RelayFacts } from "./peer-sources.ts";
 import type { MeshPlane, MeshPlanePeer } from "./plane.ts";
 import { connectRelayLink, type RelayLink } from "./relay-link.ts";
 import { installMeshRouting, type MeshRouting } from "./routing.ts";
@@ -70,10 +78,18 @@ export interface MeshMemberOptions {
   readonly tls: TlsSettings;
   readonly proxy: ProxySettings;
   readonly log: Logger;
+  /** The second discovery source: the cluster's Nodes, read with this kubeconfig. */
+  readonly kubernetes?: {
+    readonly config: KubeConfig;
+    /** This host's Node: not a peer; its annotations are written when `publish` is set. */
+    readonly nodeName: string;
+    readonly publish: boolean;
+    readonly resyncMs?: number;
+  };
 }
 
 interface MeshPeer {
-  record: AffiliateRecord;
+  merged: MergedPeer;
   plane: MeshPlanePeer;
   lastSweep: number;
 }
@@ -130,9 +146,9 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
     });
     cleanups.push(() => routing.close());
 
-    const routedPrefixes = (record: AffiliateRecord): string[] => [
-      `${formatIP(record.meshAddress)}/128`,
-      ...record.routedPrefixes.map(formatPrefix),
+    const allowedIps = (peer: MergedPeer): string[] => [
+      `${formatIP(peer.meshAddress)}/128`,
+      ...peer.routedPrefixes.map(formatPrefix),
     ];
     // One route update at a time, each to the newest wanted set: two updates running at once
     // interleave their `ip route` commands, and a removal that finishes last undoes an addition
@@ -141,7 +157,7 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
     let routesUpdating = false;
     let routesRetry: ReturnType<typeof setTimeout> | undefined;
     const syncRoutes = (): void => {
-      routesWanted = [...peers.values()].flatMap((peer) => routedPrefixes(peer.record));
+      routesWanted = [...peers.values()].flatMap((peer) => allowedIps(peer.merged));
       if (routesUpdating) return;
       routesUpdating = true;
       void (async () => {
@@ -162,16 +178,58 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
     };
     cleanups.push(async () => clearTimeout(routesRetry));
 
-    const removePeer = (key: string): void => {
-      const peer = peers.get(key);
-      if (!peer) return;
-      peers.delete(key);
-      plane
-        .removePeer(peer.plane)
-        .catch((error: unknown) =>
-          log.warn("mesh peer not removed from the interface", { error: String(error) }),
-        );
-      log.info("mesh peer removed", { publicKey: formatKey(peer.record.publicKey) });
+    /** What each source says, by member id (hex): relay records, and each Node's peer. */
+    const relayFacts = new Map<string, RelayFacts>();
+    const nodeFacts = new Map<string, NodeFacts & { readonly member: Uint8Array }>();
+    /** The Node describing `key`: the first by name when several claim one key. */
+    const nodeFactsOf = (key: string): NodeFacts | undefined => {
+      let found: NodeFacts | undefined;
+      for (const facts of nodeFacts.values()) {
+        if (formatId(facts.member) === key && (found === undefined || facts.node < found.node)) {
+          found = facts;
+        }
+      }
+      return found;
+    };
+
+    /** Configures `member` from what its sources say now; removes it when neither says anything. */
+    const refresh = (member: Uint8Array): void => {
+      const key = formatId(member);
+      const merged = mergePeer(relayFacts.get(key), nodeFactsOf(key));
+      const existing = peers.get(key);
+      if (merged === undefined) {
+        if (!existing) return;
+        peers.delete(key);
+        plane
+          .removePeer(existing.plane)
+          .catch((error: unknown) =>
+            log.warn("mesh peer not removed from the interface", { error: String(error) }),
+          );
+        log.info("mesh peer removed", { publicKey: formatKey(existing.merged.publicKey) });
+        syncRoutes();
+        return;
+      }
+      const planePeer: MeshPlanePeer = {
+        member: member.slice(),
+        publicKey: merged.publicKey,
+        allowedIps: allowedIps(merged),
+        candidates: merged.candidates,
+      };
+      peers.set(key, { merged, plane: planePeer, lastSweep: existing?.lastSweep ?? Date.now() });
+      plane.setPeer(planePeer).catch((error: unknown) =>
+        log.error("mesh peer not configured", {
+          publicKey: formatKey(merged.publicKey),
+          error: String(error),
+        }),
+      );
+      if (!existing) {
+        log.info("mesh peer added", {
+          publicKey: formatKey(merged.publicKey),
+          address: formatIP(merged.meshAddress),
+          sources: merged.sources.join(" "),
+          candidates: merged.candidates.map(String).join(" "),
+        });
+      }
       syncRoutes();
     };
 
@@ -195,30 +253,20 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
         return;
       }
       if (record.expiresAt * 1000 <= Date.now()) return;
-      const key = formatId(member);
-      const candidates = candidateEndpoints(record, observed);
-      const existing = peers.get(key);
-      const planePeer: MeshPlanePeer = {
-        member: member.slice(),
-        publicKey: record.publicKey,
-        allowedIps: routedPrefixes(record),
-        candidates,
-      };
-      peers.set(key, { record, plane: planePeer, lastSweep: existing?.lastSweep ?? Date.now() });
-      plane.setPeer(planePeer).catch((error: unknown) =>
-        log.error("mesh peer not configured", {
-          publicKey: formatKey(record.publicKey),
-          error: String(error),
-        }),
-      );
-      if (!existing) {
-        log.info("mesh peer added", {
-          publicKey: formatKey(record.publicKey),
-          address: formatIP(record.meshAddress),
-          candidates: candidates.map(String).join(" "),
-        });
+      relayFacts.set(formatId(member), { record, observed: observed.slice() });
+      refresh(member);
+    };
+
+    const onNodePeer = (node: string, peer: NodePeer | undefined): void => {
+      const before = nodeFacts.get(node);
+      nodeFacts.delete(node);
+      if (peer !== undefined && !equalBytes(peer.publicKey, ownKey)) {
+        const member = memberIdOf(peer.publicKey);
+        nodeFacts.set(node, { node, peer, member });
+        refresh(member);
+        if (before !== undefined && equalBytes(before.member, member)) return;
       }
-      syncRoutes();
+      if (before !== undefined) refresh(before.member);
     };
 
     link = connectRelayLink({
@@ -238,21 +286,48 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
           endpoints: localEndpoints(plane.iface, plane.listenPort),
         }),
       onRecord,
-      onRemoved: (member) => removePeer(formatId(member)),
+      onRemoved: (member) => {
+        relayFacts.delete(formatId(member));
+        refresh(member);
+      },
       onSynced: () => log.info("mesh records synced", { peers: peers.size }),
       onDatagram: (member, datagram) => plane.deliverRelayed(member, datagram),
     });
     const relayLink = link;
     cleanups.push(() => relayLink.close());
 
+    if (options.kubernetes !== undefined) {
+      const { kubernetes } = options;
+      const nodes: NodeWatch = watchKubernetesNodes(kubernetes.config, {
+        prefix: options.prefix,
+        nodeName: kubernetes.nodeName,
+        ...(kubernetes.publish
+          ? {
+              publish: () => ({
+                publicKey: ownKey,
+                meshAddress: ownAddress,
+                routedPrefixes: options.podCidrs,
+                endpoints: localEndpoints(plane.iface, plane.listenPort),
+              }),
+            }
+          : {}),
+        onPeer: onNodePeer,
+        log,
+        ...(kubernetes.resyncMs === undefined ? {} : { resyncMs: kubernetes.resyncMs }),
+      });
+      cleanups.push(() => nodes.close());
+    }
+
     const checkPaths = async (): Promise<void> => {
       const now = Date.now();
-      for (const [key, peer] of peers) {
-        if (peer.record.expiresAt * 1000 <= now) removePeer(key);
+      for (const [key, facts] of relayFacts) {
+        if (facts.record.expiresAt * 1000 > now) continue;
+        relayFacts.delete(key);
+        refresh(memberIdOf(facts.record.publicKey));
       }
       const paths = await plane.paths();
       for (const peer of peers.values()) {
-        const path = paths.get(formatKey(peer.record.publicKey));
+        const path = paths.get(formatKey(peer.merged.publicKey));
         if (path === undefined) continue;
         if (path.path === "relay") {
           if (peer.plane.candidates.length > 0 && now - peer.lastSweep >= options.sweepMs) {
@@ -261,7 +336,7 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
           }
         } else if (path.lastHandshake !== 0 && now - path.lastHandshake > STALE_HANDSHAKE_MS) {
           log.info("direct path stopped; relaying and sweeping", {
-            publicKey: formatKey(peer.record.publicKey),
+            publicKey: formatKey(peer.merged.publicKey),
           });
           peer.lastSweep = now;
           await plane.fallBack(peer.plane);
@@ -286,13 +361,14 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
       const paths = await plane.paths();
       const reports: PeerReport[] = [];
       for (const peer of peers.values()) {
-        const path = paths.get(formatKey(peer.record.publicKey));
+        const path = paths.get(formatKey(peer.merged.publicKey));
         const lastHandshake = path?.lastHandshake ?? 0;
         reports.push({
-          publicKey: formatKey(peer.record.publicKey),
+          publicKey: formatKey(peer.merged.publicKey),
           endpoint: path?.endpoint ?? null,
-          meshAddress: formatIP(peer.record.meshAddress),
-          routedPrefixes: peer.record.routedPrefixes.map(formatPrefix),
+          meshAddress: formatIP(peer.merged.meshAddress),
+          routedPrefixes: peer.merged.routedPrefixes.map(formatPrefix),
+          sources: peer.merged.sources,
           path: path?.path ?? "relay",
           lastHandshake: lastHandshake !== 0 ? new Date(lastHandshake).toISOString() : null,
           lastHandshakeAgeSeconds: path ? handshakeAgeSeconds(now, lastHandshake) : null,
@@ -334,20 +410,6 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
     await close();
     throw error;
   }
-}
-
-/** A record's direct candidates: its endpoints, then the relay-observed address on its port. */
-function candidateEndpoints(record: AffiliateRecord, observed: Uint8Array): UdpEndpoint[] {
-  const out = new Map<string, UdpEndpoint>();
-  for (const endpoint of record.endpoints) {
-    const udp = endpointFromAddress(endpoint.address, endpoint.port);
-    out.set(udp.key, udp);
-  }
-  if (record.listenPort !== 0 && !observed.every((b) => b === 0)) {
-    const udp = endpointFromAddress(observed, record.listenPort);
-    out.set(udp.key, udp);
-  }
-  return [...out.values()];
 }
 
 /** This host's addresses other peers might reach it at, with the WireGuard port. */

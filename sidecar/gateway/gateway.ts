@@ -140,6 +140,16 @@ export class Gateway {
     this.#lan = await startLanServer({
       ...this.#options.listen,
       tls: this.#options.lanTls,
+      // Talos dials TLS for any scheme but grpc://; a machine set up otherwise fails here only.
+      onTlsError: (remote, error) =>
+        log.warn(
+          "a machine's TLS handshake failed: its siderolink.api must be https://GATEWAY:PORT and it must trust this gateway's certificate",
+          {
+            lan: remote === "" ? null : remote,
+            code: (error as NodeJS.ErrnoException).code ?? null,
+            error: error.message.trim(),
+          },
+        ),
       routes: (router: ConnectRouter) => {
         router.service(
           ProvisionService,

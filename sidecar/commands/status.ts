@@ -118,7 +118,8 @@ export function formatStatus(s: StatusSnapshot): string {
   }
   for (const node of s.gateway?.nodes ?? []) {
     lines.push(
-      `    ${node.virtual} ${node.mode} from ${node.lan ?? "-"}: relay ${node.relay.state}, heard ${node.lastHeardSecondsAgo} s ago`,
+      `    ${node.virtual} ${node.mode} from ${node.lan ?? "-"}: relay ${node.relay.transport} ${node.relay.state}, heard ${node.lastHeardSecondsAgo} s ago`,
+      ...(node.relay.reason ? [`      auto: ${node.relay.reason}`] : []),
       `      from machine ${node.fromMachine.datagrams} datagrams / ${node.fromMachine.bytes} bytes, to machine ${node.toMachine.datagrams} datagrams / ${node.toMachine.bytes} bytes`,
     );
   }

@@ -14,6 +14,7 @@ import { DatagramStream } from "../../shared/tunnel/datagram-stream.ts";
 import { REASON_PEER_REPLACED } from "../../shared/tunnel/frame.ts";
 import type { Endpoint } from "../../shared/wireguard/bind.ts";
 import type { Logger } from "../log.ts";
+import type { AutoTransport } from "../transport/auto.ts";
 import {
   HIGH_WATER_BYTES,
   type NodeTransport,
@@ -39,6 +40,10 @@ export interface NodeReport {
   /** The machine's LAN address (UDP: with the source port once learned). */
   readonly lan: string | null;
   readonly relay: {
+    /** The transport in use: websocket, grpc, http, or none while no tunnel is open. */
+    readonly transport: string;
+    /** Under `--transport auto`: which transport is in use and why; null otherwise. */
+    readonly reason: string | null;
     readonly state: string;
     readonly connects: number;
     readonly lastError: string | null;
@@ -150,6 +155,11 @@ export class GatewayNode {
       mode: this.#mode,
       lan: this.#lan,
       relay: {
+        transport: transport?.kind ?? "none",
+        reason:
+          transport !== undefined && "reason" in transport
+            ? (transport as AutoTransport).reason
+            : null,
         state: transport?.state ?? "closed",
         connects: transport?.stats.connects ?? 0,
         lastError: transport?.lastError ?? null,

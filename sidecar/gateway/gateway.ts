@@ -140,6 +140,16 @@ export class Gateway {
     this.#lan = await startLanServer({
       ...this.#options.listen,
       tls: this.#options.lanTls,
+      // Talos dials TLS for any scheme but grpc://; a machine set up otherwise fails here only.
+      onTlsError: (remote, error) =>
+        log.warn(
+          "a machine's TLS handshake failed: its siderolink.api must be https://GATEWAY:PORT and it must trust this gateway's certificate",
+          {
+            lan: remote === "" ? null : remote,
+            code: (error as NodeJS.ErrnoException).code ?? null,
+            error: error.message.trim(),
+          },
+        ),
       routes: (router: ConnectRouter) => {
         router.service(
           ProvisionService,
@@ -190,6 +200,10 @@ export class Gateway {
     if (request.wireguardOverGrpc === true || udp === undefined) {
       machines.delete(lan.remote);
       this.#node(peerAddrPort, "grpc").touch("grpc", lan.remote);
+      this.#options.log.info("machine provisioned for a gRPC tunnel", {
+        lan: lan.remote,
+        machine: peerAddrPort,
+      });
       return response;
     }
     machines.set(lan.remote, peerAddrPort);
@@ -197,7 +211,7 @@ export class Gateway {
     const endpoint = this.#udpEndpoint(lan.local, udp.port);
     this.#options.log.info("machine provisioned for UDP", {
       lan: lan.remote,
-      virtual: peerAddrPort,
+      machine: peerAddrPort,
       endpoint,
     });
     return create(ProvisionResponseSchema, {
@@ -227,17 +241,17 @@ export class Gateway {
     const key = canonicalPeerAddress(peerAddrPort)!;
     let node = this.#nodes.get(key);
     if (node === undefined) {
-      const log = this.#options.log.with({ node: peerAddrPort });
+      const log = this.#options.log.with({ machine: peerAddrPort });
       node = new GatewayNode({
         peerAddrPort,
         mode,
         openTunnel: (handlers) =>
           openRelayTunnel(this.#options.relay, peerAddrPort, { ...handlers, log }),
         sendUdp: (datagrams, to) => this.#udp?.send(datagrams, to),
-        onRefused: (refused, reason) => {
+        // The transport has logged the end (GATEWAY_TUNNEL_WORDS).
+        onRefused: (refused) => {
           if (this.#nodes.get(key) === refused) this.#nodes.delete(key);
           this.#udpMachines?.deletePeer(refused.peerAddrPort);
-          log.warn("the relay refused the machine; it must provision again", { reason });
         },
         log,
         now: this.#now,
@@ -253,7 +267,7 @@ export class Gateway {
       if (!node.idle(now, this.#options.idleTimeoutMs)) continue;
       this.#nodes.delete(key);
       this.#options.log.info("machine silent; its relay tunnel closed", {
-        node: node.peerAddrPort,
+        machine: node.peerAddrPort,
         idleTimeoutMs: this.#options.idleTimeoutMs,
       });
       void node.close();

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import type net from "node:net";
+import type tls from "node:tls";
 import { type ConnectRouter, createContextKey, createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { MAX_PROVISION_REQUEST_BYTES } from "../../relay/app/connect.ts";
@@ -31,6 +32,8 @@ export interface LanServerOptions {
   readonly port: number;
   readonly tls?: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly routes: (router: ConnectRouter) => void;
+  /** A machine's connection failed its TLS handshake (a plaintext client, an untrusted CA). */
+  readonly onTlsError?: (remote: string, error: Error) => void;
 }
 
 export interface LanServer {
@@ -60,6 +63,9 @@ export async function startLanServer(options: LanServerOptions): Promise<LanServ
         handler,
       )
     : http2.createServer({ settings }, handler);
+  server.on("tlsClientError", (error: Error, socket: tls.TLSSocket) => {
+    options.onTlsError?.(lanAddress(socket.remoteAddress), error);
+  });
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session: http2.ServerHttp2Session) => {
     sessions.add(session);

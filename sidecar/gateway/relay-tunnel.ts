@@ -11,7 +11,12 @@ import { createAutoTransport } from "../transport/auto.ts";
 import { createGrpcNodeTransport } from "../transport/grpc.ts";
 import { createHttpTunnelTransport, httpTunnelUrl } from "../transport/http-tunnel.ts";
 import { probeWebSocket } from "../transport/probe.ts";
-import type { NodeTransport, TransportHandlers, TransportKind } from "../transport/transport.ts";
+import type {
+  NodeTransport,
+  TransportHandlers,
+  TransportKind,
+  TunnelWords,
+} from "../transport/transport.ts";
 import { createWebSocketTransport, tunnelUrl } from "../transport/websocket.ts";
 
 export const GATEWAY_TRANSPORT_KINDS = ["websocket", "grpc", "http", "auto"] as const;
@@ -27,6 +32,15 @@ export interface RelayTarget {
   readonly proxy: ProxySettings;
   readonly transport: GatewayTransportKind;
 }
+
+/**
+ * The transports' log lines as the gateway's: the tunnel is one machine's (its virtual address is
+ * on every line), and a tunnel the relay ends for good is the machine's to provision again.
+ */
+export const GATEWAY_TUNNEL_WORDS: TunnelWords = {
+  stream: "machine's relay tunnel",
+  afterEnd: "its stream ends and the gateway forgets it until it provisions again",
+};
 
 /** The relay's base URL (`http://` or `https://`, checked by the caller) as an API URL. */
 export function relayApiUrl(url: URL): ApiUrl {
@@ -48,8 +62,9 @@ export function relayApiUrl(url: URL): ApiUrl {
 export function openRelayTunnel(
   relay: RelayTarget,
   peerAddrPort: string,
-  handlers: TransportHandlers,
+  machineHandlers: TransportHandlers,
 ): NodeTransport {
+  const handlers = { ...machineHandlers, words: GATEWAY_TUNNEL_WORDS };
   if (relay.transport !== "auto") return openTunnel(relay, relay.transport, peerAddrPort, handlers);
   return createAutoTransport({
     preferred: "websocket",

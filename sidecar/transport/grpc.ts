@@ -30,6 +30,7 @@ import { type TlsSettings, tlsOptions } from "../tls.ts";
 import {
   createTransportStats,
   HIGH_WATER_BYTES,
+  NODE_TUNNEL_WORDS,
   type NodeTransport,
   type TransportHandlers,
   type TransportState,
@@ -60,6 +61,7 @@ interface Ending {
 
 export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTransport {
   const { log } = options;
+  const words = options.words ?? NODE_TUNNEL_WORDS;
   const stats = createTransportStats();
   const pending: Uint8Array[] = [];
   let state: TransportState = "connecting";
@@ -138,7 +140,7 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
       if (stream !== call || state !== "connecting") return;
       state = "connected";
       stats.connects++;
-      log.info("tunnel stream connected", { transport: "grpc", origin: options.api.origin });
+      log.info(`${words.stream} connected`, { transport: "grpc", origin: options.api.origin });
       flushPending(call);
     });
     call.on("trailers", ended);
@@ -168,12 +170,12 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
     if (isFinal(ending)) {
       state = "stopped";
       pending.length = 0;
-      log.warn("the relay ended the tunnel stream; provisioning again", { error: lastError });
+      log.warn(`the relay ended the ${words.stream}; ${words.afterEnd}`, { error: lastError });
       options.onTerminal(ending.message);
       return;
     }
     state = "retrying";
-    log.warn("tunnel stream down; reopening on the next datagram", { error: lastError });
+    log.warn(`${words.stream} down; reopening on the next datagram`, { error: lastError });
   };
 
   const flushPending = (call: http2.ClientHttp2Stream): void => {

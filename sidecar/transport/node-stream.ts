@@ -14,6 +14,7 @@ import {
   type FrameSink,
   type FrameStream,
   HIGH_WATER_BYTES,
+  NODE_TUNNEL_WORDS,
   type NodeTransport,
   type TransportHandlers,
   type TransportKind,
@@ -45,11 +46,12 @@ export function createNodeStreamTransport(
   open: (hooks: NodeStreamHooks) => FrameStream,
 ): NodeTransport {
   const { log } = handlers;
+  const words = handlers.words ?? NODE_TUNNEL_WORDS;
   const stats = createTransportStats();
   const views: Uint8Array[] = [];
   const stream = open({
     stats,
-    what: "tunnel stream",
+    what: words.stream,
     connectedFields: { transport: kind, url },
     retryIntervalMs: handlers.retryIntervalMs,
     onBinary(_sink, data) {
@@ -61,7 +63,7 @@ export function createNodeStreamTransport(
     },
     endsForGood: (code) => TerminalCodes.has(code),
     onEnded(code, reason) {
-      log.warn("the relay ended the tunnel stream; provisioning again", { code, reason });
+      log.warn(`the relay ended the ${words.stream}; ${words.afterEnd}`, { code, reason });
       handlers.onTerminal(reason || `close code ${code}`);
     },
   });

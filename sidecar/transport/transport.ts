@@ -73,12 +73,30 @@ export interface FrameStream {
   close(reason: string): Promise<void>;
 }
 
+/**
+ * How a transport's log lines name its stream and what follows the relay ending it for good:
+ * `<stream> connected`, `<stream> down; retrying`, `the relay ended the <stream>; <afterEnd>`.
+ * The node role provisions again itself; the site gateway carries other machines' streams and
+ * can only forget the machine until it provisions again.
+ */
+export interface TunnelWords {
+  readonly stream: string;
+  readonly afterEnd: string;
+}
+
+export const NODE_TUNNEL_WORDS: TunnelWords = {
+  stream: "tunnel stream",
+  afterEnd: "provisioning again",
+};
+
 export interface TransportHandlers {
   /** Datagrams from the relay; views valid only during the call. */
   onDatagrams(datagrams: readonly Uint8Array[]): void;
   /** The relay ended the stream in a way only a new Provision can fix. */
   onTerminal(reason: string): void;
   readonly log: Logger;
+  /** The log's words for this stream (default NODE_TUNNEL_WORDS). */
+  readonly words?: TunnelWords;
   /** Overrides RETRY_INTERVAL_MS (tests). */
   readonly retryIntervalMs?: number;
 }

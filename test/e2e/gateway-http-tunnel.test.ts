@@ -5,4 +5,4 @@
  */
 import { describeGateway } from "./support/gateway-suite.ts";
 
-describeGateway("worker", "http");
+describeGateway("worker", { transport: "http" });

@@ -1,20 +1,25 @@
 /**
  * The site gateway's parts in-process: one machine's relay tunnel and LAN side (GatewayNode,
  * with an in-memory transport), the kept map of UDP machines, the listen option, and the
- * gateway's status and metrics. The whole path runs in test/e2e/gateway.test.ts.
+ * gateway's status, metrics and log lines. The whole path runs in test/e2e/gateway.test.ts.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { WebSocketServer } from "ws";
+import { CloseCode } from "../../shared/tunnel/frame.ts";
 import { parseUdpEndpoint } from "../../sidecar/bind/endpoint.ts";
 import { formatStatus } from "../../sidecar/commands/status.ts";
 import { GatewayNode, type MachineMode } from "../../sidecar/gateway/gateway-node.ts";
+import { openRelayTunnel, relayApiUrl } from "../../sidecar/gateway/relay-tunnel.ts";
 import { GATEWAY_MACHINES_FILE, UdpMachines } from "../../sidecar/gateway/udp-machines.ts";
 import { createLogger } from "../../sidecar/log.ts";
 import { renderMetrics } from "../../sidecar/metrics.ts";
+import { NO_PROXY } from "../../sidecar/net/proxy.ts";
 import { listenOption, parseOptions } from "../../sidecar/options.ts";
 import type { StatusSnapshot } from "../../sidecar/status.ts";
 import {
@@ -22,6 +27,7 @@ import {
   type NodeTransport,
   type TransportHandlers,
 } from "../../sidecar/transport/transport.ts";
+import { eventually } from "../support/eventually.ts";
 
 const log = createLogger("test", { level: "error" });
 
@@ -179,7 +185,7 @@ describe("gateway options and reports", () => {
     assert.throws(() => read("0.0.0.0:70000"), /expected ADDRESS:PORT/);
   });
 
-  it("status and metrics show each machine's counters", () => {
+  it("status and metrics show each machine's counters and the transport it chose", () => {
     const snapshot: StatusSnapshot = {
       role: "gateway",
       iface: "gateway",
@@ -189,9 +195,9 @@ describe("gateway options and reports", () => {
       relay: "https://relay.example",
       up: true,
       transport: {
-        kind: "websocket",
-        choice: "websocket",
-        reason: null,
+        kind: "auto",
+        choice: "auto",
+        reason: "each machine's tunnel chooses for itself: see gateway.nodes",
         state: "connected",
         lastError: null,
         connects: 1,
@@ -214,7 +220,13 @@ describe("gateway options and reports", () => {
             virtual: "[fdae:41e4:649b:9304::1]:50888",
             mode: "udp",
             lan: "10.0.0.5:40000",
-            relay: { state: "connected", connects: 1, lastError: null },
+            relay: {
+              transport: "http",
+              reason: "http: websocket still fails; next probe in 120 s",
+              state: "connected",
+              connects: 1,
+              lastError: null,
+            },
             streamOpen: false,
             streams: 0,
             fromMachine: { datagrams: 3, bytes: 300 },
@@ -247,7 +259,55 @@ describe("gateway options and reports", () => {
     assert.match(text, /machines: {2}1 \(network site, UDP 0\.0\.0\.0:51820\)/);
     assert.match(
       text,
-      /\[fdae:41e4:649b:9304::1\]:50888 udp from 10\.0\.0\.5:40000: relay connected/,
+      /\[fdae:41e4:649b:9304::1\]:50888 udp from 10\.0\.0\.5:40000: relay http connected/,
     );
+    assert.match(text, /^ {6}auto: http: websocket still fails; next probe in 120 s$/m);
+  });
+});
+
+describe("the gateway's log", () => {
+  it("names each machine's relay tunnel, and says a tunnel the relay ended is the machine's to provision again", async () => {
+    // A relay that upgrades the tunnel and then refuses the peer, as the relay does a removed node.
+    const relay = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+    relay.on("connection", (socket) => socket.close(CloseCode.PeerNotAllowed, "peer not allowed"));
+    await new Promise((resolve) => relay.once("listening", resolve));
+    const origin = `http://127.0.0.1:${(relay.address() as AddressInfo).port}`;
+    const lines: { msg: string; machine?: string; reason?: string }[] = [];
+    const gatewayLog = createLogger("gateway", {
+      format: "json",
+      write: (line) => lines.push(JSON.parse(line)),
+    });
+    const machine = "[fdae:41e4:649b:9304::77]:50888";
+    const refused: string[] = [];
+    const tunnel = openRelayTunnel(
+      {
+        origin,
+        api: relayApiUrl(new URL(origin)),
+        network: "site",
+        tls: { insecure: false },
+        proxy: NO_PROXY,
+        transport: "websocket",
+      },
+      machine,
+      {
+        onDatagrams() {},
+        onTerminal: (reason) => refused.push(reason),
+        log: gatewayLog.with({ machine }),
+      },
+    );
+    try {
+      await eventually("the relay's refusal", () => (refused.length > 0 ? true : undefined));
+      assert.deepEqual(refused, ["peer not allowed"]);
+      const said = lines.map((line) => `${line.msg} (${line.machine})`);
+      assert.deepEqual(said, [
+        `machine's relay tunnel connected (${machine})`,
+        `the relay ended the machine's relay tunnel; its stream ends and the gateway forgets it until it provisions again (${machine})`,
+      ]);
+      assert.equal(lines[1].reason, "peer not allowed");
+      assert.ok(!said.some((line) => /provisioning again|tunnel stream/.test(line)));
+    } finally {
+      await tunnel.close();
+      await new Promise((resolve) => relay.close(resolve));
+    }
   });
 });

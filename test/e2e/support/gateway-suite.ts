@@ -9,12 +9,17 @@
  * m-grpc provisions with wireguard_over_grpc and tunnels over CreateStream to the gateway;
  * m-udp provisions without it and sends plain WireGuard UDP to the gateway's LAN endpoint. Both
  * are wireguard-go interfaces configured as Talos configures its link (fixtures/talos-link.ts).
+ *
+ * A run chooses how the gateway reaches the relay (`--transport`) and whether it serves its LAN
+ * API over TLS (`--tls-cert/--tls-key`, the machines then dialling `https://` as Talos does).
  */
 import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { LabProcess, Netns } from "../../netns/netns.ts";
 import { cliPath, nodeBinary, runCli } from "../../sidecar/support/cli.ts";
+import { makeCertificates, type TestCertificates } from "../../support/certificates.ts";
 import { eventually } from "../../support/eventually.ts";
 import {
   createTopology,
@@ -62,7 +67,7 @@ interface GatewayNodeStatus {
   virtual: string;
   mode: Mode;
   lan: string | null;
-  relay: { state: string; connects: number };
+  relay: { transport: string; reason: string | null; state: string; connects: number };
   streams: number;
   fromMachine: { datagrams: number; bytes: number };
   toMachine: { datagrams: number; bytes: number };
@@ -71,7 +76,7 @@ interface GatewayNodeStatus {
 interface GatewayStatus {
   role: string;
   up: boolean;
-  transport: { kind: string };
+  transport: { kind: string; reason: string | null };
   pid: number;
   drops: Record<string, number>;
   gateway: { provisions: Record<string, number>; nodes: GatewayNodeStatus[] };
@@ -83,28 +88,39 @@ interface Context {
   site: Netns;
   gateway: LabProcess;
   machines: Record<Mode, Machine>;
-  /** The gateway's --transport. */
-  transport: string;
+  run: Required<GatewayRun>;
+  /** The LAN API's certificate and its CA, when the gateway serves it over TLS. */
+  lanTls: TestCertificates | undefined;
 }
 
-/** `transport` is the gateway's `--transport`: how it carries the machines to the relay. */
-export function describeGateway(kind: RelayKind, transport = "websocket"): void {
+export interface GatewayRun {
+  /** The gateway's `--transport`: how it carries the machines to the relay (default websocket). */
+  readonly transport?: "websocket" | "grpc" | "http" | "auto";
+  /** Whether the gateway serves its LAN API over TLS (default: plaintext HTTP/2). */
+  readonly lanTls?: boolean;
+}
+
+export function describeGateway(kind: RelayKind, options: GatewayRun = {}): void {
+  const run = { transport: options.transport ?? "websocket", lanTls: options.lanTls ?? false };
   const runtime = kind === "node" ? "Node" : "Worker (workerd, HTTPS)";
-  describe(`site gateway: Talos machines behind a UDP-blocking firewall, ${runtime} relay, ${transport} to it`, {
+  const lan = run.lanTls ? "TLS" : "plaintext";
+  describe(`site gateway: Talos machines behind a UDP-blocking firewall, ${runtime} relay, ${run.transport} to it, ${lan} LAN API`, {
     timeout: 600_000,
   }, () => {
     const c = {} as Context;
     before(async () => {
-      Object.assign(c, await setUp(kind, transport));
+      Object.assign(c, await setUp(kind, run));
     });
     after(async () => {
       await c.topology?.close();
     });
     defineAssertions(() => c);
+    if (run.lanTls) defineTlsAssertions(() => c);
   });
 }
 
-function gatewayArgs(relay: Relay, topology: Topology, transport: string): string[] {
+function gatewayArgs(c: Context): string[] {
+  const { relay, topology, run, lanTls } = c;
   return [
     cliPath,
     "gateway",
@@ -123,25 +139,41 @@ function gatewayArgs(relay: Relay, topology: Topology, transport: string): strin
     "--run-dir",
     topology.runDir,
     "--transport",
-    transport,
+    run.transport,
+    ...(lanTls ? ["--tls-cert", lanTls.cert, "--tls-key", lanTls.key] : []),
     ...relay.tlsArgs,
   ];
 }
 
-async function startMachine(c: Context, mode: Mode, joinToken: string): Promise<LabProcess> {
-  const ns = c.machines?.[mode]?.ns;
-  return ns.spawn(nodeBinary, [
-    talosLinkFixture,
-    `${Lan[mode].gateway}:${GatewayPort}`,
-    joinToken,
-    nodeUuid(),
-    `t${mode[0]}${suffix}`,
-    mode,
-  ]);
+/**
+ * A Talos machine pointed at the gateway: `https://` when the gateway serves TLS, trusting its
+ * CA, unless `dial` says otherwise (a machine that gets it wrong).
+ */
+async function startMachine(
+  c: Context,
+  mode: Mode,
+  joinToken: string,
+  dial: { scheme?: "grpc" | "https"; trustsCa?: boolean } = {},
+): Promise<LabProcess> {
+  const scheme = dial.scheme ?? (c.lanTls ? "https" : "grpc");
+  const trusted = c.lanTls !== undefined && scheme === "https" && dial.trustsCa !== false;
+  return c.machines[mode].ns.spawn(
+    nodeBinary,
+    [
+      talosLinkFixture,
+      `${scheme}://${Lan[mode].gateway}:${GatewayPort}`,
+      joinToken,
+      nodeUuid(),
+      `t${mode[0]}${suffix}`,
+      mode,
+    ],
+    { env: trusted && c.lanTls ? { TALOS_TRUSTED_ROOTS: c.lanTls.ca } : {} },
+  );
 }
 
-async function setUp(kind: RelayKind, transport: string): Promise<Context> {
-  const topology = await createTopology(`gw${kind[0]}${transport[0]}`);
+async function setUp(kind: RelayKind, run: Required<GatewayRun>): Promise<Context> {
+  const tag = `${run.transport[0]}${run.lanTls ? "t" : ""}`;
+  const topology = await createTopology(`gw${kind[0]}${tag}`);
   try {
     const relay = await topology.startRelay(kind);
     const server = topology.startServer(relay, `sm${suffix}`);
@@ -154,13 +186,19 @@ async function setUp(kind: RelayKind, transport: string): Promise<Context> {
       `${Links.site.host}/24`,
     );
     await site.blockUdp(uplink);
-    const c = { topology, relay, site, machines: {}, transport } as Context;
+    let lanTls: TestCertificates | undefined;
+    if (run.lanTls) {
+      const dir = join(topology.work, "lan-tls");
+      mkdirSync(dir);
+      lanTls = makeCertificates(dir, [Lan.grpc.gateway, Lan.udp.gateway]);
+    }
+    const c = { topology, relay, site, machines: {}, run, lanTls } as Context;
     for (const mode of ["grpc", "udp"] as const) {
       const ns = await topology.lab.namespace(`m-${mode}`);
       await topology.lab.link(site, `${Lan[mode].gateway}/24`, ns, `${Lan[mode].machine}/24`);
       c.machines[mode] = { ns } as Machine;
     }
-    c.gateway = site.spawn(nodeBinary, gatewayArgs(relay, topology, transport));
+    c.gateway = site.spawn(nodeBinary, gatewayArgs(c));
     await c.gateway.waitFor(/"msg":"ready"/, 30_000);
     for (const mode of ["grpc", "udp"] as const) {
       const process = await startMachine(c, mode, relay.info.joinToken);
@@ -302,13 +340,22 @@ function defineAssertions(get: () => Context): void {
     const before = await gatewayStatus(c);
     assert.equal(before.role, "gateway");
     assert.equal(before.up, true);
-    assert.equal(before.transport.kind, c.transport, "the machines ride the transport asked for");
+    assert.equal(before.transport.kind, c.run.transport, "the transport asked for");
+    if (c.run.transport === "auto") assert.match(before.transport.reason ?? "", /gateway\.nodes/);
     assert.ok((before.gateway.provisions.ok ?? 0) >= 2);
     for (const mode of ["grpc", "udp"] as const) {
       const node = nodeOf(before, c.machines[mode], mode);
       assert.ok(node, `${mode} machine in the gateway's status: ${JSON.stringify(before)}`);
       assert.equal(node.mode, mode);
       assert.equal(node.relay.state, "connected");
+      if (c.run.transport === "auto") {
+        // WebSocket passes the site's egress (only UDP is dropped), so auto stays on it.
+        assert.equal(node.relay.transport, "websocket", `${mode} machine's tunnel under auto`);
+        assert.equal(node.relay.reason, "websocket: preferred for this relay URL");
+      } else {
+        assert.equal(node.relay.transport, c.run.transport, `${mode} machine's tunnel`);
+        assert.equal(node.relay.reason, null);
+      }
       assert.ok(node.fromMachine.bytes > TransferBytes, `${mode} bytes from the machine`);
       assert.ok(node.toMachine.bytes > TransferBytes, `${mode} bytes to the machine`);
     }
@@ -362,7 +409,7 @@ function defineAssertions(get: () => Context): void {
     }
     c.gateway.child.kill("SIGKILL");
     await c.gateway.exited;
-    c.gateway = c.site.spawn(nodeBinary, gatewayArgs(c.relay, c.topology, c.transport));
+    c.gateway = c.site.spawn(nodeBinary, gatewayArgs(c));
     await c.gateway.waitFor(/"msg":"ready"/, 30_000);
     for (const transferRun of running) {
       const result = await transferRun.done;
@@ -385,5 +432,46 @@ function defineAssertions(get: () => Context): void {
       await pingUntilReply(c.machines[mode].ns, c.relay.info.serverAddress);
     }
     assert.equal(await provisionsOk(c), provisioned, "the relay served no Provision meanwhile");
+  });
+}
+
+/** What a gateway serving its LAN API over TLS refuses: machines that do not dial it as it is. */
+function defineTlsAssertions(get: () => Context): void {
+  const refusedAt = async (
+    c: Context,
+    dial: { scheme: "grpc" | "https"; trustsCa?: boolean },
+  ): Promise<string> => {
+    const before = await gatewayStatus(c);
+    const relayOk = await provisionsOk(c);
+    const machine = await startMachine(c, "grpc", c.relay.info.joinToken, dial);
+    const exit = await machine.exited;
+    assert.notEqual(exit.code, 0, `the machine provisioned: ${machine.output()}`);
+    const after = await gatewayStatus(c);
+    assert.deepEqual(after.gateway.provisions, before.gateway.provisions, "no Provision served");
+    assert.equal(await provisionsOk(c), relayOk, "nothing reached the relay");
+    return machine.output();
+  };
+
+  it("over TLS, a machine dialling grpc:// (plaintext HTTP/2) gets no answer, and the gateway says why", async () => {
+    const c = get();
+    const output = await refusedAt(c, { scheme: "grpc" });
+    // The TLS listener reads the h2c preface as a TLS record of no known version and drops the
+    // connection; grpc-js then reports the channel as unable to connect.
+    assert.match(
+      output,
+      /14 UNAVAILABLE: No connection established\. Last error: Failed to connect/,
+    );
+    assert.match(
+      c.gateway.output(),
+      /"msg":"a machine's TLS handshake failed: its siderolink.api must be https:\/\/GATEWAY:PORT[^\n]*"lan":"10\.97\.1\.2","code":"ERR_SSL_WRONG_VERSION_NUMBER"/,
+    );
+  });
+
+  it("over TLS, a machine that does not trust the gateway's CA refuses the gateway", async () => {
+    const output = await refusedAt(get(), { scheme: "https", trustsCa: false });
+    assert.match(
+      output,
+      /14 UNAVAILABLE: No connection established\. Last error: Error: unable to verify the first certificate/,
+    );
   });
 }

@@ -56,6 +56,8 @@ export interface MeshPeerStatus {
   endpoint: string | null;
   meshAddress: string;
   routedPrefixes: string[];
+  /** Where the member learned the peer: "relay", "kubernetes" or both. */
+  sources: string[];
   path: "direct" | "relay";
   lastHandshake: string | null;
   rxBytes: number;
@@ -81,7 +83,12 @@ export interface MeshLab {
   readonly clusterToken: string;
   /** Environment for a Node client in a member namespace to trust the relay's certificate. */
   readonly clientEnv: Record<string, string>;
-  startMember(name: MemberName, extra?: readonly string[]): LabProcess;
+  /** Starts a member's CLI; `relay` replaces the lab relay's URL (e.g. with one that fails). */
+  startMember(
+    name: MemberName,
+    extra?: readonly string[],
+    options?: { readonly relay?: string },
+  ): LabProcess;
   status(name: MemberName): Promise<MeshStatus>;
   /** Lifts c's UDP block. */
   unblockC(): Promise<void>;
@@ -180,12 +187,12 @@ export async function createMeshLab(kind: MeshRelayKind): Promise<MeshLab> {
       clusterToken,
       clientEnv: caArgs.length > 0 ? { NODE_EXTRA_CA_CERTS: caArgs[1] } : {},
       relayUrl,
-      startMember(name, extra = []) {
+      startMember(name, extra = [], options = {}) {
         return ns[name].spawn(nodeBinary, [
           cliPath,
           "mesh",
           "--relay",
-          relayUrl(name),
+          options.relay ?? relayUrl(name),
           "--cluster-token-file",
           name === "d" ? wrongTokenFile : tokenFile,
           "--iface",

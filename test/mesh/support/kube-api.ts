@@ -6,6 +6,11 @@
  * than the kept history gets an ERROR event with a 410 Status, as the real server sends), and
  * `PATCH /api/v1/nodes/NAME` with a JSON merge patch. Each change bumps the resourceVersion.
  *
+ * Clients in network namespaces cannot reach this process's loopback: `listenOnSocket` also
+ * takes connections on a Unix socket (the file system is shared), which a forwarder inside a
+ * namespace (test/e2e/fixtures/unix-forward.ts) carries them to, and `kubeconfigFor` names the
+ * address they dial (one of `addresses`, which the certificate covers).
+ *
  * It is not a real API server (none can run on this machine): it speaks the documented wire
  * forms, so it checks that the client library is driven right, not how a real server behaves
  * in every corner.
@@ -14,7 +19,11 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import type { ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
-import type { AddressInfo } from "node:net";
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  type Server as NetServer,
+} from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { constantTimeEqual } from "../../../relay/app/secrets.ts";
@@ -38,9 +47,20 @@ export interface SeenRequest {
 
 type EventType = "ADDED" | "MODIFIED" | "DELETED";
 
+export interface KubeApiOptions {
+  /** The bearer token every request must carry. */
+  readonly token?: string;
+  /** IP addresses clients dial besides 127.0.0.1, for the server certificate. */
+  readonly addresses?: readonly string[];
+}
+
 export interface KubeApi {
   /** A kubeconfig file for this server: its CA, the token, one context. */
   readonly kubeconfig: string;
+  /** A kubeconfig like `kubeconfig` whose server is `server` (https://ADDRESS:PORT). */
+  kubeconfigFor(server: string): string;
+  /** Also takes connections on the Unix socket `path`, until stop or close. */
+  listenOnSocket(path: string): Promise<void>;
   readonly token: string;
   readonly requests: SeenRequest[];
   /** Open watch streams now. */
@@ -63,9 +83,10 @@ export interface KubeApi {
 
 const NODES = "/api/v1/nodes";
 
-export async function startKubeApi(token = "kube-test-token-4d1f"): Promise<KubeApi> {
+export async function startKubeApi(options: KubeApiOptions = {}): Promise<KubeApi> {
+  const token = options.token ?? "kube-test-token-4d1f";
   const dir = mkdtempSync(join(tmpdir(), "kube-api-"));
-  const certs = makeCertificates(dir, ["127.0.0.1"]);
+  const certs = makeCertificates(dir, ["127.0.0.1", ...(options.addresses ?? [])]);
   const nodes = new Map<string, FakeNode>();
   let version = 100;
   /** Changes after `oldest`, for watches that resume from a version. */
@@ -181,23 +202,37 @@ export async function startKubeApi(token = "kube-test-token-4d1f"): Promise<Kube
     new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
   await listen(0);
   const port = (server.address() as AddressInfo).port;
+  // Connections from the socket are handed to the HTTPS server, which does TLS and HTTP on them.
+  const socketServer: NetServer = createNetServer((socket) => server.emit("connection", socket));
+  let socketPath: string | undefined;
+  const listenOnSocket = (path: string): Promise<void> => {
+    socketPath = path;
+    return new Promise((resolve, reject) => {
+      socketServer.once("error", reject);
+      socketServer.listen(path, () => {
+        socketServer.off("error", reject);
+        resolve();
+      });
+    });
+  };
   const stopListening = async (): Promise<void> => {
     for (const res of watches) res.destroy();
     watches.clear();
     server.closeAllConnections();
+    if (socketServer.listening) {
+      await new Promise<void>((resolve) => socketServer.close(() => resolve()));
+    }
     await new Promise<void>((resolve) => server.close(() => resolve()));
   };
 
-  const kubeconfig = join(dir, "kubeconfig");
-  writeFileSync(
-    kubeconfig,
+  const kubeconfigText = (server: string): string =>
     [
       "apiVersion: v1",
       "kind: Config",
       "clusters:",
       "- name: test",
       "  cluster:",
-      `    server: https://127.0.0.1:${port}`,
+      `    server: ${server}`,
       `    certificate-authority: ${certs.ca}`,
       "users:",
       "- name: member",
@@ -210,11 +245,18 @@ export async function startKubeApi(token = "kube-test-token-4d1f"): Promise<Kube
       "    user: member",
       "current-context: test",
       "",
-    ].join("\n"),
-  );
+    ].join("\n");
+  let kubeconfigs = 0;
+  const kubeconfigFor = (server: string): string => {
+    const file = join(dir, `kubeconfig-${kubeconfigs++}`);
+    writeFileSync(file, kubeconfigText(server));
+    return file;
+  };
 
   return {
-    kubeconfig,
+    kubeconfig: kubeconfigFor(`https://127.0.0.1:${port}`),
+    kubeconfigFor,
+    listenOnSocket,
     token,
     requests,
     get watchers() {
@@ -244,7 +286,10 @@ export async function startKubeApi(token = "kube-test-token-4d1f"): Promise<Kube
       watches.clear();
     },
     stop: stopListening,
-    start: () => listen(port),
+    async start() {
+      await listen(port);
+      if (socketPath !== undefined) await listenOnSocket(socketPath);
+    },
     close: stopListening,
   };
 }

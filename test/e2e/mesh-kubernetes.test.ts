@@ -7,7 +7,7 @@
  * member's link.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -50,13 +50,14 @@ describe("mesh members discovering each other only through Kubernetes Nodes", {
 }, () => {
   let lab: MeshLab;
   let api: KubeApi;
+  const socketDir = mkdtempSync(join(tmpdir(), "kube-forward-"));
   const members: Partial<Record<LanMember, LabProcess>> = {};
   const addresses: Partial<Record<LanMember, string>> = {};
 
   before(async () => {
     lab = await createMeshLab("node");
     api = await startKubeApi({ addresses: MEMBERS.map((name) => EdgeLinks[name].edge) });
-    const socket = join(mkdtempSync(join(tmpdir(), "kube-forward-")), "api.sock");
+    const socket = join(socketDir, "api.sock");
     await api.listenOnSocket(socket);
     const forward = lab.ns.edge.spawn(nodeBinary, [
       forwarder,
@@ -83,6 +84,7 @@ describe("mesh members discovering each other only through Kubernetes Nodes", {
   after(async () => {
     await lab?.close();
     await api?.close();
+    rmSync(socketDir, { recursive: true, force: true });
   });
 
   const peerOf = (status: MeshStatus, of: LanMember) =>

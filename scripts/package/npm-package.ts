@@ -11,10 +11,12 @@ import { bundleForPackage, PROGRAMS } from "./bundle.ts";
 import { run } from "./run.ts";
 
 /**
- * The oldest Node the bundles run on: node:sqlite without a flag (22.13) for the relay; the
- * bundles need no type stripping. test/packaging checks the bound with that very release.
+ * The oldest Node the bundles run on: node:sqlite without a flag (22.13) for the relay, and
+ * @kubernetes/client-node's own minimum (22.19: its HTTP client needs zlib's zstd) for the
+ * sidecar; the bundles need no type stripping. test/packaging checks the bound with that very
+ * release.
  */
-export const PACKAGE_NODE_ENGINE = ">=22.13";
+export const PACKAGE_NODE_ENGINE = ">=22.19";
 
 export async function buildNpmPackage(options: {
   readonly version: string;

@@ -22,8 +22,12 @@ import {
 import { ExitCode, SidecarError } from "../exit-codes.ts";
 import { watchShutdown } from "../lifecycle.ts";
 import { type Logger, redactUrl } from "../log.ts";
-import { loadKubeConfig } from "../mesh/kubernetes-nodes.ts";
-import { DEFAULT_SWEEP_MS, type MeshMember, startMeshMember } from "../mesh/member.ts";
+import {
+  DEFAULT_SWEEP_MS,
+  type MeshMember,
+  type MeshMemberOptions,
+  startMeshMember,
+} from "../mesh/member.ts";
 import { proxyFor } from "../net/proxy.ts";
 import { checkInterfaceName, integerOption, parseOptions } from "../options.ts";
 import { requireNetAdmin, resolveBackend } from "../preflight.ts";
@@ -153,14 +157,16 @@ async function run(args: string[], log: Logger): Promise<number> {
   const listenPort = integerOption(options, "listen-port", 51820, 0, 65535);
   const sweepMs = integerOption(options, "sweep-interval", DEFAULT_SWEEP_MS / 1000, 1, 3600) * 1000;
   const kubeconfig = options.get("kubeconfig");
-  const kubernetes =
-    kubeconfig === undefined || kubeconfig === ""
-      ? undefined
-      : {
-          config: usage(() => loadKubeConfig(kubeconfig)),
-          nodeName: options.get("node-name") ?? hostname(),
-          publish: true,
-        };
+  let kubernetes: MeshMemberOptions["kubernetes"];
+  if (kubeconfig !== undefined && kubeconfig !== "") {
+    // Loaded only here: the Kubernetes client is most of the bundle, and no other use needs it.
+    const { loadKubeConfig } = await import("../mesh/kubernetes-nodes.ts");
+    kubernetes = {
+      config: usage(() => loadKubeConfig(kubeconfig)),
+      nodeName: options.get("node-name") ?? hostname(),
+      publish: true,
+    };
+  }
 
   requireNetAdmin();
   const backend = await resolveBackend(settings.backendChoice, settings.wireguardGo);

@@ -44,7 +44,7 @@ import type { ProxySettings } from "../net/proxy.ts";
 import type { PeerReport, StatusSnapshot } from "../status.ts";
 import type { TlsSettings } from "../tls.ts";
 import { createKernelPlane } from "./kernel-plane.ts";
-import { type NodeWatch, watchKubernetesNodes } from "./kubernetes-nodes.ts";
+import type { NodeWatch } from "./kubernetes-nodes.ts";
 import type { NodePeer } from "./node-annotations.ts";
 import { type MergedPeer, mergePeer, type NodeFacts, type RelayFacts } from "./peer-sources.ts";
 import type { MeshPlane, MeshPlanePeer } from "./plane.ts";
@@ -298,6 +298,7 @@ export async function startMeshMember(options: MeshMemberOptions): Promise<MeshM
 
     if (options.kubernetes !== undefined) {
       const { kubernetes } = options;
+      const { watchKubernetesNodes } = await import("./kubernetes-nodes.ts");
       const nodes: NodeWatch = watchKubernetesNodes(kubernetes.config, {
         prefix: options.prefix,
         nodeName: kubernetes.nodeName,

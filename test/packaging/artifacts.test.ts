@@ -52,9 +52,9 @@ function elfMachine(path: string): number {
 }
 
 /** The release the npm package's engines field names as its minimum, and npm's integrity of it. */
-const OLDEST_NODE = "22.13.0";
+const OLDEST_NODE = "22.19.0";
 const OLDEST_NODE_INTEGRITY =
-  "sha512-j43lxJDU/cHRui4GjtsJGdNDmoC9+pYzC1yahw6JOXt4tXTqyufoW/stEfabG7m7yEzDqJb5Vxnt7swjtUzHuA==";
+  "sha512-kjgmAijr2xPcEIrK1eky8L05W9pZcVUYihQbsN99F0zQP6VXX+DlAbSFbVre3bI7oLjtyUd10/vCdCkxfqnysw==";
 
 /** That Node for linux-x64, from the npm registry into dist/.cache (once), checked. */
 async function oldestAdmittedNode(): Promise<string> {
@@ -255,7 +255,7 @@ describe("release artifacts", { timeout: PACKAGE_TIMEOUT_MS + 5 * 60_000 }, () =
           "utf8",
         ),
       ) as { engines: { node: string }; scripts?: unknown; dependencies?: unknown };
-      assert.equal(manifest.engines.node, ">=22.13");
+      assert.equal(manifest.engines.node, ">=22.19");
       assert.equal(manifest.scripts, undefined);
       assert.equal(manifest.dependencies, undefined);
     });

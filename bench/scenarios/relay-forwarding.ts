@@ -20,6 +20,7 @@ import {
 } from "../support/forwarding-load.ts";
 import { fixed, ratio, type ScenarioOptions, type ScenarioResult } from "../support/result.ts";
 import { loadNow, median } from "../support/stats.ts";
+import { LIFTED_NODE_LIMIT_VARS } from "../support/worker-limits.ts";
 
 type Runtime = "node" | "durable-object";
 const Batches = [1, 8, 32, 64];
@@ -73,7 +74,7 @@ export async function relayForwarding(options: ScenarioOptions): Promise<Scenari
     data.remove();
   }
 
-  const worker = await startWorkerRelay();
+  const worker = await startWorkerRelay({ vars: LIFTED_NODE_LIMIT_VARS });
   try {
     const network = await createNetwork(worker.url, worker.operatorToken, uniqueNetworkName("b"));
     await measureAll(
@@ -111,7 +112,7 @@ export async function relayForwarding(options: ScenarioOptions): Promise<Scenari
     method:
       `A load generator speaking the tunnel codec plays the uplink and one node and sends ${Size}-byte WireGuard transport messages through one network's hub, ` +
       `B per WebSocket message, ${Window} messages in flight, ${Math.max(2, Math.round(options.seconds / 3))} s per run, alternating batch order, ${options.repetitions} repetitions; median datagrams/s. ` +
-      "Node: the relay in its own process (per-node datagram rate limit lifted). Durable Object: the Worker in local workerd through Miniflare. Load generator and relay share the machine's 2 vCPU.",
+      "Node: the relay in its own process. Durable Object: the Worker in local workerd through Miniflare. Both with the per-node datagram rate limit lifted. Load generator and relay share the machine's 2 vCPU.",
     columns: ["runtime, direction", ...Batches.map((b) => `B=${b}`), "B=64 / B=1"],
     rows,
     targets: [],

@@ -27,6 +27,7 @@ import { ForwardingPair, type ForwardingSample } from "../support/forwarding-loa
 import { iperf } from "../support/iperf.ts";
 import { fixed, ratio, type ScenarioOptions, type ScenarioResult } from "../support/result.ts";
 import { loadNow, median, sleep, totalCpuSeconds } from "../support/stats.ts";
+import { LIFTED_NODE_LIMIT_VARS } from "../support/worker-limits.ts";
 
 const workerdRelay = fileURLToPath(new URL("../support/workerd-relay.ts", import.meta.url));
 const wsCounter = fileURLToPath(new URL("../support/ws-counter.ts", import.meta.url));
@@ -257,7 +258,7 @@ interface BatchingSample extends ForwardingSample {
 }
 
 async function batchingOnOff(options: ScenarioOptions): Promise<BatchingSample[]> {
-  const relay = await startWorkerRelay();
+  const relay = await startWorkerRelay({ vars: LIFTED_NODE_LIMIT_VARS });
   const workerd = relayProcessIds(process.pid).filter((pid) => commandName(pid) === "workerd");
   const samples: BatchingSample[] = [];
   const seconds = batchingSeconds(options);

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { convertV4MiniflareOptions, Log, LogLevel, Miniflare } from "miniflare";
 import { bundlePath, bundleWorker, repositoryRoot } from "../../test/worker/support/bundle.ts";
+import { LIFTED_NODE_LIMIT_VARS } from "./worker-limits.ts";
 
 const [portText, network] = process.argv.slice(2);
 if (!portText || !network) {
@@ -37,7 +38,7 @@ const miniflare = new Miniflare(
       NETWORK: { className: "NetworkObject", useSQLite: true },
       DIRECTORY: { className: "DirectoryObject", useSQLite: true },
     },
-    bindings: { RELAY_OPERATOR_TOKEN: operatorToken },
+    bindings: { RELAY_OPERATOR_TOKEN: operatorToken, ...LIFTED_NODE_LIMIT_VARS },
     resourcePersistencePath: persist,
     host: "127.0.0.1",
     port: 0,

@@ -16,7 +16,13 @@
  * createTransportSwitch holds either kind of transport; createAutoTransport is the node's.
  */
 import type { Logger } from "../log.ts";
-import type { NodeTransport, TransportKind, TransportState, TransportStats } from "./transport.ts";
+import {
+  createTransportStats,
+  type NodeTransport,
+  type TransportKind,
+  type TransportState,
+  type TransportStats,
+} from "./transport.ts";
 
 /** How long the preferred transport may stay unconnected before the fallback takes over. */
 export const FALLBACK_AFTER_MS = 15_000;
@@ -56,6 +62,12 @@ export interface TransportSwitch<T> {
   readonly current: T;
   /** Which transport is in use and why. */
   readonly reason: string;
+  /**
+   * The counters of every transport this switch has held, the one in use included: a switch
+   * does not reset what status reports (a relay outage that sends the link to the fallback and
+   * back still counts each reconnection).
+   */
+  readonly stats: Readonly<TransportStats>;
   /** Stops switching and closes the transport in use. */
   close(): Promise<void>;
 }
@@ -78,7 +90,7 @@ export function createAutoTransport(options: AutoTransportOptions): AutoTranspor
       return chosen.current.state;
     },
     get stats() {
-      return chosen.current.stats;
+      return chosen.stats;
     },
     get lastError() {
       return chosen.current.lastError;
@@ -106,6 +118,7 @@ export function createTransportSwitch<T extends SwitchableTransport, P extends P
   let nextProbe = 0;
   let probing = false;
   let closed = false;
+  const retired = createTransportStats();
 
   const open = (kind: P | "http"): T => {
     let transport: T | undefined;
@@ -117,6 +130,9 @@ export function createTransportSwitch<T extends SwitchableTransport, P extends P
 
   const switchTo = (kind: P | "http", why: string): void => {
     const previous = current;
+    for (const key of Object.keys(retired) as (keyof TransportStats)[]) {
+      retired[key] += previous.stats[key];
+    }
     current = open(kind);
     reason = why;
     since = Date.now();
@@ -173,6 +189,13 @@ export function createTransportSwitch<T extends SwitchableTransport, P extends P
     },
     get reason() {
       return reason;
+    },
+    get stats() {
+      const total = { ...retired };
+      for (const key of Object.keys(total) as (keyof TransportStats)[]) {
+        total[key] += current.stats[key];
+      }
+      return total;
     },
     async close() {
       closed = true;

@@ -47,7 +47,7 @@ export function connectAutoUplink(options: AutoUplinkOptions): AutoUplink {
       return chosen.current.state;
     },
     get stats() {
-      return chosen.current.stats;
+      return chosen.stats;
     },
     get lastError() {
       return chosen.current.lastError;

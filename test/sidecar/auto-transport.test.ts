@@ -108,4 +108,24 @@ describe("--transport auto", () => {
     await eventually("the fallback after the grace", () => transport.kind === "http", 5_000);
     await transport.close();
   });
+
+  it("reports counters summed over every transport it held, so a switch does not reset status", async () => {
+    let works = false;
+    const { transport, opened } = autoOver(() => works);
+    opened[0].stats.connects = 1;
+    opened[0].stats.txDatagrams = 5;
+    opened[0].state = "retrying";
+    await eventually("the fallback", () => transport.kind === "http", 5_000);
+    opened[1].state = "connected";
+    opened[1].stats.connects = 1;
+    opened[1].stats.txDatagrams = 3;
+    assert.equal(transport.stats.connects, 2);
+    assert.equal(transport.stats.txDatagrams, 8);
+    works = true;
+    await eventually("the move back", () => transport.kind === "websocket", 10_000);
+    opened[2].stats.connects = 1;
+    assert.equal(transport.stats.connects, 3, "the first, the fallback and the return");
+    assert.equal(transport.stats.txDatagrams, 8);
+    await transport.close();
+  });
 });

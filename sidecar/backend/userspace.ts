@@ -3,16 +3,12 @@
  * stream bind (or a UDP bind when not tunnelling), and the `wg` configuration socket.
  */
 import { formatKey } from "../../shared/siderolink/keys.ts";
-import { Device } from "../../shared/wireguard/device.ts";
 import { createStreamBind, type StreamEndpoint } from "../../shared/wireguard/stream-bind.ts";
-import { handleUapiRequest } from "../../shared/wireguard/uapi.ts";
 import { createStreamEndpoints } from "../bind/stream-endpoints.ts";
 import { createUdpBind } from "../bind/udp.ts";
 import { ip } from "../net/iproute2.ts";
 import { openLinuxTun } from "../tun/tun-linux.ts";
-import { nodeClock } from "../wireguard/clock-node.ts";
-import { createNodeCryptoProvider } from "../wireguard/crypto-node.ts";
-import { serveUapi } from "../wireguard/uapi-socket.ts";
+import { startUserspaceDevice } from "../wireguard/userspace-device.ts";
 import { type BackendOptions, LINK_MTU, type WireGuardBackend } from "./backend.ts";
 import { filterTunSource } from "./source-filter.ts";
 
@@ -33,24 +29,19 @@ export async function createUserspaceBackend(options: BackendOptions): Promise<W
     ? filterTunSource(linuxTun, options.serverAddress)
     : undefined;
   const tun = filtered ?? linuxTun;
-  const device = new Device({
-    tun,
-    bind: options.udp ? createUdpBind({ port: 0 }) : streamBind,
-    crypto: createNodeCryptoProvider(),
-    clock: nodeClock,
-    log: options.log,
-  });
-  let uapi: Awaited<ReturnType<typeof serveUapi>> | undefined;
   try {
     await ip(["link", "set", "dev", tun.name, "txqueuelen", String(TunTxQueuePackets)]);
-    device.setPrivateKey(options.privateKey);
-    await device.start();
-    uapi = await serveUapi(tun.name, (request) => handleUapiRequest(device, request));
   } catch (error) {
-    await device.close();
+    await tun.close();
     throw error;
   }
-  const served = uapi;
+  const started = await startUserspaceDevice({
+    tun,
+    bind: options.udp ? createUdpBind({ port: 0 }) : streamBind,
+    privateKey: options.privateKey,
+    log: options.log,
+  });
+  const { device } = started;
 
   return {
     kind: "userspace",
@@ -88,9 +79,6 @@ export async function createUserspaceBackend(options: BackendOptions): Promise<W
         ...(filtered ? { notFromServer: filtered.notFromServer } : {}),
       };
     },
-    async close() {
-      await served.close();
-      await device.close();
-    },
+    close: () => started.close(),
   };
 }

@@ -5,17 +5,13 @@
  * becomes wherever its last authenticated packet came from.
  */
 import { formatKey } from "../../shared/siderolink/keys.ts";
-import { Device } from "../../shared/wireguard/device.ts";
 import { sendHandshakeInitiation } from "../../shared/wireguard/send.ts";
-import { handleUapiRequest } from "../../shared/wireguard/uapi.ts";
 import { LINK_MTU, PERSISTENT_KEEPALIVE_SECONDS } from "../backend/backend.ts";
 import { UdpEndpoint } from "../bind/endpoint.ts";
 import { createUdpBind } from "../bind/udp.ts";
 import type { Logger } from "../log.ts";
 import { openLinuxTun } from "../tun/tun-linux.ts";
-import { nodeClock } from "../wireguard/clock-node.ts";
-import { createNodeCryptoProvider } from "../wireguard/crypto-node.ts";
-import { serveUapi } from "../wireguard/uapi-socket.ts";
+import { startUserspaceDevice } from "../wireguard/userspace-device.ts";
 import { createDualBind } from "./dual-bind.ts";
 import type { MeshPlane, PeerPath } from "./plane.ts";
 import type { RelayLink } from "./relay-link.ts";
@@ -32,23 +28,13 @@ export async function createUserspacePlane(options: UserspacePlaneOptions): Prom
   const tun = openLinuxTun({ name: options.iface, mtu: LINK_MTU });
   const udp = createUdpBind({ port: options.listenPort });
   const bind = createDualBind(udp, options.relay);
-  const device = new Device({
+  const started = await startUserspaceDevice({
     tun,
     bind,
-    crypto: createNodeCryptoProvider(),
-    clock: nodeClock,
+    privateKey: options.privateKey,
     log: (message) => options.log.debug(message),
   });
-  let uapi: Awaited<ReturnType<typeof serveUapi>>;
-  try {
-    device.setPrivateKey(options.privateKey);
-    await device.start();
-    uapi = await serveUapi(tun.name, (request) => handleUapiRequest(device, request));
-  } catch (error) {
-    await device.close();
-    throw error;
-  }
-  const served = uapi;
+  const { device } = started;
 
   return {
     kind: "userspace",
@@ -106,9 +92,6 @@ export async function createUserspacePlane(options: UserspacePlaneOptions): Prom
     drops() {
       return { ...device.drops, udpSend: udp.sendDrops };
     },
-    async close() {
-      await served.close();
-      await device.close();
-    },
+    close: () => started.close(),
   };
 }

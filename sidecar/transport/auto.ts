@@ -79,30 +79,57 @@ export interface AutoTransport extends NodeTransport {
   readonly reason: string;
 }
 
+/**
+ * A transport that is whichever one the switch holds: what the node's auto tunnel and the
+ * server's auto uplink have in common; each adds how it sends.
+ */
+export class SwitchedTransport<T extends SwitchableTransport> {
+  readonly #chosen: TransportSwitch<T>;
+
+  constructor(chosen: TransportSwitch<T>) {
+    this.#chosen = chosen;
+  }
+
+  /** The transport in use now. */
+  get current(): T {
+    return this.#chosen.current;
+  }
+
+  get kind(): T["kind"] {
+    return this.#chosen.current.kind;
+  }
+
+  get state(): TransportState {
+    return this.#chosen.current.state;
+  }
+
+  get stats(): Readonly<TransportStats> {
+    return this.#chosen.stats;
+  }
+
+  get lastError(): string | undefined {
+    return this.#chosen.current.lastError;
+  }
+
+  /** Which transport is in use and why. */
+  get reason(): string {
+    return this.#chosen.reason;
+  }
+
+  close(): Promise<void> {
+    return this.#chosen.close();
+  }
+}
+
+class AutoNodeTransport extends SwitchedTransport<NodeTransport> implements AutoTransport {
+  send(datagrams: readonly Uint8Array[]): void {
+    this.current.send(datagrams);
+  }
+}
+
 /** The node's `--transport auto`: a NodeTransport that is whichever transport the switch holds. */
 export function createAutoTransport(options: AutoTransportOptions): AutoTransport {
-  const chosen = createTransportSwitch(options);
-  return {
-    get kind() {
-      return chosen.current.kind;
-    },
-    get state() {
-      return chosen.current.state;
-    },
-    get stats() {
-      return chosen.stats;
-    },
-    get lastError() {
-      return chosen.current.lastError;
-    },
-    get reason() {
-      return chosen.reason;
-    },
-    send(datagrams) {
-      chosen.current.send(datagrams);
-    },
-    close: () => chosen.close(),
-  };
+  return new AutoNodeTransport(createTransportSwitch(options));
 }
 
 export function createTransportSwitch<T extends SwitchableTransport, P extends PreferredKind>(

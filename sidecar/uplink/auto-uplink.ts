@@ -7,7 +7,7 @@
  * closes it at once ("unauthorized"), which proves the path carries WebSockets without touching
  * the live uplink. (A second uplink with the secret would take over from the live one at HELLO.)
  */
-import { createTransportSwitch } from "../transport/auto.ts";
+import { createTransportSwitch, SwitchedTransport } from "../transport/auto.ts";
 import { probeWebSocket } from "../transport/probe.ts";
 import { connectUplink, type Uplink, type UplinkOptions, uplinkUrl } from "./client.ts";
 
@@ -20,6 +20,16 @@ export interface AutoUplinkOptions extends Omit<UplinkOptions, "transport"> {
 export interface AutoUplink extends Uplink {
   /** Which transport is in use and why. */
   readonly reason: string;
+}
+
+class AutoUplinkTransport extends SwitchedTransport<Uplink> implements AutoUplink {
+  get synced(): boolean {
+    return this.current.synced;
+  }
+
+  send(datagrams: readonly Uint8Array[], tag: Uint8Array): void {
+    this.current.send(datagrams, tag);
+  }
 }
 
 export function connectAutoUplink(options: AutoUplinkOptions): AutoUplink {
@@ -39,28 +49,5 @@ export function connectAutoUplink(options: AutoUplinkOptions): AutoUplink {
     fallbackAfterMs: options.fallbackAfterMs,
     probeIntervalMs: options.probeIntervalMs,
   });
-  return {
-    get kind() {
-      return chosen.current.kind;
-    },
-    get state() {
-      return chosen.current.state;
-    },
-    get stats() {
-      return chosen.stats;
-    },
-    get lastError() {
-      return chosen.current.lastError;
-    },
-    get synced() {
-      return chosen.current.synced;
-    },
-    get reason() {
-      return chosen.reason;
-    },
-    send(datagrams, tag) {
-      chosen.current.send(datagrams, tag);
-    },
-    close: () => chosen.close(),
-  };
+  return new AutoUplinkTransport(chosen);
 }

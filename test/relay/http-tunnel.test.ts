@@ -276,4 +276,31 @@ describe("the HTTP-only tunnel on the Node relay", () => {
     );
     abort.abort();
   });
+
+  it("a Send number sent twice, to keep more requests waiting than the window, ends the session", async () => {
+    const { summary, provisionOne } = await networkWithNode();
+    const address = await provisionOne();
+    const response = await receive(summary.name, address);
+    const session = response.headers.get("x-siderolink-session")!;
+    const path = `/v1/networks/${summary.name}/tunnel/${SERVICE}/Send`;
+    const numbered = () =>
+      send(
+        path,
+        session,
+        { "x-siderolink-ipv6-addr": address, "x-siderolink-seq": "1" },
+        framesMessage([nodeFrame([wireguardMessage(4)])]),
+      );
+    // Whichever of the two the relay sees second ends the session; the first is then let go.
+    const answers = await Promise.all([numbered(), numbered()]);
+    const refused = answers.find(
+      (answer) => answer.headers.get("siderolink-close-code") === "1007",
+    );
+    assert.ok(refused, "one of the two ends the session");
+    assert.match(
+      decodeURIComponent(refused.headers.get("grpc-message") ?? ""),
+      /Send 1 out of order: expected 0 \(at most \d+ in flight, each number once\)/,
+    );
+    const other = answers.find((answer) => answer !== refused)!;
+    assert.equal(other.headers.get("grpc-status"), "14", "the waiting one is let go");
+  });
 });

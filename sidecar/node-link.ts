@@ -64,6 +64,8 @@ export class NodeLink {
   #monitor: ReturnType<typeof setInterval> | undefined;
   #reprovisioning = false;
   #closed = false;
+  /** Datagrams WireGuard sent while there was no transport to take them (provisioning again). */
+  #withoutTransport = 0;
 
   constructor(options: NodeLinkOptions) {
     this.#options = options;
@@ -75,7 +77,11 @@ export class NodeLink {
     const options = {
       iface: this.#options.iface,
       privateKey: this.#options.privateKey,
-      sink: (datagrams: readonly Uint8Array[]) => this.#transport?.send(datagrams),
+      sink: (datagrams: readonly Uint8Array[]) => {
+        const transport = this.#transport;
+        if (transport) transport.send(datagrams);
+        else this.#withoutTransport += datagrams.length;
+      },
       udp: !tunnel,
       log: (message: string) => log.debug(message),
     };
@@ -117,6 +123,10 @@ export class NodeLink {
     if (tunnel) {
       const { address, port } = parseAddrPort(result.grpcPeerAddrPort, "grpc_peer_addr_port");
       this.#serverEndpoint = backend.endpoint(address, port);
+      // The transport before the peer: WireGuard sends its first handshake initiation as soon
+      // as it has the peer, and only a transport that exists can hold it until its stream is
+      // open; without one it is lost and the handshake waits for WireGuard's 5 s retry.
+      this.#startTransport(result);
     }
     await this.#setServerPeer(result);
     this.#result = result;
@@ -129,7 +139,6 @@ export class NodeLink {
     // In tunnel mode the endpoint is the node's virtual address, which names its tunnel stream:
     // kept out of info-level logs, which travel further than the node.
     log.debug("server endpoint", { endpoint: this.#cycle.current });
-    if (tunnel) this.#startTransport(result);
   }
 
   async #setServerPeer(result: ProvisionResult): Promise<void> {
@@ -279,7 +288,7 @@ export class NodeLink {
       peers: peers.map((peer) => peerReport(peer, now)),
       drops: {
         ...backend.drops(),
-        tunnelNotConnected: transport?.stats.dropsNotConnected ?? 0,
+        tunnelNotConnected: this.#withoutTransport + (transport?.stats.dropsNotConnected ?? 0),
         tunnelCongested: transport?.stats.dropsCongested ?? 0,
       },
     };

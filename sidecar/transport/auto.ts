@@ -157,6 +157,9 @@ export function createTransportSwitch<T extends SwitchableTransport, P extends P
 
   const switchTo = (kind: P | "http", why: string): void => {
     const previous = current;
+    // Closed first: what it held for a stream that never opened is counted as dropped before
+    // its counters are carried over.
+    void previous.close();
     for (const key of Object.keys(retired) as (keyof TransportStats)[]) {
       retired[key] += previous.stats[key];
     }
@@ -164,7 +167,6 @@ export function createTransportSwitch<T extends SwitchableTransport, P extends P
     reason = why;
     since = Date.now();
     log.warn("transport changed", { from: previous.kind, to: kind, reason: why });
-    void previous.close();
   };
 
   const watch = setInterval(() => {

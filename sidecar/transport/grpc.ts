@@ -11,8 +11,8 @@
  * Driven on node:http2 directly (docs/benchmarks.md, S7, has the comparison with connect-node):
  * each batch from the device is framed by hand into one buffer (shared/siderolink/
  * peer-packet-stream.ts) and written at once, and each DATA chunk from the relay is split into
- * datagrams without a copy. While the stream opens, a short drop-oldest queue holds outgoing
- * datagrams; once open, the stream's own buffer is the queue, capped at HIGH_WATER_BYTES.
+ * datagrams without a copy. While the stream opens, outgoing datagrams are held (held-datagrams.ts);
+ * once open, the stream's own buffer is the queue, capped at HIGH_WATER_BYTES.
  */
 import http2 from "node:http2";
 import { Code } from "@connectrpc/connect";
@@ -27,6 +27,7 @@ import { PEER_ADDRESS_HEADER } from "../../shared/siderolink/relay-api.ts";
 import { REASON_PEER_NOT_ALLOWED, REASON_PEER_REPLACED } from "../../shared/tunnel/frame.ts";
 import { http2ProxyConnection, type ProxySettings } from "../net/proxy.ts";
 import { type TlsSettings, tlsOptions } from "../tls.ts";
+import { HeldDatagrams } from "./held-datagrams.ts";
 import {
   createTransportStats,
   HIGH_WATER_BYTES,
@@ -36,8 +37,6 @@ import {
   type TransportState,
 } from "./transport.ts";
 
-/** Outgoing datagrams held while the stream opens; Talos keeps 100 per peer. */
-export const SEND_QUEUE_LIMIT = 100;
 /** HTTP/2 PING cadence: a dead connection is noticed within two intervals. */
 const PING_INTERVAL_MS = 15_000;
 const CREATE_STREAM_PATH = "/sidero.link.WireGuardOverGRPCService/CreateStream";
@@ -63,7 +62,7 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
   const { log } = options;
   const words = options.words ?? NODE_TUNNEL_WORDS;
   const stats = createTransportStats();
-  const pending: Uint8Array[] = [];
+  const held = new HeldDatagrams(stats);
   let state: TransportState = "connecting";
   let lastError: string | undefined;
   let session: http2.ClientHttp2Session | undefined;
@@ -141,7 +140,10 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
       state = "connected";
       stats.connects++;
       log.info(`${words.stream} connected`, { transport: "grpc", origin: options.api.origin });
-      flushPending(call);
+      held.release((datagrams) => {
+        count(datagrams);
+        write(call, datagrams, datagrams.length);
+      });
     });
     call.on("trailers", ended);
     call.on("data", (chunk: Buffer) => {
@@ -169,19 +171,13 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
         : `${Code[ending.code] ?? `status ${ending.code}`}: ${ending.message}`;
     if (isFinal(ending)) {
       state = "stopped";
-      pending.length = 0;
+      held.discard();
       log.warn(`the relay ended the ${words.stream}; ${words.afterEnd}`, { error: lastError });
       options.onTerminal(ending.message);
       return;
     }
     state = "retrying";
     log.warn(`${words.stream} down; reopening on the next datagram`, { error: lastError });
-  };
-
-  const flushPending = (call: http2.ClientHttp2Stream): void => {
-    if (pending.length === 0) return;
-    write(call, pending, pending.length);
-    pending.length = 0;
   };
 
   const count = (datagrams: readonly Uint8Array[]): void => {
@@ -228,20 +224,12 @@ export function createGrpcNodeTransport(options: GrpcTransportOptions): NodeTran
         write(stream, datagrams, datagrams.length);
         return;
       }
-      count(datagrams);
-      // Opening: the relay answers with headers at once, so this queue holds little.
-      for (const datagram of datagrams) {
-        if (pending.length >= SEND_QUEUE_LIMIT) {
-          pending.shift();
-          stats.dropsCongested++;
-        }
-        // The device may reuse its buffer once send returns.
-        pending.push(datagram.slice());
-      }
+      // Opening: the relay answers with headers at once, so this holds little.
+      held.hold(datagrams);
     },
     async close() {
       state = "stopped";
-      pending.length = 0;
+      held.discard();
       clearInterval(ping);
       stream?.close(http2.constants.NGHTTP2_CANCEL);
       stream = undefined;

@@ -22,6 +22,14 @@ export const TERMINAL_RETRY_MS = 5_000;
  * inside TCP, a deep queue turns loss into seconds of latency for the tunnelled TCP flows.
  */
 export const HIGH_WATER_BYTES = 256 * 1024;
+/**
+ * Outgoing datagrams held, oldest dropped first, while a stream opens or waits to reconnect, and
+ * sent once it is open: a restarted node's first handshake initiation then goes out with the
+ * stream instead of after WireGuard's 5 s retry. Talos holds as many (maxPendingClientMessages
+ * in internal/app/machined/pkg/controllers/siderolink/manager.go, siderolabs/talos), in the
+ * ring queue of siderolink's pkg/wgtunnel/wgbind/client.go.
+ */
+export const SEND_QUEUE_LIMIT = 100;
 
 export type TransportKind = "websocket" | "grpc" | "http";
 /** What `--transport` takes: a kind, or auto (the best that works, falling back to http). */
@@ -36,9 +44,12 @@ export interface TransportStats {
   txBytes: number;
   /** Streams opened successfully, the first included. */
   connects: number;
-  /** Outgoing datagrams dropped: no stream open. */
+  /** Outgoing datagrams dropped: no stream open to take them, nor one to hold them for. */
   dropsNotConnected: number;
-  /** Outgoing datagrams dropped: the stream's send buffer was above the high-water mark. */
+  /**
+   * Outgoing datagrams dropped: the stream's send buffer was above the high-water mark, or the
+   * queue held while it opens was full.
+   */
   dropsCongested: number;
 }
 
@@ -48,7 +59,10 @@ export interface NodeTransport {
   readonly stats: Readonly<TransportStats>;
   /** Why the last stream ended or failed, if it did. */
   readonly lastError: string | undefined;
-  /** Sends a batch of datagrams; drops and counts when the stream is down or congested. */
+  /**
+   * Sends a batch of datagrams; while the stream opens or waits to reconnect, holds the newest
+   * SEND_QUEUE_LIMIT of them for it; drops and counts when it has ended or is congested.
+   */
   send(datagrams: readonly Uint8Array[]): void;
   /** Ends the stream for good. */
   close(): Promise<void>;

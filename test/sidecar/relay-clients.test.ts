@@ -34,7 +34,7 @@ import {
 } from "../../sidecar/provision-client.ts";
 import { createGrpcNodeTransport } from "../../sidecar/transport/grpc.ts";
 import { createHttpTunnelTransport, httpTunnelUrl } from "../../sidecar/transport/http-tunnel.ts";
-import type { NodeTransport } from "../../sidecar/transport/transport.ts";
+import { type NodeTransport, SEND_QUEUE_LIMIT } from "../../sidecar/transport/transport.ts";
 import { createWebSocketTransport, tunnelUrl } from "../../sidecar/transport/websocket.ts";
 import { connectUplink, type Uplink } from "../../sidecar/uplink/client.ts";
 import { PeerReconciler, type PeerTable, type UplinkPeer } from "../../sidecar/uplink/peers.ts";
@@ -209,6 +209,29 @@ for (const uplinkTransport of ["websocket", "http"] as const) {
         await eventually("datagrams to reach the node", () => received.includes(11));
         assert.deepEqual(received.slice(0, 2), [10, 11]);
         assert.equal(transport.state, "connected");
+      });
+
+      it(`the ${kind} tunnel sends what WireGuard gave it while it opened, once open: the newest ${SEND_QUEUE_LIMIT}, in order`, async () => {
+        const result = await provisionAs("grpc");
+        const tag = Buffer.from(parseAddrPort(result.grpcPeerAddrPort).address).toString("hex");
+        const transport = openTransport(kind, result.grpcPeerAddrPort, {});
+        assert.equal(transport.state, "connecting");
+        // A restarted node's first handshake initiation comes before any stream is open; five
+        // more than the queue holds push the five oldest out.
+        for (let marker = 1; marker <= SEND_QUEUE_LIMIT + 5; marker++)
+          transport.send([datagram(1000 + marker)]);
+        const markers = () => fromNodes.filter((d) => d.tag === tag).map((d) => d.marker - 1000);
+        await eventually(
+          "the last held datagram to reach the uplink",
+          () => markers().at(-1) === SEND_QUEUE_LIMIT + 5,
+        );
+        assert.deepEqual(
+          markers(),
+          Array.from({ length: SEND_QUEUE_LIMIT }, (_, i) => i + 6),
+        );
+        assert.equal(transport.stats.txDatagrams, SEND_QUEUE_LIMIT);
+        assert.equal(transport.stats.dropsCongested, 5);
+        assert.equal(transport.stats.dropsNotConnected, 0);
       });
 
       it(`the ${kind} tunnel reports "peer not allowed" as terminal`, async () => {

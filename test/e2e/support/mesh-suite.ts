@@ -178,24 +178,35 @@ export function describeMesh(kind: MeshRelayKind, suite: MeshSuiteOptions = {}):
 
     it("c goes direct once its UDP block is lifted", async () => {
       await lab.unblockC();
+      // Both ends move: a pins c's candidate once a probe answers, and c roams to a's packets
+      // (or finds its own way). Until c has moved too, a packet on the old session may still be
+      // dropped by a sweep on c's side, so traffic is asked of the settled pair.
       const direct = await eventually(
-        "a's path to c becomes direct",
+        "a's path to c and c's path to a become direct",
         async () => {
-          const peer = peerOf(await lab.status("a"), statuses.c!);
-          return peer?.path === "direct" ? peer : undefined;
+          const fromA = peerOf(await lab.status("a"), statuses.c!);
+          const fromC = peerOf(await lab.status("c"), statuses.a!);
+          return fromA?.path === "direct" && fromC?.path === "direct" ? fromA : undefined;
         },
         30_000,
         200,
       );
       assert.match(direct.endpoint ?? "", /^10\.97\.0\.2:\d+$/);
-      const { stdout } = await lab.ns.a.run("wg", ["show", lab.ifaces.a, "endpoints"]);
-      assert.match(stdout, new RegExp(`\\s10\\.97\\.0\\.2:${direct.endpoint?.split(":")[1]}\\n`));
-      await lab.ns.a.run("ping", [
-        "-6",
-        "-c1",
-        "-W2",
-        statuses.c!.addresses.local.replace(/\/128$/, ""),
-      ]);
+      const port = direct.endpoint?.split(":")[1];
+      const onCandidate = new RegExp(`\\s10\\.97\\.0\\.2:${port}\\n`);
+      const cAddress = statuses.c!.addresses.local.replace(/\/128$/, "");
+      // A reply, with the interface still on c's candidate afterwards: the ping went direct,
+      // not back through the relay's bridge.
+      await eventually(
+        `a pings ${cAddress} with c's endpoint on a still 10.97.0.2:${port}`,
+        async () => {
+          await lab.ns.a.run("ping", ["-6", "-c1", "-W1", cAddress]);
+          const { stdout } = await lab.ns.a.run("wg", ["show", lab.ifaces.a, "endpoints"]);
+          return onCandidate.test(stdout);
+        },
+        20_000,
+        200,
+      );
     });
 
     it("SIGTERM removes every route, rule and nftables table", async () => {

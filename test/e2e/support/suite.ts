@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { LabProcess } from "../../netns/netns.ts";
+import type { LabProcess, Netns } from "../../netns/netns.ts";
 import { runCli } from "../../sidecar/support/cli.ts";
 import { eventually } from "../../support/eventually.ts";
 import {
@@ -86,6 +86,36 @@ async function setUp(kind: RelayKind): Promise<Context> {
     await topology.close();
     throw error;
   }
+}
+
+/** Rejects as `work` does, with `trail()` added to the message: what the failure needs explained. */
+async function explained<T>(work: Promise<T>, trail: () => Promise<string>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    throw new Error(`${String(error)}\n${await trail()}`, { cause: error });
+  }
+}
+
+/** A restarted node's log, the server's since the restart, and both ends' WireGuard state. */
+async function restartTrail(c: Context, name: NodeName, serverSince: number): Promise<string> {
+  // Every wg socket in /var/run/wireguard is listed from any namespace; kernel ones only from
+  // their own.
+  const wgShow = (ns: Netns) =>
+    ns.run("wg", ["show", "all", "dump"]).then(
+      ({ stdout }) => stdout,
+      (error: Error) => error.message,
+    );
+  return [
+    `${name} log since its restart:`,
+    c.nodes[name].process.output(),
+    "server log since the restart:",
+    c.server.output().slice(serverSince),
+    `${name} wg:`,
+    await wgShow(c.topology.nodes[name]),
+    "server wg:",
+    await wgShow(c.topology.mgmt),
+  ].join("\n");
 }
 
 async function nodeAddress(c: Context, name: NodeName): Promise<string> {
@@ -300,6 +330,7 @@ function defineAssertions(get: () => Context): void {
       const before = await c.topology.status(node.iface);
       const keys = [startingKey(node.process)];
       for (let round = 1; round <= 3; round++) {
+        const serverSince = c.server.output().length;
         await node.process.stop(10_000);
         assert.equal(node.process.child.exitCode, 0, node.process.output());
         node.process = c.topology.startNode(c.relay, name, node.iface, node.options);
@@ -318,10 +349,23 @@ function defineAssertions(get: () => Context): void {
           `${name} round ${round}: the same overlay address`,
         );
         // The relay ended the old key's stream only: the new one carries the handshake.
-        await pingUntilReply(c.topology.nodes[name], c.relay.info.serverAddress, 10);
-        await pingUntilReply(c.topology.mgmt, after.addresses.local!.split("/")[0], 10);
+        await explained(
+          pingUntilReply(c.topology.nodes[name], c.relay.info.serverAddress, 10),
+          () => restartTrail(c, name, serverSince),
+        );
+        await explained(
+          pingUntilReply(c.topology.mgmt, after.addresses.local!.split("/")[0], 10),
+          () => restartTrail(c, name, serverSince),
+        );
         const status = await c.topology.status(node.iface);
         assert.equal(status.transport.state, "connected", `${name} round ${round}`);
+        // The first handshake initiation goes out as soon as WireGuard has the peer; had it
+        // found no transport to hold it, the handshake would wait for WireGuard's retry.
+        assert.equal(
+          status.drops.tunnelNotConnected,
+          0,
+          `${name} round ${round}: nothing WireGuard sent was lost for want of a stream`,
+        );
         assert.equal(
           status.transport.connects,
           1,

@@ -98,6 +98,12 @@ function renderGateway(gateway: GatewayReport, metric: MetricWriter): void {
     Object.entries(gateway.provisions).map(([outcome, value]) => [{ outcome }, value]),
   );
   metric(
+    "gateway_lan_tls_failures_total",
+    "counter",
+    "LAN connections that failed the TLS handshake (a machine dialling plaintext, or not trusting the certificate).",
+    [[{}, gateway.lanTlsFailures]],
+  );
+  metric(
     "gateway_machines",
     "gauge",
     "Machines with a relay tunnel, by how they reach the gateway.",

@@ -103,6 +103,11 @@ export function formatStatus(s: StatusSnapshot): string {
     s.gateway
       ? `  machines:  ${s.gateway.nodes.length} (network ${s.gateway.network}, UDP ${s.gateway.wireguardListen ?? "off"})`
       : `  peers:     ${s.peers.length}`,
+    ...(s.gateway?.lanTlsFailures
+      ? [
+          `             ${s.gateway.lanTlsFailures} LAN connections failed the TLS handshake (see the log)`,
+        ]
+      : []),
   ];
   for (const peer of s.peers) {
     const age =

@@ -42,6 +42,7 @@ import type { Endpoint } from "../../shared/wireguard/bind.ts";
 import type { UdpEndpoint } from "../bind/endpoint.ts";
 import { createUdpBind, type UdpBind } from "../bind/udp.ts";
 import type { Logger } from "../log.ts";
+import { LogThrottle } from "../log-throttle.ts";
 import { createProvisionTransport, type ProvisionProtocol } from "../provision-client.ts";
 import { ensureStateDirectory } from "../state.ts";
 import type { StatusSnapshot } from "../status.ts";
@@ -54,6 +55,9 @@ import { UdpMachines } from "./udp-machines.ts";
 
 /** Talos keeps a 25 s keepalive: a machine silent this long has missed three. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 90_000;
+/** A failed LAN TLS handshake is logged once a minute per LAN address, for 1,024 addresses. */
+const TLS_ERROR_LOG_INTERVAL_MS = 60_000;
+const TLS_ERROR_LOG_SOURCES = 1024;
 
 /** Why the gateway refused something before any machine was known. */
 export const GatewayDropReason = {
@@ -90,6 +94,8 @@ export interface GatewayReport {
   readonly wireguardListen: string | null;
   /** Provision calls by outcome: "ok" or the relay's gRPC code. */
   readonly provisions: Readonly<Record<string, number>>;
+  /** LAN connections that failed the TLS handshake (`--tls-cert`): plaintext, untrusted CA. */
+  readonly lanTlsFailures: number;
   readonly udpMachines: number;
   readonly nodes: readonly NodeReport[];
 }
@@ -101,6 +107,9 @@ export class Gateway {
   readonly #nodes = new Map<string, GatewayNode>();
   readonly #provisions: Record<string, number> = {};
   readonly #drops: Record<GatewayDropReason, number> = { unknownSource: 0, peerNotAllowed: 0 };
+  #lanTlsFailures = 0;
+  /** One line per LAN address a minute: a machine set up wrong retries every few seconds. */
+  readonly #tlsErrorLines: LogThrottle;
   #udpMachines: UdpMachines | undefined;
   #udp: UdpBind | undefined;
   #lan: LanServer | undefined;
@@ -109,6 +118,11 @@ export class Gateway {
   constructor(options: GatewayOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
+    this.#tlsErrorLines = new LogThrottle({
+      intervalMs: TLS_ERROR_LOG_INTERVAL_MS,
+      maxSources: TLS_ERROR_LOG_SOURCES,
+      now: this.#now,
+    });
   }
 
   /** The LAN port serving gRPC (the chosen one when `listen.port` was 0). */
@@ -141,15 +155,20 @@ export class Gateway {
       ...this.#options.listen,
       tls: this.#options.lanTls,
       // Talos dials TLS for any scheme but grpc://; a machine set up otherwise fails here only.
-      onTlsError: (remote, error) =>
+      onTlsError: (remote, error) => {
+        this.#lanTlsFailures++;
+        const held = this.#tlsErrorLines.admit(remote);
+        if (held === undefined) return;
         log.warn(
           "a machine's TLS handshake failed: its siderolink.api must be https://GATEWAY:PORT and it must trust this gateway's certificate",
           {
             lan: remote === "" ? null : remote,
             code: (error as NodeJS.ErrnoException).code ?? null,
             error: error.message.trim(),
+            ...(held > 0 ? { sameSinceLastLine: held } : {}),
           },
-        ),
+        );
+      },
       routes: (router: ConnectRouter) => {
         router.service(
           ProvisionService,
@@ -320,6 +339,7 @@ export class Gateway {
         listen: `${listen.host}:${this.port}`,
         wireguardListen: wireguardListen ? `${wireguardListen.host}:${this.udpPort}` : null,
         provisions: { ...this.#provisions },
+        lanTlsFailures: this.#lanTlsFailures,
         udpMachines: this.#udpMachines?.size ?? 0,
         nodes,
       },

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -14,6 +14,7 @@ import { WebSocketServer } from "ws";
 import { CloseCode } from "../../shared/tunnel/frame.ts";
 import { parseUdpEndpoint } from "../../sidecar/bind/endpoint.ts";
 import { formatStatus } from "../../sidecar/commands/status.ts";
+import { Gateway } from "../../sidecar/gateway/gateway.ts";
 import { GatewayNode, type MachineMode } from "../../sidecar/gateway/gateway-node.ts";
 import { openRelayTunnel, relayApiUrl } from "../../sidecar/gateway/relay-tunnel.ts";
 import { GATEWAY_MACHINES_FILE, UdpMachines } from "../../sidecar/gateway/udp-machines.ts";
@@ -27,6 +28,7 @@ import {
   type NodeTransport,
   type TransportHandlers,
 } from "../../sidecar/transport/transport.ts";
+import { makeCertificates } from "../support/certificates.ts";
 import { eventually } from "../support/eventually.ts";
 
 const log = createLogger("test", { level: "error" });
@@ -214,6 +216,7 @@ describe("gateway options and reports", () => {
         listen: "0.0.0.0:50000",
         wireguardListen: "0.0.0.0:51820",
         provisions: { ok: 1, PermissionDenied: 1 },
+        lanTlsFailures: 0,
         udpMachines: 1,
         nodes: [
           {
@@ -308,6 +311,70 @@ describe("the gateway's log", () => {
     } finally {
       await tunnel.close();
       await new Promise((resolve) => relay.close(resolve));
+    }
+  });
+});
+
+describe("the gateway's LAN API over TLS", () => {
+  it("counts every failed TLS handshake, and logs one line a minute per LAN address with the number held back", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "gateway-lan-tls-"));
+    makeCertificates(dir, ["127.0.0.1"]);
+    const lines: { msg: string; lan?: string; sameSinceLastLine?: number }[] = [];
+    const clock = { now: Date.parse("2026-01-01T00:00:00.000Z") };
+    const origin = "http://127.0.0.1:9";
+    const gateway = new Gateway({
+      relay: {
+        origin,
+        api: relayApiUrl(new URL(origin)),
+        network: "site",
+        tls: { insecure: false },
+        proxy: NO_PROXY,
+        transport: "websocket",
+      },
+      provisionProtocol: "connect",
+      listen: { host: "127.0.0.1", port: 0 },
+      lanTls: { certFile: join(dir, "server.pem"), keyFile: join(dir, "server.key") },
+      idleTimeoutMs: 90_000,
+      stateDirectory: join(dir, "state"),
+      name: "gw-tls-test",
+      log: createLogger("gateway", {
+        format: "json",
+        write: (line) => lines.push(JSON.parse(line)),
+      }),
+      now: () => clock.now,
+    });
+    await gateway.start();
+    // What a Talos machine set to grpc:// sends first: the HTTP/2 client preface, in the clear.
+    const plaintext = () =>
+      new Promise<void>((resolve) => {
+        const socket = connect(gateway.port, "127.0.0.1", () =>
+          socket.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        );
+        socket.on("error", () => {});
+        socket.on("close", () => resolve());
+      });
+    const failures = async () => (await gateway.snapshot()).gateway!.lanTlsFailures;
+    const said = () => lines.filter((line) => /TLS handshake failed/.test(line.msg));
+    try {
+      for (let i = 0; i < 4; i++) await plaintext();
+      await eventually("four failures counted", async () => (await failures()) === 4);
+      assert.equal(said().length, 1, "one line for four failures inside a minute");
+      assert.equal(said()[0].lan, "127.0.0.1");
+      assert.equal(said()[0].sameSinceLastLine, undefined);
+      clock.now += 60_000;
+      await plaintext();
+      await eventually("the fifth counted", async () => (await failures()) === 5);
+      assert.equal(said().length, 2, "a line again once the minute is over");
+      assert.equal(said()[1].sameSinceLastLine, 3, "with the three held back");
+      const snapshot = await gateway.snapshot();
+      assert.match(
+        renderMetrics(snapshot, clock.now),
+        /^siderolink_sidecar_gateway_lan_tls_failures_total 5$/m,
+      );
+      assert.match(formatStatus(snapshot), /^ +5 LAN connections failed the TLS handshake/m);
+    } finally {
+      await gateway.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -4,6 +4,8 @@
  *
  *   direct         UDP between a and b allowed: the pair's WireGuard runs over the LAN;
  *   relay          UDP between a and b dropped with nftables: the pair goes through the relay;
+ *   kernel direct  the same as direct and relay, with both members on `--wireguard kernel`
+ *   kernel relay   (a wireguard-go interface configured with `wg`; no kernel module here);
  *   wireguard-go   plain wireguard-go in the same two namespaces, configured with `wg` over the
  *                  same LAN (the reference for the direct path).
  *
@@ -34,7 +36,7 @@ import { ping6 } from "../support/latency.ts";
 import { fixed, ratio, type ScenarioOptions, type ScenarioResult } from "../support/result.ts";
 import { loadNow, median, percentile } from "../support/stats.ts";
 
-type PathKind = "direct" | "relay" | "wireguard-go";
+type PathKind = "direct" | "relay" | "kernel direct" | "kernel relay" | "wireguard-go";
 type Direction = "a-to-b" | "b-to-a";
 
 interface Sample {
@@ -46,7 +48,18 @@ interface Sample {
   readonly pingsSent: number;
 }
 
-const PATHS: readonly PathKind[] = ["direct", "relay", "wireguard-go"];
+const PATHS: readonly PathKind[] = [
+  "direct",
+  "relay",
+  "kernel direct",
+  "kernel relay",
+  "wireguard-go",
+];
+/** The members' arguments for the kernel paths. */
+const KERNEL_ARGS = ["--wireguard", "kernel", "--wireguard-go", "wireguard-go"];
+/** What a member's status calls a path. */
+const statusPath = (path: PathKind): "direct" | "relay" =>
+  path === "relay" || path === "kernel relay" ? "relay" : "direct";
 const DIRECTIONS: readonly Direction[] = ["a-to-b", "b-to-a"];
 /** The nftables table in a that drops UDP to and from b's LAN address for the relayed runs. */
 const DROP_TABLE = "meshbench_drop";
@@ -73,8 +86,9 @@ async function liftLanUdpDrop(a: Netns): Promise<void> {
 async function startPair(
   lab: MeshLab,
   path: "direct" | "relay",
+  args: readonly string[],
 ): Promise<{ members: LabProcess[]; bAddress: string }> {
-  const members = [lab.startMember("a"), lab.startMember("b")];
+  const members = [lab.startMember("a", args), lab.startMember("b", args)];
   for (const member of members) await member.waitFor(/"mesh member up"/, 30_000);
   for (const name of ["a", "b"] as const) {
     await eventually(
@@ -141,15 +155,17 @@ export async function meshPaths(options: ScenarioOptions): Promise<ScenarioResul
     for (let repetition = 1; repetition <= options.repetitions; repetition++) {
       const order = repetition % 2 === 1 ? PATHS : [...PATHS].reverse();
       for (const path of order) {
-        const wantDrop = path === "relay";
+        const wantDrop = path === "relay" || path === "kernel relay";
         if (wantDrop !== dropped) {
           await (wantDrop ? dropLanUdp(lab.ns.a) : liftLanUdpDrop(lab.ns.a));
           dropped = wantDrop;
         }
         let members: LabProcess[] = [];
         let bAddress = WG_GO_B;
-        if (path !== "wireguard-go") ({ members, bAddress } = await startPair(lab, path));
-        else {
+        if (path !== "wireguard-go") {
+          const args = path.startsWith("kernel") ? KERNEL_ARGS : [];
+          ({ members, bAddress } = await startPair(lab, statusPath(path), args));
+        } else {
           await eventually(
             `a pings b over wireguard-go at ${WG_GO_B}`,
             () => lab.ns.a.run("ping", ["-6", "-c1", "-W1", WG_GO_B]).then(() => true),
@@ -167,7 +183,7 @@ export async function meshPaths(options: ScenarioOptions): Promise<ScenarioResul
         if (path !== "wireguard-go") {
           // The run counts only if the pair stayed on the path it was measured for.
           const peer = (await lab.status("a")).peers[0];
-          if (peer?.path !== path)
+          if (peer?.path !== statusPath(path))
             throw new Error(`a's path to b changed to ${peer?.path} during the ${path} run`);
         }
         for (const member of members) await member.stop(10_000);
@@ -212,8 +228,8 @@ export async function meshPaths(options: ScenarioOptions): Promise<ScenarioResul
     id: "s9",
     title: "Mesh: direct and relayed paths between two members vs a plain wireguard-go pair",
     method:
-      "The mesh end-to-end lab: members a and b (`siderolink-sidecar mesh`, userspace WireGuard, MTU 1280) in two namespaces on one LAN (veth), the Node relay in an edge namespace both reach over TCP. " +
-      "Three paths, alternating within each repetition (order reversed every other one): direct (UDP between a and b allowed), relay (UDP between a and b's LAN addresses dropped by an nftables table in a, so the pair's WireGuard datagrams go through the relay's WebSocket), and wireguard-go (a plain wireguard-go pair in the same two namespaces, configured with `wg`, MTU 1280, over the same LAN: the reference for the direct path). " +
+      "The mesh end-to-end lab: members a and b (`siderolink-sidecar mesh`, MTU 1280) in two namespaces on one LAN (veth), the Node relay in an edge namespace both reach over TCP. " +
+      "Five paths, alternating within each repetition (order reversed every other one): direct (UDP between a and b allowed) and relay (UDP between a and b's LAN addresses dropped by an nftables table in a, so the pair's WireGuard datagrams go through the relay's WebSocket), each with both members on the userspace backend and again on the kernel backend (`--wireguard kernel --wireguard-go wireguard-go`: a wireguard-go interface configured with `wg`, since this host has no kernel module; relayed datagrams pass through the member's loopback bridge), and wireguard-go (a plain wireguard-go pair in the same two namespaces, configured with `wg`, MTU 1280, over the same LAN: the reference for the direct paths). " +
       "Each mesh run starts a fresh pair of members after setting or lifting the drop (an established direct path falls back to the relay only after WireGuard's 180 s handshake timeout) and begins once both members' `status --json` shows the expected path with a handshake and a ping answers; a run whose path changed meanwhile fails the scenario. " +
       `Per run: iperf3 TCP from a to b's mesh (or tunnel) IPv6 address, ${options.seconds} s each way, then ${pingCount} ping6 echoes ${pingInterval * 1000} ms apart on the idle path; ${options.repetitions} repetitions. ` +
       "Throughput is the median over repetitions; RTT percentiles (nearest rank) are over all replies of a path. The 1-minute load average is recorded with every run: the machine is shared, so the comparison within this run is the figure that counts.",

@@ -16,7 +16,11 @@ import { parseUdpEndpoint } from "../../sidecar/bind/endpoint.ts";
 import { formatStatus } from "../../sidecar/commands/status.ts";
 import { Gateway } from "../../sidecar/gateway/gateway.ts";
 import { GatewayNode, type MachineMode } from "../../sidecar/gateway/gateway-node.ts";
-import { openRelayTunnel, relayApiUrl } from "../../sidecar/gateway/relay-tunnel.ts";
+import {
+  openRelayTunnel,
+  type RelayTarget,
+  relayApiUrl,
+} from "../../sidecar/gateway/relay-tunnel.ts";
 import { GATEWAY_MACHINES_FILE, UdpMachines } from "../../sidecar/gateway/udp-machines.ts";
 import { createLogger } from "../../sidecar/log.ts";
 import { renderMetrics } from "../../sidecar/metrics.ts";
@@ -56,6 +60,18 @@ function memoryTransport() {
     get closed() {
       return closed;
     },
+  };
+}
+
+/** The relay of network "site" at `origin`, over WebSocket. */
+function siteRelay(origin: string): RelayTarget {
+  return {
+    origin,
+    api: relayApiUrl(new URL(origin)),
+    network: "site",
+    tls: { insecure: false },
+    proxy: NO_PROXY,
+    transport: "websocket",
   };
 }
 
@@ -282,22 +298,11 @@ describe("the gateway's log", () => {
     });
     const machine = "[fdae:41e4:649b:9304::77]:50888";
     const refused: string[] = [];
-    const tunnel = openRelayTunnel(
-      {
-        origin,
-        api: relayApiUrl(new URL(origin)),
-        network: "site",
-        tls: { insecure: false },
-        proxy: NO_PROXY,
-        transport: "websocket",
-      },
-      machine,
-      {
-        onDatagrams() {},
-        onTerminal: (reason) => refused.push(reason),
-        log: gatewayLog.with({ machine }),
-      },
-    );
+    const tunnel = openRelayTunnel(siteRelay(origin), machine, {
+      onDatagrams() {},
+      onTerminal: (reason) => refused.push(reason),
+      log: gatewayLog.with({ machine }),
+    });
     try {
       await eventually("the relay's refusal", () => (refused.length > 0 ? true : undefined));
       assert.deepEqual(refused, ["peer not allowed"]);
@@ -321,16 +326,10 @@ describe("the gateway's LAN API over TLS", () => {
     makeCertificates(dir, ["127.0.0.1"]);
     const lines: { msg: string; lan?: string; sameSinceLastLine?: number }[] = [];
     const clock = { now: Date.parse("2026-01-01T00:00:00.000Z") };
+    // Never dialled: every connection fails its TLS handshake before any Provision.
     const origin = "http://127.0.0.1:9";
     const gateway = new Gateway({
-      relay: {
-        origin,
-        api: relayApiUrl(new URL(origin)),
-        network: "site",
-        tls: { insecure: false },
-        proxy: NO_PROXY,
-        transport: "websocket",
-      },
+      relay: siteRelay(origin),
       provisionProtocol: "connect",
       listen: { host: "127.0.0.1", port: 0 },
       lanTls: { certFile: join(dir, "server.pem"), keyFile: join(dir, "server.key") },

@@ -55,7 +55,10 @@ import { UdpMachines } from "./udp-machines.ts";
 
 /** Talos keeps a 25 s keepalive: a machine silent this long has missed three. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 90_000;
-/** A failed LAN TLS handshake is logged once a minute per LAN address, for 1,024 addresses. */
+/**
+ * A failed LAN TLS handshake is logged once a minute per LAN address, for up to 1,024 addresses a
+ * minute; more addresses than that share one line (log-throttle.ts).
+ */
 const TLS_ERROR_LOG_INTERVAL_MS = 60_000;
 const TLS_ERROR_LOG_SOURCES = 1024;
 
